@@ -1,0 +1,8 @@
+"""Commands beside LightningCLI's fit/validate/test/predict: ``python -m lightning_gen NAME --help``.
+
+Each command is a module here with ``main(argv: list[str]) -> None``; register it below.
+"""
+
+COMMANDS: dict[str, str] = {
+    "sample": "lightning_gen.commands.sample",
+}

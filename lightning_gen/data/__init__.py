@@ -1,0 +1,10 @@
+"""Datamodules: one per dataset, all serving batches as dicts with fixed keys.
+
+Keys: ``image`` (float in [0, 1], N×C×H×W), ``index``, and where the dataset has them
+``label`` (int class), ``attributes`` (float multi-hot), ``caption`` (list of str).
+"""
+
+from lightning_gen.data.base import GenerativeDataModule
+from lightning_gen.data.shapes import ShapesDataModule
+
+__all__ = ["GenerativeDataModule", "ShapesDataModule"]

@@ -1,0 +1,39 @@
+"""Augmentation on whole batches of tensors, on the device the batch already lives on.
+
+Randomness comes from a generator seeded by (seed, global step), so the augmentations of a
+resumed run equal those of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, hflip: bool = True, max_rotation_degrees: float = 0.0
+) -> torch.Tensor:
+    """Random horizontal flips (p = 0.5) and rotations uniform in ±max_rotation_degrees, per image."""
+    batch = images.shape[0]
+    if hflip:
+        flip = torch.rand(batch, generator=generator, device=images.device) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    if max_rotation_degrees > 0:
+        angles = (torch.rand(batch, generator=generator, device=images.device) * 2 - 1) * math.radians(
+            max_rotation_degrees
+        )
+        cos, sin = torch.cos(angles), torch.sin(angles)
+        zeros = torch.zeros_like(cos)
+        theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
+        grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+        # Reflection padding keeps the corners filled with image content instead of black wedges.
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return images.clamp_(0.0, 1.0)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + step) % (2**63))
+    return generator

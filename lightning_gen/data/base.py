@@ -1,0 +1,90 @@
+"""The base of every datamodule: batch dicts, resume-exact batch order, augmentation on tensors, data facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from lightning_gen.data.augment import augment_batch, step_generator
+from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
+from lightning_gen.data.sampler import SeededBatchSampler
+from lightning_gen.errors import UserError
+from lightning_gen.facts import DataFacts
+
+
+class GenerativeDataModule(pl.LightningDataModule):
+    """Subclasses fill ``self.train_set``, ``self.val_set`` (and optionally ``self.test_set``) in ``setup``.
+
+    Args:
+        image_size: side of the square images served, in pixels.
+        batch_size: images per training batch.
+        num_workers: DataLoader worker processes (0 loads in the main process; the cache makes that fast).
+        val_fraction: share of images held out for validation when the dataset has no official split.
+        seed: fixes the split, the batch order of every epoch and the augmentations.
+        hflip: random horizontal flips in training.
+        max_rotation_degrees: random rotations in ±this many degrees in training (0 = off).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        hflip: bool = True,
+        max_rotation_degrees: float = 0.0,
+    ):
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be in [0, 1), got {val_fraction}; set e.g. --data.val_fraction 0.05.")
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.hflip = hflip
+        self.max_rotation_degrees = max_rotation_degrees
+        self.train_set: BatchedImageDataset | None = None
+        self.val_set: BatchedImageDataset | None = None
+        self.test_set: BatchedImageDataset | None = None
+
+    # What the model is told (linked by the CLI). Subclasses with labels/attributes/captions extend it.
+    @property
+    def facts(self) -> DataFacts:
+        return DataFacts(image_size=self.image_size, channels=3)
+
+    def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")
+        sampler = SeededBatchSampler(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set if self.test_set is not None else self.val_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self._trainer
+        augmenting = self.hflip or self.max_rotation_degrees > 0
+        if trainer is not None and trainer.training and augmenting and isinstance(batch, dict):
+            generator = step_generator(self.seed, trainer.global_step, batch["image"].device)
+            batch["image"] = augment_batch(batch["image"], generator, self.hflip, self.max_rotation_degrees)
+        return batch

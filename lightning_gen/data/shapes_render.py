@@ -1,0 +1,70 @@
+"""Procedural shapes: one coloured shape on a plain background, rendered deterministically from a seed.
+
+Rendering is vectorised in torch and anti-aliased by 4× supersampling, so 10k images take
+about a second and need no download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = ("circle", "square", "triangle", "cross")
+COLOURS = {
+    "red": (0.9, 0.1, 0.1),
+    "green": (0.1, 0.8, 0.2),
+    "blue": (0.15, 0.3, 0.95),
+    "yellow": (0.95, 0.9, 0.1),
+    "magenta": (0.9, 0.15, 0.85),
+    "cyan": (0.1, 0.85, 0.9),
+}
+SIZES = {"small": 0.2, "large": 0.34}  # half-extent as a fraction of the image side
+BACKGROUND = (0.12, 0.12, 0.12)
+SUPERSAMPLE = 4
+
+
+@dataclass
+class RenderedShapes:
+    images: torch.Tensor  # N×3×H×W uint8
+    shape: torch.Tensor  # N int64 index into SHAPES
+    colour: torch.Tensor  # N int64 index into COLOURS
+    size: torch.Tensor  # N int64 index into SIZES
+
+
+def _mask(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Coverage of each shape in coordinates normalised by its half-extent (u right, v down)."""
+    circle = u**2 + v**2 <= 1.0
+    square = torch.maximum(u.abs(), v.abs()) <= 0.82
+    triangle = (v <= 0.75) & (u.abs() <= (v + 1.0) / 1.75)
+    cross = ((u.abs() <= 0.32) & (v.abs() <= 1.0)) | ((v.abs() <= 0.32) & (u.abs() <= 1.0))
+    masks = torch.stack([circle, square, triangle, cross], 0)  # S×N×H×W
+    return masks.gather(0, kind.view(1, -1, 1, 1).expand(1, *u.shape)).squeeze(0)
+
+
+def render_shapes(num_images: int, image_size: int, seed: int, chunk: int = 256) -> RenderedShapes:
+    generator = torch.Generator().manual_seed(seed)
+    shape = torch.randint(len(SHAPES), (num_images,), generator=generator)
+    colour = torch.randint(len(COLOURS), (num_images,), generator=generator)
+    size = torch.randint(len(SIZES), (num_images,), generator=generator)
+    extent = torch.tensor(list(SIZES.values()))[size]
+    # Centres keep the whole shape inside the frame.
+    centre = extent[:, None] + torch.rand(num_images, 2, generator=generator) * (1 - 2 * extent[:, None])
+    palette = torch.tensor(list(COLOURS.values()))
+    background = torch.tensor(BACKGROUND).view(1, 3, 1, 1)
+
+    fine = image_size * SUPERSAMPLE
+    axis = (torch.arange(fine, dtype=torch.float32) + 0.5) / fine
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    images = torch.empty(num_images, 3, image_size, image_size, dtype=torch.uint8)
+    for start in range(0, num_images, chunk):
+        sl = slice(start, start + chunk)
+        e = extent[sl].view(-1, 1, 1)
+        u = (xs[None] - centre[sl, 0].view(-1, 1, 1)) / e
+        v = (ys[None] - centre[sl, 1].view(-1, 1, 1)) / e
+        coverage = _mask(shape[sl], u, v).float()[:, None]
+        coverage = F.avg_pool2d(coverage, SUPERSAMPLE)
+        rgb = coverage * palette[colour[sl]].view(-1, 3, 1, 1) + (1 - coverage) * background
+        images[sl] = (rgb * 255).round().clamp(0, 255).to(torch.uint8)
+    return RenderedShapes(images=images, shape=shape, colour=colour, size=size)

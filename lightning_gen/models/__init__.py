@@ -1,0 +1,6 @@
+"""Models: each in its own file behind GenerativeModel (see lightning_gen.protocol)."""
+
+from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.vae import VAE, BetaVAE
+
+__all__ = ["GenerativeModel", "VAE", "BetaVAE"]

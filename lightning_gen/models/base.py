@@ -1,0 +1,74 @@
+"""GenerativeModel: what every model shares — data facts, optimiser injection, checkpoint identity."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lightning_gen.facts import DataFacts
+
+CHECKPOINT_KEY = "lightning_gen"
+
+
+class GenerativeModel(pl.LightningModule):
+    """Base of every model.
+
+    Args:
+        data_facts: image size, channels and condition vocabulary; linked from the datamodule by the
+            CLI (never typed in a config) and stored in the checkpoint.
+        optimizer: e.g. ``class_path: torch.optim.Adam`` with ``init_args: {lr: 1e-3}`` in the config.
+        lr_scheduler: optional, e.g. ``lightning_gen.models.schedules.WarmupCosine``.
+        scheduler_interval: whether the scheduler steps every optimizer ``step`` or every ``epoch``.
+    """
+
+    def __init__(
+        self,
+        data_facts: DataFacts | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+    ):
+        super().__init__()
+        self.data_facts = DataFacts.coerce(data_facts)
+        self._optimizer_factory = optimizer
+        self._scheduler_factory = lr_scheduler
+        self.scheduler_interval = scheduler_interval
+
+    def save_model_hyperparameters(self) -> None:
+        """save_hyperparameters() without the optimiser callables, with data facts as a plain dict."""
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
+        self.hparams["data_facts"] = self.data_facts.to_dict()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        facts = self.data_facts
+        return (facts.channels, facts.image_size, facts.image_size)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self._optimizer_factory(self.parameters())
+        if self._scheduler_factory is None:
+            return optimizer
+        scheduler = self._scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint.setdefault(CHECKPOINT_KEY, {}).update(
+            {"model_class": f"{cls.__module__}.{cls.__qualname__}", "data_facts": self.data_facts.to_dict()}
+        )
+
+    def batch_condition(self, batch: dict[str, Any]) -> Any:
+        """The condition this model reads from a batch; unconditional models read none."""
+        return None
+
+
+def model_class_from_checkpoint(checkpoint: dict[str, Any]) -> type[GenerativeModel]:
+    path = checkpoint.get(CHECKPOINT_KEY, {}).get("model_class")
+    if path is None:
+        raise KeyError("model_class")
+    module_name, _, class_name = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
