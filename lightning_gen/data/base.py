@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from lightning_gen.data.augment import augment_batch, step_generator
@@ -66,7 +67,8 @@ class GenerativeDataModule(pl.LightningDataModule):
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=False,
+            # Worker seeds from a private generator: creating an iterator never touches the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -82,7 +84,7 @@ class GenerativeDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = self._trainer
+        trainer = self.trainer
         augmenting = self.hflip or self.max_rotation_degrees > 0
         if trainer is not None and trainer.training and augmenting and isinstance(batch, dict):
             generator = step_generator(self.seed, trainer.global_step, batch["image"].device)

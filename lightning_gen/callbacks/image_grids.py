@@ -1,0 +1,104 @@
+"""Image grids every validation epoch, for any model of the protocol (lightning_gen.protocol).
+
+- ``reconstructions``: a fixed set of validation images (top row) above their reconstructions;
+- ``samples``: from the same noise every epoch (a generator re-seeded each time), so progress compares;
+- ``interpolations``: rows = fixed pairs of validation images, columns = steps between their latents;
+- whatever the model adds through ``validation_grids(batch, generator) -> {name: grid}``
+  (condition rows, denoising progressions).
+Runs before the EMA callback swaps the raw weights back, so grids show the EMA weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torchvision.utils import make_grid
+
+from lightning_gen.protocol import batch_condition, has_latents
+from lightning_gen.settings import ImageSettings
+from lightning_gen.tracking.images import log_grid
+
+
+def _take(condition: Any, rows: torch.Tensor | slice) -> Any:
+    if condition is None:
+        return None
+    if isinstance(condition, (list, tuple)):
+        indices = range(len(condition))[rows] if isinstance(rows, slice) else rows.tolist()
+        return [condition[i] for i in indices]
+    return condition[rows]
+
+
+def _first_validation_batch(trainer: pl.Trainer, count: int) -> dict[str, Any] | None:
+    loaders = trainer.val_dataloaders
+    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+    if loader is None:
+        return None
+    batch = next(iter(loader))
+    return {key: value[:count] for key, value in batch.items()}
+
+
+def interpolation_grid(model: Any, images: torch.Tensor, condition: Any, pairs: int, steps: int) -> torch.Tensor:
+    starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
+    start_condition = _take(condition, slice(0, 2 * pairs, 2))
+    z_start, z_end = model.encode(starts, start_condition), model.encode(ends, _take(condition, slice(1, 2 * pairs, 2)))
+    weights = torch.linspace(0, 1, steps, device=images.device).view(1, steps, 1)
+    z = (z_start[:, None] * (1 - weights) + z_end[:, None] * weights).flatten(0, 1)
+    row_condition = None
+    if start_condition is not None:
+        repeat = torch.arange(len(starts)).repeat_interleave(steps)
+        row_condition = _take(start_condition, repeat.to(images.device) if isinstance(start_condition, torch.Tensor) else repeat)
+    decoded = model.decode(z, row_condition)
+    # Real endpoints framing each row make the interpolation readable.
+    rows = torch.cat([starts[:, None].float(), decoded.view(len(starts), steps, *decoded.shape[1:]), ends[:, None].float()], 1)
+    return make_grid(rows.flatten(0, 1), nrow=steps + 2, padding=1)
+
+
+class ImageGrids(pl.Callback):
+    def __init__(self, directory: Path, settings: ImageSettings | None = None):
+        self.directory = Path(directory)
+        self.settings = settings or ImageSettings()
+        self._batch: dict[str, Any] | None = None
+
+    def _fixed_batch(self, trainer: pl.Trainer, device: torch.device) -> dict[str, Any] | None:
+        if self._batch is None:
+            needed = max(self.settings.num_images, 2 * self.settings.interpolation_pairs)
+            self._batch = _first_validation_batch(trainer, needed)
+        if self._batch is None:
+            return None
+        return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in self._batch.items()}
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if (trainer.current_epoch + 1) % self.settings.every_n_epochs != 0 and not final_epoch:
+            return
+        batch = self._fixed_batch(trainer, pl_module.device)
+        if batch is None:
+            return
+        for key, grid in self.grids(pl_module, batch).items():
+            log_grid(trainer, f"images/{key}", grid, self.directory)
+
+    def grids(self, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        settings = self.settings
+        images = batch["image"]
+        n = min(settings.num_images, len(images))
+        condition = batch_condition(model, batch)
+        generator = torch.Generator(device=model.device).manual_seed(settings.seed)
+        grids: dict[str, torch.Tensor] = {}
+        if has_latents(model):
+            recon = model.reconstruct(images[:n], _take(condition, slice(0, n)))
+            grids["reconstructions"] = make_grid(torch.cat([images[:n].float(), recon.float()]), nrow=n, padding=1)
+            pairs = min(settings.interpolation_pairs, len(images) // 2)
+            if pairs > 0:
+                grids["interpolations"] = interpolation_grid(model, images, condition, pairs, settings.interpolation_steps)
+        samples = model.sample(n, condition=_take(condition, slice(0, n)), generator=generator)
+        grids["samples"] = make_grid(samples.float(), nrow=n, padding=1)
+        extra = getattr(model, "validation_grids", None)
+        if extra is not None:
+            grids.update(extra(batch, torch.Generator(device=model.device).manual_seed(settings.seed)))
+        return grids

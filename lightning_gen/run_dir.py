@@ -1,0 +1,79 @@
+"""Run directories: ``<default_root_dir>/<experiment>/version_<N>/`` holding config, checkpoints, images and W&B files."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_gen.errors import UserError
+
+RUN_INFO_KEY = "lightning_gen"
+
+
+@dataclass
+class RunLocation:
+    root: Path
+    experiment: str
+    directory: Path
+    run_id: str  # the W&B run id: new for a new run, read back from the checkpoint on resume
+    resume_from: Path | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.directory / "checkpoints"
+
+    @property
+    def images(self) -> Path:
+        return self.directory / "images"
+
+
+def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if experiment_dir.is_dir():
+        for child in experiment_dir.iterdir():
+            match = re.fullmatch(r"version_(\d+)", child.name)
+            if match and child.is_dir():
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def new_run(root: str | Path, experiment: str) -> RunLocation:
+    experiment_dir = Path(root) / experiment
+    versions = _versions(experiment_dir)
+    number = versions[-1][0] + 1 if versions else 0
+    directory = experiment_dir / f"version_{number}"
+    return RunLocation(Path(root), experiment, directory, run_id=secrets.token_hex(4))
+
+
+def latest_checkpoint(root: str | Path, experiment: str) -> Path:
+    """The newest ``last.ckpt`` of an experiment, for ``--ckpt_path last``."""
+    experiment_dir = Path(root) / experiment
+    candidates = [path for _, version in _versions(experiment_dir) for path in [version / "checkpoints" / "last.ckpt"] if path.is_file()]
+    if not candidates:
+        raise UserError(
+            f"--ckpt_path last found no checkpoint of experiment '{experiment}' under {experiment_dir}/version_*/checkpoints/last.ckpt; "
+            f"start the run without --ckpt_path, or pass --trainer.default_root_dir where the runs live (e.g. a mounted drive)."
+        )
+    return max(candidates, key=lambda path: path.stat().st_mtime)
+
+
+def read_run_info(checkpoint_path: str | Path) -> dict[str, Any]:
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # a truncated file from a killed session, a non-checkpoint, ...
+        raise UserError(f"could not read checkpoint {checkpoint_path} ({error}); pass another --ckpt_path.") from error
+    return dict(checkpoint.get(RUN_INFO_KEY, {}))
+
+
+def resumed_run(root: str | Path, experiment: str, checkpoint_path: str | Path) -> RunLocation:
+    """Continue the run that wrote ``checkpoint_path``: its directory and its W&B run id."""
+    checkpoint_path = Path(checkpoint_path)
+    info = read_run_info(checkpoint_path)
+    directory = checkpoint_path.resolve().parent.parent
+    run_id = info.get("run_id") or secrets.token_hex(4)
+    return RunLocation(Path(root), info.get("experiment", experiment), directory, run_id=run_id, resume_from=checkpoint_path)

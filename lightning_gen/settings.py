@@ -1,0 +1,66 @@
+"""Config groups the CLI adds beside trainer/model/data: ``tracking``, ``checkpointing``, ``ema``, ``images``.
+
+Each reads like a short list of hyperparameters in a YAML config, e.g.
+``ema: {decay: 0.9995}`` or ``--checkpointing.every_n_steps 500`` on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+
+@dataclass
+class TrackingSettings:
+    """Where a run is shown.
+
+    Args:
+        name: experiment name (the run directory's parent); default: the config file's stem.
+        logger: ``wandb`` (default), ``tensorboard``, ``csv`` or ``none``.
+        project: W&B project; runs of one sweep share it.
+        group: W&B group so a sweep's runs sit side by side; default: the experiment name.
+        wandb_mode: ``auto`` = online when WANDB_API_KEY (or a ``wandb login``) is present, else offline.
+    """
+
+    name: Optional[str] = None
+    logger: Literal["wandb", "tensorboard", "csv", "none"] = "wandb"
+    project: str = "lightning_gen"
+    group: Optional[str] = None
+    wandb_mode: Literal["auto", "online", "offline"] = "auto"
+
+
+@dataclass
+class CheckpointSettings:
+    """``last.ckpt`` always; best-k by ``monitor``; periodic ones every N steps and/or minutes, newest ``keep_periodic`` kept."""
+
+    monitor: str = "val/loss"
+    save_top_k: int = 3
+    every_n_steps: Optional[int] = None
+    every_n_minutes: Optional[float] = None
+    keep_periodic: int = 20
+
+
+@dataclass
+class EMASettings:
+    """Exponential moving average of the weights (Lightning's WeightAveraging); validation, grids and ``sample`` use it.
+
+    Args:
+        enabled: switch EMA off with ``--ema.enabled false``.
+        decay: the target decay.
+        warmup: use decay_t = min(decay, (1 + t) / (10 + t)) so early EMA weights do not keep the random init.
+    """
+
+    enabled: bool = True
+    decay: float = 0.999
+    warmup: bool = True
+
+
+@dataclass
+class ImageSettings:
+    """Grids logged every ``every_n_epochs`` validation epochs (fixed images and fixed noise, so epochs compare)."""
+
+    every_n_epochs: int = 1
+    num_images: int = 8
+    interpolation_pairs: int = 4
+    interpolation_steps: int = 8
+    seed: int = 1234
