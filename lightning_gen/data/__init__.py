@@ -5,6 +5,8 @@ Keys: ``image`` (float in [0, 1], N×C×H×W), ``index``, and where the dataset 
 """
 
 from lightning_gen.data.base import GenerativeDataModule
+from lightning_gen.data.cat_faces import CatFacesDataModule
+from lightning_gen.data.celeba import CelebADataModule
 from lightning_gen.data.shapes import ShapesDataModule
 
-__all__ = ["GenerativeDataModule", "ShapesDataModule"]
+__all__ = ["CatFacesDataModule", "CelebADataModule", "GenerativeDataModule", "ShapesDataModule"]

@@ -1,0 +1,283 @@
+"""Decode-once image cache: every source image is decoded, cropped and resized once into one uint8 ``.npy`` file.
+
+Training then reads batches from a memory map instead of decoding JPEGs every epoch. The cache
+is keyed by the preprocessing settings and the (path, size, mtime, crop box) of every file, so
+a changed setting or file list builds a new cache; old caches stay until the user deletes them.
+Files that cannot be decoded are left out with one warning that names them, never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lightning_gen.errors import UserError
+
+CACHE_FORMAT_VERSION = 1
+PROGRESS_BAR_MIN_FILES = 2000
+DECODE_CHUNK = 512  # bounds the number of decoded-but-unwritten images held at once
+SKIPPED_NAMED_IN_WARNING = 10
+DRAFT_REDUCING_GAP = 2.0
+# What PIL raises on corrupt, truncated, empty or unreadable files (UnidentifiedImageError is an OSError).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+CropBox = tuple[int, int, int, int]  # x, y, width, height in source pixels
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some source images could not be decoded and are left out of the dataset."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a source image becomes a cached square RGB image.
+
+    Args:
+        image_size: side of the cached square image, in pixels.
+        crop_size: side of the centre crop taken before resizing (e.g. 148 for CelebA faces);
+            None takes the largest centred square. Crops happen inside the crop box when one is given.
+    """
+
+    image_size: int
+    crop_size: int | None = None
+
+
+@dataclass(frozen=True)
+class CachedImages:
+    """A loaded cache. Row ``i`` of ``images`` is source file ``i``; rows of skipped files are black and not in ``kept``."""
+
+    images: "MappedImages"
+    kept: np.ndarray
+    skipped: tuple[str, ...]
+    location: Path
+
+
+class MappedImages:
+    """The cache's N×3×H×W uint8 array, memory-mapped on first use.
+
+    It pickles as its path, so DataLoader worker processes re-open the map instead of copying the array.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")
+        return self._array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.array[index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self.array, dtype=dtype)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_array": None}
+
+
+def default_cache_dir() -> Path:
+    """``$LIGHTNING_GEN_CACHE`` if set, else ``~/.cache/lightning_gen`` (dataset folders are often read-only)."""
+    return Path(os.environ.get("LIGHTNING_GEN_CACHE") or Path.home() / ".cache" / "lightning_gen")
+
+
+def decode_image(path: Path, preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
+    """Returns the preprocessed image as a 3×S×S uint8 array; raises one of DECODE_ERRORS on a bad file."""
+    size = preprocessing.image_size
+    with Image.open(path) as image:
+        width, height = image.size
+        left, top, box_width, box_height = _clip_box(crop_box, width, height)
+        side = min(box_width, box_height, preprocessing.crop_size or max(box_width, box_height))
+        left += (box_width - side) / 2
+        top += (box_height - side) / 2
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; like PIL's thumbnail, keep at least twice
+        # the final resolution so the bicubic resize, not the coarse DCT scaling, shapes the result.
+        reduction = max(side / (size * DRAFT_REDUCING_GAP), 1.0)
+        image.draft("RGB", (math.ceil(width / reduction), math.ceil(height / reduction)))
+        scale_x, scale_y = image.size[0] / width, image.size[1] / height
+        box = (left * scale_x, top * scale_y, (left + side) * scale_x, (top + side) * scale_y)
+        # Crop before resizing: resize(box=...) would blend in pixels from outside the box at its edges.
+        cropped = image.crop(tuple(round(value) for value in box)).convert("RGB")
+        resized = cropped.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _clip_box(crop_box: CropBox | None, width: int, height: int) -> tuple[float, float, float, float]:
+    if crop_box is None:
+        return 0.0, 0.0, float(width), float(height)
+    x, y, box_width, box_height = crop_box
+    left, top = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    right, bottom = min(max(x + box_width, left + 1), width), min(max(y + box_height, top + 1), height)
+    return float(left), float(top), float(right - left), float(bottom - top)
+
+
+def cache_key(files: Sequence[Path], root: Path, preprocessing: Preprocessing, crop_boxes: Sequence[CropBox | None]) -> str:
+    digest = hashlib.sha1(json.dumps({"version": CACHE_FORMAT_VERSION, **asdict(preprocessing)}).encode())
+    for path, crop_box in zip(files, crop_boxes):
+        try:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1  # a missing file is skipped at decode time; its later arrival changes the key
+        digest.update(f"{_relative(path, root)}\0{size}\0{mtime}\0{crop_box}\n".encode())
+    return digest.hexdigest()
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def open_image_cache(
+    files: Sequence[Path],
+    root: str | Path,
+    preprocessing: Preprocessing,
+    dataset: str,
+    cache_dir: str | Path | None = None,
+    crop_boxes: Sequence[CropBox | None] | None = None,
+    warn_skipped: bool = True,
+) -> CachedImages:
+    """Loads the cache for these files and settings, building it first when it does not exist yet."""
+    root = Path(root)
+    crop_boxes = list(crop_boxes) if crop_boxes is not None else [None] * len(files)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = folder / dataset
+    key = cache_key(files, root, preprocessing, crop_boxes)
+    array_path = folder / f"{preprocessing.image_size}px-{key[:20]}.npy"
+    sidecar_path = array_path.with_suffix(".json")
+    cached = _load(array_path, sidecar_path, len(files), preprocessing.image_size)
+    if cached is None:
+        _make_folder(folder)
+        _build(files, root, preprocessing, dataset, crop_boxes, array_path, sidecar_path)
+        cached = _load(array_path, sidecar_path, len(files), preprocessing.image_size)
+        if cached is None:
+            raise RuntimeError(f"The image cache just written to {array_path} could not be read back.")
+    if warn_skipped and cached.skipped:
+        rank_zero_warn(_skipped_message(dataset, cached.skipped, len(files), sidecar_path), category=SkippedImagesWarning)
+    return cached
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unwritable(folder, error) from error
+
+
+def _unwritable(folder: Path, error: OSError) -> UserError:
+    return UserError(
+        f"Cannot write the image cache to '{folder}' ({error.strerror or error}); "
+        "set data.cache_dir or the LIGHTNING_GEN_CACHE environment variable to a writable folder."
+    )
+
+
+def _load(array_path: Path, sidecar_path: Path, count: int, image_size: int) -> CachedImages | None:
+    """The cache, or None when it is absent or unusable (then it is rebuilt)."""
+    if not (array_path.exists() and sidecar_path.exists()):
+        return None
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        images = MappedImages(array_path)
+        shape_ok = images.shape == (count, 3, image_size, image_size)
+        skipped_indices = {entry["index"] for entry in sidecar["skipped"]}
+        skipped = tuple(f"{entry['path']} ({entry['reason']})" for entry in sidecar["skipped"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not shape_ok or sidecar.get("count") != count:
+        return None
+    kept = np.array([index for index in range(count) if index not in skipped_indices], dtype=np.int64)
+    return CachedImages(images=images, kept=kept, skipped=skipped, location=array_path)
+
+
+def _build(
+    files: Sequence[Path],
+    root: Path,
+    preprocessing: Preprocessing,
+    dataset: str,
+    crop_boxes: Sequence[CropBox | None],
+    array_path: Path,
+    sidecar_path: Path,
+) -> None:
+    size = preprocessing.image_size
+    # A unique temp name, renamed atomically once complete: a crash or a concurrent build never leaves a half cache.
+    temp_path = array_path.with_name(f".{array_path.stem}-{uuid.uuid4().hex[:8]}.npy")
+    try:
+        images = np.lib.format.open_memmap(temp_path, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
+    except OSError as error:
+        raise _unwritable(array_path.parent, error) from error
+    failures: dict[int, str] = {}
+
+    def decode_into_row(index: int) -> None:
+        try:
+            images[index] = decode_image(files[index], preprocessing, crop_boxes[index])
+        except DECODE_ERRORS as error:
+            # PIL often repeats the path in its message; the warning names the file already.
+            reason = str(error).replace(f" '{files[index]}'", "").replace(str(files[index]), "").strip()
+            failures[index] = reason or type(error).__name__
+
+    try:
+        progress = tqdm(
+            total=len(files), desc=f"Decoding {dataset} once", unit="img", disable=len(files) <= PROGRESS_BAR_MIN_FILES
+        )
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, progress:
+            for start in range(0, len(files), DECODE_CHUNK):
+                chunk = range(start, min(start + DECODE_CHUNK, len(files)))
+                list(pool.map(decode_into_row, chunk))
+                progress.update(len(chunk))
+        if files and len(failures) == len(files):
+            first = min(failures)
+            raise UserError(
+                f"None of the {len(files)} {dataset} images under '{root}' could be decoded "
+                f"(first: {files[first]}: {failures[first]}); check that data.root points at the image files."
+            )
+        images.flush()
+        del images
+        os.replace(temp_path, array_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    sidecar = {
+        "dataset": dataset,
+        "root": str(root),
+        "preprocessing": asdict(preprocessing),
+        "count": len(files),
+        "kept": [_relative(files[index], root) for index in range(len(files)) if index not in failures],
+        "skipped": [
+            {"index": index, "path": _relative(files[index], root), "reason": failures[index]} for index in sorted(failures)
+        ],
+    }
+    temp_sidecar = sidecar_path.with_name(f".{sidecar_path.name}-{uuid.uuid4().hex[:8]}")
+    temp_sidecar.write_text(json.dumps(sidecar, indent=1))
+    os.replace(temp_sidecar, sidecar_path)  # written last: its presence marks the cache complete
+
+
+def _skipped_message(dataset: str, skipped: Sequence[str], total: int, sidecar_path: Path) -> str:
+    named = ", ".join(skipped[:SKIPPED_NAMED_IN_WARNING])
+    more = f" and {len(skipped) - SKIPPED_NAMED_IN_WARNING} more" if len(skipped) > SKIPPED_NAMED_IN_WARNING else ""
+    return (
+        f"{len(skipped)} of {total} {dataset} images could not be decoded and are left out: {named}{more} "
+        f"(full list in {sidecar_path}); replace or delete those files to include or silence them."
+    )

@@ -1,0 +1,151 @@
+"""The base of datamodules over datasets of image files: list samples, decode once into a cache, split, serve batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lightning_gen.data.base import GenerativeDataModule
+from lightning_gen.data.batched_dataset import BatchedImageDataset
+from lightning_gen.data.image_cache import CachedImages, CropBox, Preprocessing, open_image_cache
+from lightning_gen.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImageSample:
+    """One image file and what the dataset says about it.
+
+    ``split`` is the dataset's official split ("train", "val" or "test"), None when it has none;
+    ``crop_box`` (x, y, width, height in pixels) is cut out before the centre crop and resize.
+    """
+
+    path: Path
+    label: int | None = None
+    attributes: Sequence[float] | None = None
+    caption: str | None = None
+    split: str | None = None
+    crop_box: CropBox | None = None
+
+
+def find_image_files(root: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files anywhere under ``root`` (suffix case ignored), sorted so the order is the same on every machine."""
+    return sorted(path for path in root.rglob("*") if path.suffix.lower() in suffixes and path.is_file())
+
+
+class ImageFileDataModule(GenerativeDataModule):
+    """Subclasses implement ``check_root()`` and ``list_samples()``; they may override ``preprocessing``.
+
+    ``prepare_data()`` (run by Lightning on one process per node) decodes every image once into the
+    cache; ``setup()`` memory-maps it and splits it: the dataset's official splits when it has them
+    (a seeded ``val_fraction`` of the training images when it has no validation split), else a
+    seeded random ``val_fraction`` split.
+
+    Args:
+        root: the dataset folder, as distributed.
+        cache_dir: where decoded images are cached; None uses ``$LIGHTNING_GEN_CACHE`` or ``~/.cache/lightning_gen``.
+        Other arguments: see GenerativeDataModule.
+    """
+
+    dataset_name = "images"  # names the cache folder and the dataset in messages
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        hflip: bool = True,
+        max_rotation_degrees: float = 0.0,
+        cache_dir: str | None = None,
+    ):
+        super().__init__(image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees)
+        self.root = Path(root).expanduser()
+        self.cache_dir = cache_dir
+        self.cache: CachedImages | None = None
+        self._samples: list[ImageSample] | None = None
+
+    def check_root(self) -> None:
+        """Raises MissingDatasetError (naming path, expected layout and download URL) when ``root`` is not there."""
+        raise NotImplementedError
+
+    def list_samples(self) -> list[ImageSample]:
+        """Every image of the dataset, in a fixed order; raises UserError on malformed metadata files."""
+        raise NotImplementedError
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(image_size=self.image_size)
+
+    @property
+    def samples(self) -> list[ImageSample]:
+        if self._samples is None:
+            self.check_root()
+            samples = self.list_samples()
+            if not samples:
+                raise UserError(
+                    f"No {self.dataset_name} images found under '{self.root}'; point data.root at the dataset folder."
+                )
+            self._samples = samples
+        return self._samples
+
+    def _open_cache(self, warn_skipped: bool) -> CachedImages:
+        samples = self.samples
+        return open_image_cache(
+            [sample.path for sample in samples],
+            self.root,
+            self.preprocessing,
+            self.dataset_name,
+            self.cache_dir,
+            crop_boxes=[sample.crop_box for sample in samples],
+            warn_skipped=warn_skipped,
+        )
+
+    def prepare_data(self) -> None:
+        self._open_cache(warn_skipped=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.cache = self._open_cache(warn_skipped=True)
+        samples = self.samples
+        labels = attributes = captions = None
+        if all(sample.label is not None for sample in samples):
+            labels = np.array([sample.label for sample in samples], dtype=np.int64)
+        if all(sample.attributes is not None for sample in samples):
+            attributes = np.array([sample.attributes for sample in samples], dtype=np.float32)
+        if all(sample.caption is not None for sample in samples):
+            captions = [str(sample.caption) for sample in samples]
+        rows = split_rows([sample.split for sample in samples], self.cache.kept, self.val_fraction, self.seed)
+        made = {name: BatchedImageDataset(self.cache.images, rows[name], labels, attributes, captions) for name in SPLITS}
+        self.train_set, self.val_set = made["train"], made["val"]
+        self.test_set = made["test"] if len(rows["test"]) else None
+
+
+def split_rows(splits: Sequence[str | None], kept: np.ndarray, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Rows (source indices) of each split among the decoded images; images without an official split count as train."""
+    kept = np.asarray(kept, dtype=np.int64)
+    names = np.array([splits[row] or "train" for row in kept.tolist()], dtype=object)
+    unknown = set(names.tolist()) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"Unknown split names {sorted(unknown)}; use one of {SPLITS}.")
+    rows = {name: kept[names == name] for name in SPLITS}
+    if len(rows["val"]) == 0:
+        rows["train"], rows["val"] = _hold_out(rows["train"], val_fraction, seed)
+    return rows
+
+
+def _hold_out(pool: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random share of ``pool``, never all of it; both parts sorted so memory-map reads stay sequential."""
+    count = max(min(int(round(len(pool) * fraction)), len(pool) - 1), 0)
+    if fraction > 0 and len(pool) > 1:
+        count = max(count, 1)
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return np.sort(pool[order[count:]]), np.sort(pool[order[:count]])
