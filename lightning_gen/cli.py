@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
@@ -104,6 +105,15 @@ class GenerativeCLI(LightningCLI):
         kwargs.setdefault("logger", make_logger(tracking, run))
         kwargs.setdefault("default_root_dir", str(run.directory))
         return super().instantiate_trainer(**kwargs)
+
+    def _finish_tracking(self) -> None:
+        # Close the W&B run now, not at interpreter exit: a notebook (Colab) keeps the process alive,
+        # and the offline run's files (config, summary) are complete only once it is finished.
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.finish()
+
+    after_fit = after_validate = after_test = after_predict = _finish_tracking
 
 
 def run_command(name: str, argv: list[str]) -> None:

@@ -18,8 +18,8 @@ def augment_batch(
     """Random horizontal flips (p = 0.5) and rotations uniform in ±max_rotation_degrees, per image."""
     batch = images.shape[0]
     if hflip:
-        flip = torch.rand(batch, generator=generator, device=images.device) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        flip = (torch.rand(batch, generator=generator, device=images.device) < 0.5).nonzero().flatten()
+        images[flip] = images[flip].flip(-1)  # only the chosen images are copied
     if max_rotation_degrees > 0:
         angles = (torch.rand(batch, generator=generator, device=images.device) * 2 - 1) * math.radians(
             max_rotation_degrees
@@ -30,7 +30,8 @@ def augment_batch(
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
         # Reflection padding keeps the corners filled with image content instead of black wedges.
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return images.clamp_(0.0, 1.0)
+        images = images.clamp_(0.0, 1.0)  # bilinear resampling can overshoot by rounding
+    return images
 
 
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:

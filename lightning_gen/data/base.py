@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.augment import augment_batch, step_generator
 from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
-from lightning_gen.data.sampler import SeededBatchSampler
+from lightning_gen.data.sampler import seeded_batches
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 
@@ -60,7 +60,7 @@ class GenerativeDataModule(pl.LightningDataModule):
     def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")
-        sampler = SeededBatchSampler(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train)
+        sampler = seeded_batches(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train)
         return DataLoader(
             dataset,
             batch_sampler=sampler,

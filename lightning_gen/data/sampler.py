@@ -1,7 +1,8 @@
-"""Batch order that depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
+"""Sample order that depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
 
 torch's RandomSampler draws its order from the global RNG, whose state Lightning does not
-checkpoint; Lightning calls ``set_epoch`` on the DataLoader's batch sampler each epoch.
+checkpoint. Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` every epoch,
+so this sampler goes inside torch's ordinary BatchSampler.
 """
 
 from __future__ import annotations
@@ -10,42 +11,38 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, Sampler
 
 
-class SeededBatchSampler(Sampler[list[int]]):
-    def __init__(self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = True):
+class SeededSampler(Sampler[int]):
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
         self.size = size
-        self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
-        # Never drop the only (partial) batch of a tiny dataset: an epoch with no step is a confusing no-op.
-        self.drop_last = drop_last and size >= batch_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> list[int]:
+    def _rank_and_world(self) -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __iter__(self) -> Iterator[int]:
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
-        if dist.is_available() and dist.is_initialized():
-            order = order[dist.get_rank() :: dist.get_world_size()]
-        return order
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self._indices()
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            if len(batch) < self.batch_size and self.drop_last:
-                return
-            yield batch
+        rank, world = self._rank_and_world()
+        return iter(order[rank::world])
 
     def __len__(self) -> int:
-        size = self.size
-        if dist.is_available() and dist.is_initialized():
-            size = len(range(dist.get_rank(), self.size, dist.get_world_size()))
-        return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
+        rank, world = self._rank_and_world()
+        return len(range(rank, self.size, world))
+
+
+def seeded_batches(size: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool) -> BatchSampler:
+    # Never drop the only (partial) batch of a tiny dataset: an epoch with no step is a confusing no-op.
+    return BatchSampler(SeededSampler(size, seed, shuffle), batch_size, drop_last=drop_last and size >= batch_size)

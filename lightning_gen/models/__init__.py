@@ -1,6 +1,7 @@
 """Models: each in its own file behind GenerativeModel (see lightning_gen.protocol)."""
 
 from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.ddpm import DDPM
 from lightning_gen.models.vae import VAE, BetaVAE
 
-__all__ = ["GenerativeModel", "VAE", "BetaVAE"]
+__all__ = ["GenerativeModel", "VAE", "BetaVAE", "DDPM"]

@@ -1,0 +1,342 @@
+"""DDPM: denoising diffusion on a diffusers UNet — unconditional, class-conditional or text-conditional (Imagen-style)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from lightning_gen.errors import UserError
+from lightning_gen.facts import DataFacts
+from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
+from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
+from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
+
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+UNetInputs = dict[str, torch.Tensor]  # the condition as UNet keyword arguments
+
+
+class DDPM(GenerativeModel):
+    """Denoising diffusion (Ho et al.) with classifier-free guidance and Imagen's dynamic thresholding.
+
+    Images arrive in [0, 1], are diffused in [−1, 1], and ``sample`` returns [0, 1].
+
+    Args:
+        conditioning: ``none``; ``class`` (reads ``batch["label"]``, classes from the data facts);
+            ``text`` (reads ``batch["caption"]``, embedded by a frozen T5 through a disk cache).
+        unet: overrides of the diffusers UNet arguments (see ``lightning_gen.models.unets``); the default
+            is a ~1.1M-parameter 3-level UNet with attention at the lowest resolution, the Imagen base
+            preset is ``imagen_base_unet()`` / ``DDPM.imagen_base``.
+        text_encoder: hub name or local HF directory of the T5 encoder (text conditioning only).
+        max_text_length: caption tokens kept (padded/truncated).
+        text_cache_dir: where caption embeddings are cached.
+        prediction_type: what the UNet predicts, ``epsilon`` (noise) or ``v_prediction`` (v = α·ε − σ·x0,
+            better behaved at high noise; the default).
+        beta_schedule: ``cosine`` (diffusers' squaredcos_cap_v2; keeps small images from being destroyed
+            too early, the default) or ``linear`` (the original DDPM betas).
+        num_train_timesteps: length of the diffusion chain.
+        cond_drop_prob: chance in training that a condition is replaced by the learned null condition,
+            which is what lets guidance work at sampling time.
+        guidance_scale: default classifier-free guidance scale of ``sample`` (1 = no guidance).
+        sampler: default sampler, ``ddim`` (deterministic, few steps) or ``ddpm`` (ancestral).
+        sampling_steps: default number of denoising steps of ``sample``.
+        dynamic_threshold_percentile: Imagen's dynamic thresholding percentile of |x0| at each step;
+            None clips x0 to [−1, 1] instead.
+        min_snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023; 5 speeds up training), None = unweighted.
+    """
+
+    def __init__(
+        self,
+        data_facts: DataFacts | None = None,
+        conditioning: Conditioning = "none",
+        unet: dict[str, Any] | None = None,
+        text_encoder: str = DEFAULT_TEXT_ENCODER,
+        max_text_length: int = 64,
+        text_cache_dir: str = "~/.cache/lightning_gen/text",
+        prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction",
+        beta_schedule: Literal["linear", "cosine"] = "cosine",
+        num_train_timesteps: int = 1000,
+        cond_drop_prob: float = 0.1,
+        guidance_scale: float = 2.0,
+        sampler: Literal["ddim", "ddpm"] = "ddim",
+        sampling_steps: int = 50,
+        dynamic_threshold_percentile: float | None = 0.95,
+        min_snr_gamma: float | None = 5.0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+    ):
+        super().__init__(data_facts, optimizer, lr_scheduler, scheduler_interval)
+        self.save_model_hyperparameters()
+        self.conditioning = conditioning
+        self.prediction_type = prediction_type
+        self.beta_schedule = beta_schedule
+        self.num_train_timesteps = num_train_timesteps
+        self.cond_drop_prob = cond_drop_prob
+        self.guidance_scale = guidance_scale
+        self.sampler = sampler
+        self.sampling_steps = sampling_steps
+        self.dynamic_threshold_percentile = dynamic_threshold_percentile
+        self.min_snr_gamma = min_snr_gamma
+        self._check_settings()
+        facts = self.data_facts
+        self.num_classes = facts.num_classes
+        self.text_cache: CaptionEmbeddingCache | None = None
+        text_dim = None
+        if conditioning == "class" and self.num_classes == 0:
+            raise UserError(
+                "model.conditioning is 'class' but the data has no class names; use a dataset with class labels "
+                "or set model.conditioning to none."
+            )
+        if conditioning == "text":
+            text_dim = text_embedding_dim(text_encoder)
+            self.text_cache = CaptionEmbeddingCache(text_encoder, max_text_length, text_cache_dir)
+            # The learned "no caption" sequence that guidance contrasts against (Imagen's null text embedding).
+            self.null_text_embedding = nn.Parameter(0.02 * torch.randn(max_text_length, text_dim))
+        config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
+        self.unet = build_unet(conditioning, config)
+        self.noise_schedule = DDPMScheduler(**self.schedule_config())
+
+    @classmethod
+    def imagen_base(
+        cls, data_facts: DataFacts | None = None, text_encoder: str = "google/t5-v1_1-large", **kwargs: Any
+    ) -> "DDPM":
+        """Seed 002's Imagen base model: text-conditioned, UNet from ``imagen_base_unet()`` (see its docstring for the YAML)."""
+        return cls(data_facts, conditioning="text", unet=imagen_base_unet(), text_encoder=text_encoder, **kwargs)
+
+    def _check_settings(self) -> None:
+        checks = [
+            (self.conditioning in ("none", "class", "text"), "model.conditioning must be none, class or text"),
+            (self.prediction_type in ("epsilon", "v_prediction"), "model.prediction_type must be epsilon or v_prediction"),
+            (self.beta_schedule in BETA_SCHEDULES, "model.beta_schedule must be linear or cosine"),
+            (self.sampler in ("ddim", "ddpm"), "model.sampler must be ddim or ddpm"),
+            (0.0 <= self.cond_drop_prob < 1.0, "model.cond_drop_prob must be in [0, 1)"),
+            (self.guidance_scale >= 0.0, "model.guidance_scale must be >= 0 (1 = no guidance)"),
+            (1 <= self.sampling_steps <= self.num_train_timesteps, "model.sampling_steps must be in [1, num_train_timesteps]"),
+            (self.dynamic_threshold_percentile is None or 0.0 < self.dynamic_threshold_percentile <= 1.0,
+             "model.dynamic_threshold_percentile must be in (0, 1] or null"),
+            (self.min_snr_gamma is None or self.min_snr_gamma > 0, "model.min_snr_gamma must be > 0 or null"),
+        ]
+        for ok, rule in checks:
+            if not ok:
+                raise UserError(f"{rule}; fix it in the model section of the config.")
+
+    # -- noise schedules ------------------------------------------------------------------------
+    def schedule_config(self) -> dict[str, Any]:
+        return {
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_schedule": BETA_SCHEDULES[self.beta_schedule],
+            "prediction_type": self.prediction_type,
+            # Few-step sampling must start from the last, pure-noise timestep ("leading" would start at 666 of 1000 for 3 steps).
+            "timestep_spacing": "trailing",
+            **thresholding_config(self.dynamic_threshold_percentile),
+        }
+
+    def sampling_scheduler(self, sampler: str) -> DDIMScheduler | DDPMScheduler:
+        """A fresh scheduler per sampling call: diffusers schedulers keep per-run state (their timesteps)."""
+        if sampler not in ("ddim", "ddpm"):
+            raise UserError(f"Unknown sampler '{sampler}'; use ddim or ddpm.")
+        return (DDIMScheduler if sampler == "ddim" else DDPMScheduler)(**self.schedule_config())
+
+    # -- conditions -----------------------------------------------------------------------------
+    def batch_condition(self, batch: dict[str, Any]) -> Any:
+        key = {"none": None, "class": "label", "text": "caption"}[self.conditioning]
+        if key is None:
+            return None
+        if key not in batch:
+            raise UserError(
+                f"model.conditioning is '{self.conditioning}' but the batches have no '{key}'; use a dataset that "
+                f"provides it or set model.conditioning to none."
+            )
+        return batch[key]
+
+    def condition_inputs(self, condition: Any, n: int) -> UNetInputs:
+        """The UNet keyword arguments for ``condition`` (class ids or captions); None gives the null condition."""
+        if self.conditioning == "none":
+            return {}
+        if condition is None:
+            return self.null_inputs(n)
+        if self.conditioning == "class":
+            labels = self._broadcast(torch.as_tensor(condition, dtype=torch.long).flatten(), n).to(self.device)
+            if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
+                raise UserError(f"Class ids must be in [0, {self.num_classes}), got {labels.tolist()}; use condition_from_names.")
+            return {"class_labels": labels}
+        captions = self._broadcast([condition] if isinstance(condition, str) else list(condition), n)
+        embeddings, mask = self.text_cache.lookup(captions, self.device)
+        return {"encoder_hidden_states": embeddings.to(self.null_text_embedding.dtype), "encoder_attention_mask": mask}
+
+    def null_inputs(self, n: int) -> UNetInputs:
+        if self.conditioning == "class":
+            return {"class_labels": torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)}
+        if self.conditioning == "text":
+            null = self.null_text_embedding
+            return {
+                "encoder_hidden_states": null.expand(n, *null.shape),
+                "encoder_attention_mask": torch.ones(n, null.shape[0], dtype=torch.bool, device=self.device),
+            }
+        return {}
+
+    def drop_condition(self, inputs: UNetInputs, dropped: torch.Tensor) -> UNetInputs:
+        """Replaces the condition of the rows where ``dropped`` is True by the learned null condition."""
+        null = self.null_inputs(len(dropped))
+        shaped = {key: dropped.view(-1, *[1] * (value.dim() - 1)) for key, value in inputs.items()}
+        return {key: torch.where(shaped[key], null[key], value) for key, value in inputs.items()}
+
+    @staticmethod
+    def _broadcast(condition: Any, n: int) -> Any:
+        if len(condition) == n:
+            return condition
+        if len(condition) == 1:
+            return condition.expand(n) if isinstance(condition, torch.Tensor) else list(condition) * n
+        raise UserError(f"Got {len(condition)} conditions for {n} samples; give one condition or one per sample.")
+
+    def condition_from_names(self, names: Sequence[str]) -> Any:
+        if self.conditioning == "text":
+            return [str(name) for name in names]  # for a text model a name is a caption
+        if self.conditioning == "none":
+            raise UserError("This DDPM is unconditional (model.conditioning none); sample it without a condition.")
+        known = self.data_facts.class_names
+        unknown = [name for name in names if name.strip() not in known]
+        if unknown:
+            raise UserError(f"Unknown class name '{unknown[0]}' for this model; valid names are: {', '.join(known)}.")
+        return torch.tensor([known.index(name.strip()) for name in names], dtype=torch.long)
+
+    def condition_from_prompt(self, prompt: str) -> Any:
+        if self.conditioning == "text":
+            return [prompt]
+        return self.condition_from_names([prompt])  # a class model accepts a prompt that is a class name
+
+    def condition_names(self, condition: Any) -> list[str]:
+        if condition is None or self.conditioning == "none":
+            return []
+        if self.conditioning == "class":
+            return [self.data_facts.class_names[i] for i in torch.as_tensor(condition).flatten().tolist()]
+        return [condition] if isinstance(condition, str) else list(condition)
+
+    # -- training -------------------------------------------------------------------------------
+    def _random(self, kind: str, shape: Sequence[int], generator: torch.Generator | None, high: int = 0) -> torch.Tensor:
+        """randn/rand/randint from ``generator`` (drawn on its device) or from the global RNG on this device."""
+        device = self.device if generator is None else generator.device
+        if kind == "randint":
+            values = torch.randint(high, tuple(shape), generator=generator, device=device)
+        else:
+            values = getattr(torch, kind)(tuple(shape), generator=generator, device=device)
+        return values.to(self.device)
+
+    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-γ: per-timestep weights min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR + 1) for v; 1 if disabled."""
+        if self.min_snr_gamma is None:
+            return torch.ones(len(timesteps), device=timesteps.device)
+        alphas = self.noise_schedule.alphas_cumprod.to(timesteps.device)[timesteps].float()
+        snr = alphas / (1.0 - alphas)
+        clipped = snr.clamp(max=self.min_snr_gamma)
+        return clipped / (snr + 1.0) if self.prediction_type == "v_prediction" else clipped / snr
+
+    def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None, drop: bool = True) -> torch.Tensor:
+        clean = batch["image"] * 2.0 - 1.0
+        n = len(clean)
+        noise = self._random("randn", clean.shape, generator).to(clean.dtype)
+        timesteps = self._random("randint", (n,), generator, high=self.num_train_timesteps)
+        inputs = self.condition_inputs(self.batch_condition(batch), n)
+        if drop and inputs and self.cond_drop_prob > 0:
+            inputs = self.drop_condition(inputs, self._random("rand", (n,), generator) < self.cond_drop_prob)
+        noisy = self.noise_schedule.add_noise(clean, noise, timesteps)
+        prediction = self.unet(noisy, timesteps, **inputs).sample
+        if self.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.noise_schedule.get_velocity(clean, noise, timesteps)
+        per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        return (self.loss_weights(timesteps) * per_image).mean()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.diffusion_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
+        # Noise and timesteps from a generator seeded by the batch index: the loss is repeatable and
+        # evaluation consumes no global random numbers, so it cannot change the course of training.
+        generator = torch.Generator().manual_seed(batch_idx)
+        loss = self.diffusion_loss(batch, generator, drop=False)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    # -- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: Literal["ddim", "ddpm"] | None = None,
+    ) -> torch.Tensor:
+        """``n`` images in [0, 1]. ``condition``: class ids (tensor/list) or captions, one or one per image;
+        None samples from the null condition. Unset arguments take the model's defaults."""
+        images, _ = self._denoise(n, condition, generator, steps, guidance_scale, sampler)
+        return self._to_unit_range(images)
+
+    @torch.no_grad()
+    def denoising_progression(
+        self, condition: Any = None, generator: torch.Generator | None = None, num_frames: int = 8
+    ) -> torch.Tensor:
+        """N×F×C×H×W in [0, 1]: the predicted x0 at ``num_frames`` evenly spaced sampling steps (the last
+        is the final sample), one row per condition (N = 1 for None or a single caption). Uses the default
+        sampler and guidance, with at least ``num_frames`` steps."""
+        if condition is None or isinstance(condition, str):
+            n = 1
+        else:
+            n = condition.numel() if isinstance(condition, torch.Tensor) else len(condition)
+        steps = max(self.sampling_steps, num_frames)
+        _, frames = self._denoise(n, condition, generator, steps, None, None, num_frames)
+        return self._to_unit_range(torch.stack(frames, dim=1))
+
+    def _denoise(
+        self,
+        n: int,
+        condition: Any,
+        generator: torch.Generator | None,
+        steps: int | None,
+        guidance_scale: float | None,
+        sampler: str | None,
+        num_frames: int = 0,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        scheduler = self.sampling_scheduler(sampler or self.sampler)
+        scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        inputs = self.condition_inputs(condition, n)
+        guided = guidance_active(scale, condition is not None and self.conditioning != "none")
+        if guided:  # conditional and unconditional passes share one UNet call on a doubled batch
+            null = self.null_inputs(n)
+            inputs = {key: torch.cat([value, null[key]]) for key, value in inputs.items()}
+        keep = set(torch.linspace(0, len(scheduler.timesteps) - 1, num_frames).round().long().tolist()) if num_frames else set()
+        step_options = {"use_clipped_model_output": True} if isinstance(scheduler, DDIMScheduler) else {}
+        sample = self._random("randn", (n, *self.image_shape), generator).to(self.dtype)
+        frames = []
+        for index, timestep in enumerate(scheduler.timesteps):
+            model_input = torch.cat([sample, sample]) if guided else sample
+            output = self.unet(model_input, timestep.expand(len(model_input)), **inputs).sample
+            if guided:
+                conditional, unconditional = output.chunk(2)
+                output = classifier_free_guidance(conditional, unconditional, scale)
+            step = scheduler.step(output, timestep, sample, generator=generator, **step_options)
+            sample = step.prev_sample
+            if index in keep:
+                frames.append(step.pred_original_sample)
+        return sample, frames
+
+    @staticmethod
+    def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
+        return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)

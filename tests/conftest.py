@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny VAE-on-shapes config and ways to run the CLI in-process or as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "seed_everything": 7,
+    "trainer": {
+        "max_epochs": 2,
+        "accelerator": "cpu",
+        "devices": 1,
+        "log_every_n_steps": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    },
+    "model": {
+        "class_path": "lightning_gen.models.VAE",
+        "init_args": {
+            "channels": [8, 16],
+            "latent_dim": 8,
+            "kl_weight": 0.1,
+            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.003}},
+        },
+    },
+    "data": {
+        "class_path": "lightning_gen.data.ShapesDataModule",
+        "init_args": {"num_images": 96, "image_size": 16, "batch_size": 16, "hflip": True, "max_rotation_degrees": 10},
+    },
+    "tracking": {"logger": "csv"},
+    "images": {"num_images": 4, "interpolation_pairs": 2, "interpolation_steps": 3},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path
+
+
+def run_cli(*args: str) -> None:
+    from lightning_gen.cli import main
+
+    main([str(a) for a in args])
+
+
+def run_process(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_gen", *map(str, args)],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
