@@ -5,4 +5,6 @@ Each command is a module here with ``main(argv: list[str]) -> None``; register i
 
 COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
+    "stats": "lightning_gen.commands.stats",
+    "evaluate": "lightning_gen.commands.evaluate",
 }

@@ -1,0 +1,153 @@
+"""Conditional VAE (seed 000): a class one-hot or an attribute multi-hot steers the decoder (and in v2 the encoder)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchvision.utils import make_grid
+
+from lightning_gen.errors import UserError
+from lightning_gen.facts import DataFacts
+from lightning_gen.models.conv_stacks import Activation, Upsampling
+from lightning_gen.models.losses import ReconstructionLoss
+from lightning_gen.models.prompt_attributes import attributes_in_prompt
+from lightning_gen.models.vae import VAE
+
+ConditionKind = Literal["class", "attributes"]
+MAX_GRID_ROWS = 8
+
+
+def condition_size(facts: DataFacts, kind: ConditionKind) -> int:
+    """Width of the condition vector, read from the data facts; UserError when the dataset lacks that vocabulary."""
+    names = facts.class_names if kind == "class" else facts.attribute_names
+    if not names:
+        what = "class labels" if kind == "class" else "attributes"
+        raise UserError(
+            f"model.condition is '{kind}' but the dataset (data facts: {facts.image_size}px, {facts.num_classes} classes, "
+            f"{facts.num_attributes} attributes) has no {what}; choose a dataset with {what} or the other model.condition."
+        )
+    return len(names)
+
+
+class CVAE(VAE):
+    """VAE whose encoder (v2) and decoder see a condition vector.
+
+    Args:
+        variant: ``v1`` conditions only the decoder; ``v2`` also the encoder (joined to its flattened features).
+        injection: ``concat`` joins the condition to z before the decoder's first dense layer (the seed's method);
+            ``add`` projects it by a dense layer to ``latent_dim`` and adds it to z (the seed's future work).
+        condition: ``class`` (one-hot of batch["label"]) or ``attributes`` (multi-hot batch["attributes"]).
+        Other arguments: see VAE.
+    """
+
+    def __init__(
+        self,
+        data_facts: DataFacts | None = None,
+        variant: Literal["v1", "v2"] = "v2",
+        injection: Literal["concat", "add"] = "concat",
+        condition: ConditionKind = "class",
+        channels: Sequence[int] = (32, 64, 128, 256),
+        latent_dim: int = 128,
+        decoder_dense: Sequence[int] = (),
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+        activation: Activation = "leaky_relu",
+        upsampling: Upsampling = "transpose",
+        reconstruction: ReconstructionLoss = "mse",
+        recon_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        kl_warmup_steps: int = 0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+    ):
+        facts = DataFacts.coerce(data_facts)
+        size = condition_size(facts, condition)
+        # VAE.__init__ sizes its layers from these two attributes, so they are set before it runs.
+        self.encoder_condition_size = size if variant == "v2" else 0
+        self.decoder_condition_size = size if injection == "concat" else 0
+        super().__init__(
+            facts, channels, latent_dim, decoder_dense, batchnorm, dropout, activation, upsampling, reconstruction,
+            recon_weight, kl_weight, kl_warmup_steps, optimizer, lr_scheduler, scheduler_interval,
+        )  # fmt: skip
+        self.variant, self.injection, self.condition_kind = variant, injection, condition
+        self.condition_projection = nn.Linear(size, latent_dim) if injection == "add" else None
+
+    # -- conditions ---------------------------------------------------------------------------
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        facts = self.data_facts
+        return facts.class_names if self.condition_kind == "class" else facts.attribute_names
+
+    def batch_condition(self, batch: dict[str, Any]) -> torch.Tensor:
+        key = "label" if self.condition_kind == "class" else "attributes"
+        if key not in batch:
+            raise UserError(f"model.condition is '{self.condition_kind}' but the batches have no '{key}'; use a dataset with {key}s.")
+        return batch[key]
+
+    def condition_vector(self, condition: Any, batch_size: int) -> torch.Tensor:
+        """Class indices (N,) become one-hot rows; attribute vectors (N×A) pass through; None is an error."""
+        if condition is None:
+            raise UserError(f"{type(self).__name__} needs a condition; pass --condition or --prompt with names from: {', '.join(self.vocabulary)}.")
+        condition = torch.as_tensor(condition, device=self.device)
+        if self.condition_kind == "class":
+            vector = nn.functional.one_hot(condition.long().view(-1), len(self.vocabulary)).float()
+        else:
+            vector = condition.float().view(-1, len(self.vocabulary))
+        if len(vector) == 1 and batch_size > 1:
+            vector = vector.expand(batch_size, -1)
+        return vector
+
+    def decode_logits(self, z: torch.Tensor, condition: Any = None) -> torch.Tensor:
+        if self.condition_projection is not None:
+            z = z + self.condition_projection(self.condition_vector(condition, len(z)).to(z.dtype))
+        return super().decode_logits(z, condition)
+
+    def spread_conditions(self, n: int) -> torch.Tensor:
+        """n conditions cycling evenly over the vocabulary: class i, or attribute i alone."""
+        index = torch.arange(n, device=self.device) % len(self.vocabulary)
+        if self.condition_kind == "class":
+            return index
+        return nn.functional.one_hot(index, len(self.vocabulary)).float()
+
+    def condition_from_names(self, names: list[str], n: int) -> torch.Tensor:
+        vocabulary = list(self.vocabulary)
+        unknown = [name for name in names if name not in vocabulary]
+        if unknown:
+            raise UserError(f"--condition {', '.join(unknown)} is not a known {self.condition_kind} name; use one of: {', '.join(vocabulary)}.")
+        if self.condition_kind == "class":
+            if len(names) != 1:
+                raise UserError(f"--condition takes exactly one class name for this model, got {len(names)}; use one of: {', '.join(vocabulary)}.")
+            return torch.full((n,), vocabulary.index(names[0]), dtype=torch.long, device=self.device)
+        vector = torch.zeros(n, len(vocabulary), device=self.device)
+        vector[:, [vocabulary.index(name) for name in names]] = 1.0
+        return vector
+
+    def condition_from_prompt(self, prompt: str, n: int) -> torch.Tensor:
+        names = attributes_in_prompt(prompt, self.vocabulary)
+        if self.condition_kind == "class" and len(names) > 1:
+            # Class vocabularies may overlap ("red", "red circle"): the longest match is the one meant.
+            names = [max(names, key=len)]
+        rank_zero_info(f"Prompt understood as {self.condition_kind}: {', '.join(names)}")
+        return self.condition_from_names(names, n)
+
+    # -- grids --------------------------------------------------------------------------------
+    def grid_conditions(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Rows of the condition grid: every class (up to 8), or the batch's distinct attribute vectors (up to 8)."""
+        if self.condition_kind == "class":
+            return torch.arange(min(len(self.vocabulary), MAX_GRID_ROWS), device=self.device)
+        return torch.unique(self.batch_condition(batch).float(), dim=0)[:MAX_GRID_ROWS].to(self.device)
+
+    @torch.no_grad()
+    def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One row per condition, one fixed z per column: if the condition controls the image, rows differ and columns agree."""
+        conditions = self.grid_conditions(batch)
+        columns = MAX_GRID_ROWS
+        z = torch.randn(columns, self.latent_dim, generator=generator, device=generator.device).to(self.device)
+        rows = len(conditions)
+        images = self.decode(z.repeat(rows, 1), conditions.repeat_interleave(columns, 0))
+        return {"conditions": make_grid(images.float(), nrow=columns, padding=1)}

@@ -1,0 +1,171 @@
+"""Judge: a small CNN trained on real images to tell class and attributes, used to score conditional samples."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torch.nn import functional as F
+
+from lightning_gen.errors import UserError
+from lightning_gen.facts import DataFacts
+from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.conv_stacks import ConvEncoder
+
+Targets = Literal["auto", "class", "attributes", "both"]
+
+
+class Judge(GenerativeModel):
+    """Predicts the class (cross-entropy) and/or the attributes (BCE per attribute) of an image.
+
+    Trained with ``python -m lightning_gen fit`` on a dataset's real images; logs ``val/class_accuracy``
+    and ``val/attribute_accuracy``. It generates nothing: it subclasses GenerativeModel for the data
+    facts, the optimiser injection and checkpoint loading by ``lightning_gen.checkpoints.load_model``.
+
+    Args:
+        channels: conv widths (stride 2 each) before one hidden dense layer.
+        hidden: width of that dense layer.
+        dropout: before the heads.
+        targets: what to predict; ``auto`` = everything the dataset has.
+    """
+
+    def __init__(
+        self,
+        data_facts: DataFacts | None = None,
+        channels: Sequence[int] = (32, 64, 128),
+        hidden: int = 128,
+        dropout: float = 0.2,
+        targets: Targets = "auto",
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+    ):
+        super().__init__(data_facts, optimizer, lr_scheduler, scheduler_interval)
+        self.save_model_hyperparameters()
+        facts = self.data_facts
+        self.predicts_class = facts.num_classes > 0 and targets in ("auto", "class", "both")
+        self.predicts_attributes = facts.num_attributes > 0 and targets in ("auto", "attributes", "both")
+        if not (self.predicts_class or self.predicts_attributes) or (targets == "both" and not facts.num_classes * facts.num_attributes):
+            raise UserError(
+                f"model.targets is '{targets}' but the dataset has {facts.num_classes} class names and "
+                f"{facts.num_attributes} attribute names; use a labelled dataset or another model.targets."
+            )
+        encoder = ConvEncoder(facts.channels, channels, facts.image_size, batchnorm=True)
+        self.body = nn.Sequential(encoder, nn.Linear(encoder.out_features, hidden), nn.LeakyReLU(0.2), nn.Dropout(dropout))
+        self.class_head = nn.Linear(hidden, facts.num_classes) if self.predicts_class else None
+        self.attribute_head = nn.Linear(hidden, facts.num_attributes) if self.predicts_attributes else None
+
+    def setup(self, stage: str) -> None:
+        # The CLI adds image grids for every model; a judge has no samples to show, so it drops them.
+        from lightning_gen.callbacks.image_grids import ImageGrids
+
+        callbacks = self.trainer.callbacks
+        callbacks[:] = [callback for callback in callbacks if not isinstance(callback, ImageGrids)]
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits: ``class`` (N×K) and/or ``attributes`` (N×A)."""
+        hidden = self.body(images.float())
+        out = {}
+        if self.class_head is not None:
+            out["class"] = self.class_head(hidden)
+        if self.attribute_head is not None:
+            out["attributes"] = self.attribute_head(hidden)
+        return out
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        logits = self(batch["image"])
+        size = len(batch["image"])
+        loss = torch.zeros((), device=self.device)
+        if "class" in logits:
+            loss = loss + F.cross_entropy(logits["class"], batch["label"])
+            accuracy = (logits["class"].argmax(1) == batch["label"]).float().mean()
+            self.log(f"{stage}/class_accuracy", accuracy, prog_bar=stage == "val", batch_size=size)
+        if "attributes" in logits:
+            target = batch["attributes"].float()
+            loss = loss + F.binary_cross_entropy_with_logits(logits["attributes"], target)
+            accuracy = ((logits["attributes"] > 0).float() == target).float().mean()
+            self.log(f"{stage}/attribute_accuracy", accuracy, prog_bar=stage == "val", batch_size=size)
+        self.log(f"{stage}/loss", loss, batch_size=size)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+
+def class_word_groups(class_names: Sequence[str], group_names: Sequence[str] | None = None) -> dict[str, int]:
+    """Group name → word position, when every class name has the same number (≥ 2) of words ("red circle")."""
+    counts = {len(name.replace("+", " ").split()) for name in class_names}
+    if len(counts) != 1 or (count := counts.pop()) < 2:
+        return {}
+    names = list(group_names) if group_names else [f"word{position + 1}" for position in range(count)]
+    if len(names) != count:
+        raise UserError(f"--group_names gives {len(names)} names but class names have {count} words; give {count}.")
+    return {name: position for position, name in enumerate(names)}
+
+
+@torch.no_grad()
+def judge_logits(judge: nn.Module, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    parts = [judge(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    return {key: torch.cat([part[key] for part in parts]).cpu() for key in parts[0]}
+
+
+def judge_accuracy(
+    judge: nn.Module,
+    images: torch.Tensor,
+    condition: torch.Tensor,
+    kind: Literal["class", "attributes"],
+    class_names: Sequence[str] = (),
+    attribute_names: Sequence[str] = (),
+    group_names: Sequence[str] | None = None,
+    attribute_groups: dict[str, Sequence[str]] | None = None,
+) -> dict[str, float]:
+    """Fraction of ``images`` whose judged class / attributes match the requested ``condition``.
+
+    ``kind="class"``: ``condition`` holds class indices; keys ``overall``, ``class/<name>`` and, when class
+    names are multi-word ("red circle"), ``group/<word group>`` (the judged name's word at that position matches).
+    ``kind="attributes"``: ``condition`` is multi-hot; a sample counts as correct when every requested
+    attribute is judged present (logit > 0); ``attribute/<name>`` over the samples requesting it, and
+    ``group/<name>`` for each mutually exclusive ``attribute_groups`` entry (argmax within the group).
+    """
+    logits = judge_logits(judge, images)
+    condition = condition.cpu()
+    results: dict[str, float] = {}
+    if kind == "class":
+        if "class" not in logits:
+            raise UserError("the judge checkpoint predicts no classes; train a judge on a dataset with class labels.")
+        requested = condition.long().view(-1)
+        judged = logits["class"].argmax(1)
+        results["overall"] = (judged == requested).float().mean().item()
+        for index in requested.unique().tolist():
+            chosen = requested == index
+            results[f"class/{class_names[index]}"] = (judged[chosen] == index).float().mean().item()
+        words = [name.replace("+", " ").split() for name in class_names]
+        for group, position in class_word_groups(class_names, group_names).items():
+            matches = [words[a][position] == words[b][position] for a, b in zip(judged.tolist(), requested.tolist())]
+            results[f"group/{group}"] = sum(matches) / len(matches)
+        return results
+    if "attributes" not in logits:
+        raise UserError("the judge checkpoint predicts no attributes; train a judge on a dataset with attributes.")
+    requested = condition.float() > 0.5
+    present = logits["attributes"] > 0
+    results["overall"] = (present | ~requested).all(1).float().mean().item()
+    for index, name in enumerate(attribute_names):
+        if requested[:, index].any():
+            results[f"attribute/{name}"] = present[requested[:, index], index].float().mean().item()
+    for group, members in (attribute_groups or {}).items():
+        columns = [list(attribute_names).index(member) for member in members]
+        asked = requested[:, columns]
+        rows = asked.any(1)
+        if rows.any():
+            judged_member = logits["attributes"][:, columns].argmax(1)
+            results[f"group/{group}"] = (judged_member[rows] == asked[rows].float().argmax(1)).float().mean().item()
+    return results
