@@ -1,0 +1,67 @@
+"""AnimalFacesDataModule: AFHQ (Kaggle andrewmvd/animal-faces), 512×512 cat, dog and wild faces with an official split."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from lightning_gen.data.image_files import ImageFileDataModule, ImageSample, find_image_files
+from lightning_gen.errors import MissingDatasetError, UserError
+from lightning_gen.facts import DataFacts
+
+DOWNLOAD_URL = "https://www.kaggle.com/datasets/andrewmvd/animal-faces"
+EXPECTED_LAYOUT = "train/{cat,dog,wild}/*.jpg and val/{cat,dog,wild}/*.jpg"
+ALL_CLASSES = ("cat", "dog", "wild")
+SPLITS = ("train", "val")
+
+
+class AnimalFacesDataModule(ImageFileDataModule):
+    """Animal faces with ``label`` = index of the image's folder among ``classes``; the official train/val split.
+
+    Args:
+        root: the ``afhq`` folder holding ``train/`` and ``val/``.
+        classes: any of cat, dog, wild (seed 000's stage 2 used all three).
+        Other arguments: see ImageFileDataModule.
+    """
+
+    dataset_name = "animal_faces"
+
+    def __init__(
+        self,
+        root: str,
+        classes: Sequence[str] = ALL_CLASSES,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        hflip: bool = True,
+        max_rotation_degrees: float = 0.0,
+        cache_dir: str | None = None,
+    ):
+        super().__init__(
+            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
+        )
+        unknown = [name for name in classes if name not in ALL_CLASSES]
+        if unknown or not classes:
+            raise UserError(f"data.classes {', '.join(unknown) or '(empty)'} is not an AFHQ class; use some of: {', '.join(ALL_CLASSES)}.")
+        self.classes = tuple(classes)
+
+    @property
+    def facts(self) -> DataFacts:
+        return DataFacts(image_size=self.image_size, channels=3, class_names=self.classes)
+
+    def check_root(self) -> None:
+        if not self.root.is_dir():
+            raise MissingDatasetError("Animal Faces (AFHQ)", self.root, EXPECTED_LAYOUT, DOWNLOAD_URL)
+        for split in SPLITS:
+            for name in self.classes:
+                if not (self.root / split / name).is_dir():
+                    raise MissingDatasetError(f"AFHQ {split}/{name}", self.root / split / name, EXPECTED_LAYOUT, DOWNLOAD_URL)
+
+    def list_samples(self) -> list[ImageSample]:
+        return [
+            ImageSample(path=path, label=label, split=split)
+            for split in SPLITS
+            for label, name in enumerate(self.classes)
+            for path in find_image_files(self.root / split / name)
+        ]
