@@ -36,10 +36,7 @@ def build_parser() -> ArgumentParser:
 @torch.no_grad()
 def sample_spread(model: Any, num: int, seed: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``num`` samples and the conditions they were asked for, spread evenly over the vocabulary."""
-    spread = getattr(model, "spread_conditions", None)
-    if spread is None:
-        raise UserError(f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE checkpoint.")
-    conditions = spread(num)
+    conditions = model.spread_conditions(num)
     generator = torch.Generator(device=model.device).manual_seed(seed)
     images = [
         model.sample(len(conditions[start : start + batch_size]), condition=conditions[start : start + batch_size], generator=generator)
@@ -57,6 +54,8 @@ def check_same_vocabulary(model: Any, judge: Any) -> None:
 
 
 def evaluate(model: Any, judge: Any, num: int, seed: int, batch_size: int = 256, group_names: list[str] | None = None) -> dict[str, float]:
+    if getattr(model, "spread_conditions", None) is None:
+        raise UserError(f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE checkpoint.")
     check_same_vocabulary(model, judge)
     images, conditions = sample_spread(model, num, seed, batch_size)
     facts = model.data_facts

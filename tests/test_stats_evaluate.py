@@ -1,0 +1,88 @@
+"""The stats and evaluate commands, and the JudgeScore callback, in-process through lightning_gen.cli.main."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_CONFIG, run_cli
+from test_awa2 import write_awa2
+
+from lightning_gen.data import ShapesDataModule
+from lightning_gen.models import CVAE, Judge
+
+FACTS = ShapesDataModule(image_size=16).facts
+
+
+def save(model, path: Path) -> Path:
+    """A checkpoint as Lightning writes it, holding what load_model reads."""
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("evaluate")
+    torch.manual_seed(0)
+    generator = CVAE(FACTS, condition="class", channels=(8, 16), latent_dim=4)
+    judge = Judge(FACTS, channels=(8, 16), hidden=8)
+    return save(generator, root / "cvae.ckpt"), save(judge, root / "judge.ckpt")
+
+
+def test_stats_counts_classes_and_attributes_of_a_config(tmp_path, capsys):
+    root = tmp_path / "Animals_with_Attributes2"
+    write_awa2(root)
+    config = {"data": {"class_path": "lightning_gen.data.AwA2DataModule", "init_args": {
+        "root": str(root), "classes": ["horse", "bat"], "attributes": ["black", "white"], "image_size": 8,
+        "cache_dir": str(tmp_path / "cache")}}}  # fmt: skip
+    (tmp_path / "awa2.yaml").write_text(yaml.safe_dump(config))
+    run_cli("stats", "--config", tmp_path / "awa2.yaml")
+    out = capsys.readouterr().out
+    assert "6 images" in out and "classes (2):" in out and "attributes (2):" in out
+    # The fixture's matrix is (class + attribute) % 2: horse and bat (rows 1 and 5) are black, not white.
+    assert [line.split()[:2] for line in out.splitlines() if line.strip().startswith(("black", "white"))] == [["black", "6"], ["white", "0"]]
+    assert "least common: white (0); most common: black (6)" in out
+
+
+def test_stats_of_an_unlabelled_dataset_exits_2(tmp_path, capsys):
+    config = {"data": {"class_path": "lightning_gen.data.CatFacesDataModule", "init_args": {"root": str(tmp_path / "none")}}}
+    (tmp_path / "cats.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("stats", "--config", tmp_path / "cats.yaml")
+    assert exit_info.value.code == 2 and "Cat faces" in capsys.readouterr().err
+
+
+def test_evaluate_prints_and_writes_scores(checkpoints, tmp_path, capsys):
+    generator, judge = checkpoints
+    run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 48, "--group_names", "colour,shape", "--out", tmp_path / "scores.json")
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert {"overall", "class/red circle", "class/cyan cross", "group/colour", "group/shape"} <= set(scores)
+    assert len([key for key in scores if key.startswith("class/")]) == 24  # 48 samples spread over 24 classes
+    assert all(0.0 <= value <= 1.0 for value in scores.values())
+    assert "group/colour" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_an_unconditional_generator(checkpoints, tmp_path, capsys):
+    _, judge = checkpoints
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("evaluate", "--ckpt_path", judge, "--judge", judge)
+    assert exit_info.value.code == 2 and "not conditional" in capsys.readouterr().err
+
+
+def test_judge_score_callback_logs_judge_accuracy(checkpoints, tmp_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"] = {"class_path": "lightning_gen.models.CVAE", "init_args": {"condition": "class", "channels": [8, 16], "latent_dim": 4}}
+    config["trainer"]["max_epochs"] = 1
+    config["trainer"]["callbacks"] = [{
+        "class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
+        "init_args": {"judge_ckpt": str(checkpoints[1]), "num_samples": 24}}]  # fmt: skip
+    (tmp_path / "judged.yaml").write_text(yaml.safe_dump(config))
+    run_cli("fit", "--config", tmp_path / "judged.yaml", "--trainer.default_root_dir", tmp_path / "runs")
+    metrics = (tmp_path / "runs" / "judged" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/judge_overall" in metrics and "val/judge_class/red circle" in metrics
