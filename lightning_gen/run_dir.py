@@ -43,7 +43,8 @@ def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
 
 
 def new_run(root: str | Path, experiment: str) -> RunLocation:
-    experiment_dir = Path(root) / experiment
+    # Absolute, so a resumed run's checkpoint callbacks recognise their own directory and files.
+    experiment_dir = Path(root).resolve() / experiment
     versions = _versions(experiment_dir)
     number = versions[-1][0] + 1 if versions else 0
     directory = experiment_dir / f"version_{number}"

@@ -23,6 +23,7 @@ def checkpoint_callbacks(directory: Path, settings: CheckpointSettings) -> list[
         save_top_k=settings.save_top_k,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # a resumed run rewrites last.ckpt instead of adding last-v1.ckpt
     )
     callbacks = [best]
     if settings.every_n_steps or settings.every_n_minutes:
@@ -37,6 +38,7 @@ def checkpoint_callbacks(directory: Path, settings: CheckpointSettings) -> list[
                 train_time_interval=timedelta(minutes=settings.every_n_minutes) if settings.every_n_minutes else None,
                 save_last=True,
                 auto_insert_metric_name=False,
+                enable_version_counter=False,
             )
         )
     return callbacks

@@ -38,8 +38,7 @@ def make_logger(settings: TrackingSettings, run: RunLocation) -> Logger | bool:
     if settings.logger == "tensorboard":
         return TensorBoardLogger(save_dir=str(run.directory), name="", version="", default_hp_metric=False)
     offline = wandb_offline(settings)
-    # Keep W&B's own files and its cache inside the run directory (a mounted drive on Colab).
-    os.environ.setdefault("WANDB_DIR", str(run.directory))
+    # save_dir keeps W&B's files inside the run directory (a mounted drive on Colab).
     return WandbLogger(
         save_dir=str(run.directory),
         project=settings.project,
