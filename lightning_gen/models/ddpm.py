@@ -13,6 +13,7 @@ from torch import nn
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.diffusion_grids import diffusion_validation_grids
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
 from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
@@ -45,6 +46,8 @@ class DDPM(GenerativeModel):
         guidance_scale: default classifier-free guidance scale of ``sample`` (1 = no guidance).
         sampler: default sampler, ``ddim`` (deterministic, few steps) or ``ddpm`` (ancestral).
         sampling_steps: default number of denoising steps of ``sample``.
+        validation_steps: denoising steps of the validation grids (at most ``sampling_steps``), kept
+            small so that grids every epoch stay cheap; None uses ``sampling_steps``.
         dynamic_threshold_percentile: Imagen's dynamic thresholding percentile of |x0| at each step;
             None clips x0 to [−1, 1] instead.
         min_snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023; 5 speeds up training), None = unweighted.
@@ -65,6 +68,7 @@ class DDPM(GenerativeModel):
         guidance_scale: float = 2.0,
         sampler: Literal["ddim", "ddpm"] = "ddim",
         sampling_steps: int = 50,
+        validation_steps: int | None = 25,
         dynamic_threshold_percentile: float | None = 0.95,
         min_snr_gamma: float | None = 5.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -81,6 +85,7 @@ class DDPM(GenerativeModel):
         self.guidance_scale = guidance_scale
         self.sampler = sampler
         self.sampling_steps = sampling_steps
+        self.validation_steps = validation_steps
         self.dynamic_threshold_percentile = dynamic_threshold_percentile
         self.min_snr_gamma = min_snr_gamma
         self._check_settings()
@@ -118,6 +123,7 @@ class DDPM(GenerativeModel):
             (0.0 <= self.cond_drop_prob < 1.0, "model.cond_drop_prob must be in [0, 1)"),
             (self.guidance_scale >= 0.0, "model.guidance_scale must be >= 0 (1 = no guidance)"),
             (1 <= self.sampling_steps <= self.num_train_timesteps, "model.sampling_steps must be in [1, num_train_timesteps]"),
+            (self.validation_steps is None or self.validation_steps >= 1, "model.validation_steps must be >= 1 or null"),
             (self.dynamic_threshold_percentile is None or 0.0 < self.dynamic_threshold_percentile <= 1.0,
              "model.dynamic_threshold_percentile must be in (0, 1] or null"),
             (self.min_snr_gamma is None or self.min_snr_gamma > 0, "model.min_snr_gamma must be > 0 or null"),
@@ -195,7 +201,8 @@ class DDPM(GenerativeModel):
             return condition.expand(n) if isinstance(condition, torch.Tensor) else list(condition) * n
         raise UserError(f"Got {len(condition)} conditions for {n} samples; give one condition or one per sample.")
 
-    def condition_from_names(self, names: Sequence[str]) -> Any:
+    def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
+        """Class ids (or captions) of ``names``; ``n`` is accepted for the sample command and broadcast later."""
         if self.conditioning == "text":
             return [str(name) for name in names]  # for a text model a name is a caption
         if self.conditioning == "none":
@@ -206,7 +213,7 @@ class DDPM(GenerativeModel):
             raise UserError(f"Unknown class name '{unknown[0]}' for this model; valid names are: {', '.join(known)}.")
         return torch.tensor([known.index(name.strip()) for name in names], dtype=torch.long)
 
-    def condition_from_prompt(self, prompt: str) -> Any:
+    def condition_from_prompt(self, prompt: str, n: int | None = None) -> Any:
         if self.conditioning == "text":
             return [prompt]
         return self.condition_from_names([prompt])  # a class model accepts a prompt that is a class name
@@ -282,24 +289,26 @@ class DDPM(GenerativeModel):
         steps: int | None = None,
         guidance_scale: float | None = None,
         sampler: Literal["ddim", "ddpm"] | None = None,
+        initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``n`` images in [0, 1]. ``condition``: class ids (tensor/list) or captions, one or one per image;
-        None samples from the null condition. Unset arguments take the model's defaults."""
-        images, _ = self._denoise(n, condition, generator, steps, guidance_scale, sampler)
+        None samples from the null condition. ``initial_noise`` (n×C×H×W) replaces the noise drawn from
+        ``generator``. Unset arguments take the model's defaults."""
+        images, _ = self._denoise(n, condition, generator, steps, guidance_scale, sampler, initial_noise=initial_noise)
         return self._to_unit_range(images)
 
     @torch.no_grad()
     def denoising_progression(
-        self, condition: Any = None, generator: torch.Generator | None = None, num_frames: int = 8
+        self, condition: Any = None, generator: torch.Generator | None = None, num_frames: int = 8, steps: int | None = None
     ) -> torch.Tensor:
         """N×F×C×H×W in [0, 1]: the predicted x0 at ``num_frames`` evenly spaced sampling steps (the last
         is the final sample), one row per condition (N = 1 for None or a single caption). Uses the default
-        sampler and guidance, with at least ``num_frames`` steps."""
+        sampler and guidance, with ``steps`` (default ``sampling_steps``) but at least ``num_frames`` steps."""
         if condition is None or isinstance(condition, str):
             n = 1
         else:
             n = condition.numel() if isinstance(condition, torch.Tensor) else len(condition)
-        steps = max(self.sampling_steps, num_frames)
+        steps = max(steps or self.sampling_steps, num_frames)
         _, frames = self._denoise(n, condition, generator, steps, None, None, num_frames)
         return self._to_unit_range(torch.stack(frames, dim=1))
 
@@ -312,6 +321,7 @@ class DDPM(GenerativeModel):
         guidance_scale: float | None,
         sampler: str | None,
         num_frames: int = 0,
+        initial_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         scheduler = self.sampling_scheduler(sampler or self.sampler)
         scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
@@ -323,7 +333,9 @@ class DDPM(GenerativeModel):
             inputs = {key: torch.cat([value, null[key]]) for key, value in inputs.items()}
         keep = set(torch.linspace(0, len(scheduler.timesteps) - 1, num_frames).round().long().tolist()) if num_frames else set()
         step_options = {"use_clipped_model_output": True} if isinstance(scheduler, DDIMScheduler) else {}
-        sample = self._random("randn", (n, *self.image_shape), generator).to(self.dtype)
+        if initial_noise is None:
+            initial_noise = self._random("randn", (n, *self.image_shape), generator)
+        sample = initial_noise.to(self.device, self.dtype)
         frames = []
         for index, timestep in enumerate(scheduler.timesteps):
             model_input = torch.cat([sample, sample]) if guided else sample
@@ -336,6 +348,12 @@ class DDPM(GenerativeModel):
             if index in keep:
                 frames.append(step.pred_original_sample)
         return sample, frames
+
+    @torch.no_grad()
+    def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``class_rows`` or ``prompt_rows`` (a row per fixed condition) and ``denoising`` (one progression)."""
+        steps = min(self.validation_steps or self.sampling_steps, self.sampling_steps)
+        return diffusion_validation_grids(self, batch, generator, steps)
 
     @staticmethod
     def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
