@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import yaml
 
@@ -65,3 +66,18 @@ def run_process(*args: str, cwd: Path | None = None, timeout: float = 300) -> su
         text=True,
         timeout=timeout,
     )
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+class KillAtStep(pl.Callback):
+    """Listed in trainer.callbacks by class path: stops a run abruptly before the given step, like a dead runtime."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise SimulatedKill(f"killed at step {self.step}")

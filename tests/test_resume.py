@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY_CONFIG, run_cli, run_process
+from conftest import REPO, TINY_CONFIG, SimulatedKill, run_cli, run_process
 
 
 def load(path: Path) -> dict:
@@ -35,6 +35,23 @@ def test_fit_two_plus_two_epochs_equals_four(tiny_config, tmp_path):
     assert_same_weights(straight["current_model_state"], resumed["current_model_state"])  # raw weights
     assert straight["optimizer_states"][0]["state"][0]["exp_avg"].equal(resumed["optimizer_states"][0]["state"][0]["exp_avg"])
     assert resumed["lightning_gen"]["run_id"] == first["lightning_gen"]["run_id"]
+
+
+def test_resume_from_a_mid_epoch_checkpoint_equals_an_uninterrupted_run(tiny_config, tmp_path):
+    every = ["--checkpointing.every_n_steps", "3"]
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "straight", *every)
+    # Killed before step 8 (5 steps per epoch): the newest checkpoint is step 6, inside epoch 2.
+    kill = '{"class_path": "conftest.KillAtStep", "init_args": {"step": 7}}'
+    with pytest.raises(SimulatedKill):
+        run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.callbacks+", kill, *every)
+    interrupted = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")
+    assert interrupted["global_step"] == 6
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--ckpt_path", "last", *every)
+    straight = load(tmp_path / "straight/tiny/version_0/checkpoints/last.ckpt")
+    resumed = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 10
+    assert_same_weights(straight["state_dict"], resumed["state_dict"])
+    assert_same_weights(straight["current_model_state"], resumed["current_model_state"])
 
 
 def test_ckpt_path_last_without_a_run_is_a_clear_error(tiny_config, tmp_path):

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from lightning_gen.data.augment import augment_batch, step_generator
 from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
+from lightning_gen.data.resumable_loader import ResumableDataLoader
 from lightning_gen.data.sampler import seeded_batches
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
@@ -60,16 +61,21 @@ class GenerativeDataModule(pl.LightningDataModule):
     def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")
-        sampler = seeded_batches(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train)
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        options: dict[str, Any] = {
+            "batch_sampler": seeded_batches(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train),
+            "collate_fn": keep_batch,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
             # Worker seeds from a private generator: creating an iterator never touches the global RNG.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+        if train:
+            return ResumableDataLoader(dataset, batches_processed=self._train_batches_processed, **options)
+        return DataLoader(dataset, **options)
+
+    def _train_batches_processed(self) -> int:
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -2,7 +2,7 @@
 
 torch's RandomSampler draws its order from the global RNG, whose state Lightning does not
 checkpoint. Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` every epoch,
-so this sampler goes inside torch's ordinary BatchSampler.
+so this sampler goes inside a BatchSampler.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import BatchSampler, Sampler
+from torch.utils.data import Sampler
+
+from lightning_gen.data.resumable_loader import SkippingBatchSampler
 
 
 class SeededSampler(Sampler[int]):
@@ -43,6 +45,6 @@ class SeededSampler(Sampler[int]):
         return len(range(rank, self.size, world))
 
 
-def seeded_batches(size: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool) -> BatchSampler:
+def seeded_batches(size: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool) -> SkippingBatchSampler:
     # Never drop the only (partial) batch of a tiny dataset: an epoch with no step is a confusing no-op.
-    return BatchSampler(SeededSampler(size, seed, shuffle), batch_size, drop_last=drop_last and size >= batch_size)
+    return SkippingBatchSampler(SeededSampler(size, seed, shuffle), batch_size, drop_last=drop_last and size >= batch_size)
