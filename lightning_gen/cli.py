@@ -120,14 +120,32 @@ def run_command(name: str, argv: list[str]) -> None:
     importlib.import_module(COMMANDS[name]).main(argv)
 
 
+def find_user_error(error: BaseException) -> UserError | None:
+    """jsonargparse wraps an error raised while instantiating a class; the user's mistake is in the chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from_command_line = argv == sys.argv[1:]
+    program, saved_argv = sys.argv[:1], sys.argv
     try:
         if argv and argv[0] in COMMANDS:
             run_command(argv[0], argv[1:])
         else:
-            GenerativeCLI(args=None if from_command_line else argv)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+            # LightningCLI reads sys.argv; a call from Python (tests, notebooks) runs as that command line.
+            sys.argv = program + argv
+            GenerativeCLI()
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        sys.argv = saved_argv

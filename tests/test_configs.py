@@ -47,3 +47,13 @@ def test_missing_data_root_is_one_clear_sentence(tmp_path):
     assert message.startswith("error: ") and str(missing) in message
     assert "kaggle.com" in message and "data.root" in message
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_value_found_while_building_the_model_is_one_sentence(tmp_path):
+    result = run_process(
+        "fit", "--config", "configs/quickstart.yaml", "--data.init_args.image_size", "20",
+        "--trainer.default_root_dir", tmp_path / "runs", "--tracking.logger", "csv",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: model.channels has 3 stride-2 levels but the image size 20")
+    assert "Traceback" not in result.stderr
