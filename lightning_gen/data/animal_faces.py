@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample, find_image_files
 from lightning_gen.errors import MissingDatasetError, UserError
@@ -29,18 +29,9 @@ class AnimalFacesDataModule(ImageFileDataModule):
         self,
         root: str,
         classes: Sequence[str] = ALL_CLASSES,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.05,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
-        cache_dir: str | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(
-            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
-        )
+        super().__init__(root, **kwargs)
         unknown = [name for name in classes if name not in ALL_CLASSES]
         if unknown or not classes:
             raise UserError(f"data.classes {', '.join(unknown) or '(empty)'} is not an AFHQ class; use some of: {', '.join(ALL_CLASSES)}.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -71,18 +71,9 @@ class AwA2DataModule(ImageFileDataModule):
         root: str,
         classes: Sequence[str] = DEFAULT_CLASSES,
         attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.05,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
-        cache_dir: str | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(
-            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
-        )
+        super().__init__(root, **kwargs)
         if not classes or not attributes:
             raise UserError("data.classes and data.attributes must each name at least one entry.")
         self.classes, self.attributes = tuple(classes), tuple(attributes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning_gen.data.image_files import IMAGE_SUFFIXES, ImageFileDataModule, ImageSample, find_image_files
 from lightning_gen.errors import MissingDatasetError, UserError
 
@@ -21,18 +23,9 @@ class CatFacesDataModule(ImageFileDataModule):
     def __init__(
         self,
         root: str,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.05,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
-        cache_dir: str | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(
-            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
-        )
+        super().__init__(root, **kwargs)
 
     def check_root(self) -> None:
         if not self.root.is_dir():

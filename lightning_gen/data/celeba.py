@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pathlib import Path
 
 from lightning_gen.data.image_cache import Preprocessing
@@ -42,20 +44,11 @@ class CelebADataModule(ImageFileDataModule):
     def __init__(
         self,
         root: str,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.05,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
-        cache_dir: str | None = None,
         crop_size: int | None = 148,
         max_images: int | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(
-            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
-        )
+        super().__init__(root, **kwargs)
         if max_images is not None and max_images < 1:
             raise UserError(f"data.max_images must be a positive number of images or null, got {max_images}.")
         self.crop_size = crop_size

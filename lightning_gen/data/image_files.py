@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -57,16 +57,10 @@ class ImageFileDataModule(GenerativeDataModule):
     def __init__(
         self,
         root: str,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.05,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
         cache_dir: str | None = None,
+        **kwargs: Any,
     ):
-        super().__init__(image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees)
+        super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self.cache_dir = cache_dir
         self.cache: CachedImages | None = None

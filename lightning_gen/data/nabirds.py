@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from lightning_gen.data.image_cache import CropBox
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
@@ -72,18 +72,10 @@ class NABirdsDataModule(ImageFileDataModule):
         classes: Sequence[str] = DEFAULT_CLASSES,
         crop_to_bbox: bool = False,
         caption_template: str = "a photo of a {name}",
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.025,
-        seed: int = 0,
-        hflip: bool = True,
-        max_rotation_degrees: float = 0.0,
-        cache_dir: str | None = None,
+        val_fraction: float = 0.025,  # the seed held out 2.5 %
+        **kwargs: Any,
     ):
-        super().__init__(
-            root, image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees, cache_dir
-        )
+        super().__init__(root, val_fraction=val_fraction, **kwargs)
         if not classes or len(set(classes)) != len(classes):
             raise UserError(f"data.classes must list distinct NABirds class names, got {list(classes)}.")
         if "{name}" not in caption_template:
