@@ -17,13 +17,7 @@ TINY_UNET = {"block_out_channels": (16, 32), "layers_per_block": 1}
 CAPTIONS = ["a large red circle", "a small blue square", "a large green cross", "a small red circle"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on two cores shared with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ TINY_CLASS_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_
 TINY_TEXT_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on two cores shared with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fit_arguments(config: str, root: Path, unet: dict, *extra: str) -> list[str]:
