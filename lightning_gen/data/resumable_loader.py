@@ -9,16 +9,17 @@ batches by index (no image is loaded for them) and the run continues as if never
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 
 class SkippingBatchSampler(BatchSampler):
     """torch's BatchSampler that, once, starts its next epoch ``skip`` batches in."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    # Explicit arguments: Lightning re-creates batch samplers by name (e.g. for `predict`).
+    def __init__(self, sampler: Sampler[int] | Iterable[int], batch_size: int, drop_last: bool):
+        super().__init__(sampler, batch_size, drop_last)
         self._skip = 0
 
     def skip_once(self, batches: int) -> None:

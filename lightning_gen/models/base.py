@@ -65,6 +65,17 @@ class GenerativeModel(pl.LightningModule):
         """The condition this model reads from a batch; unconditional models read none."""
         return None
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """``predict``: reconstructions where the model has a latent space, else one sample per input's condition."""
+        condition = self.batch_condition(batch)
+        reconstruct = getattr(self, "reconstruct", None)
+        if reconstruct is not None:
+            images = reconstruct(batch["image"], condition)
+        else:
+            generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+            images = self.sample(len(batch["image"]), condition=condition, generator=generator)
+        return {"index": batch["index"], "image": images}
+
 
 def model_class_from_checkpoint(checkpoint: dict[str, Any]) -> type[GenerativeModel]:
     path = checkpoint.get(CHECKPOINT_KEY, {}).get("model_class")
