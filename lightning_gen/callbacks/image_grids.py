@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torchvision.utils import make_grid
 
-from lightning_gen.protocol import batch_condition, has_latents
+from lightning_gen.protocol import Samples, batch_condition, has_latents
 from lightning_gen.settings import ImageSettings
 from lightning_gen.tracking.images import log_grid
 
@@ -72,8 +72,8 @@ class ImageGrids(pl.Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(pl_module, Samples):
+            return  # e.g. the Judge: a classifier trained through the same CLI has nothing to draw
         final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.settings.every_n_epochs != 0 and not final_epoch:
             return

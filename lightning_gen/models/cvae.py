@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchvision.utils import make_grid
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.models.conv_stacks import Activation, Upsampling
-from lightning_gen.models.losses import ReconstructionLoss
 from lightning_gen.models.prompt_attributes import attributes_in_prompt
 from lightning_gen.models.vae import VAE
 
@@ -41,7 +38,7 @@ class CVAE(VAE):
         injection: ``concat`` joins the condition to z before the decoder's first dense layer (the seed's method);
             ``add`` projects it by a dense layer to ``latent_dim`` and adds it to z (the seed's future work).
         condition: ``class`` (one-hot of batch["label"]) or ``attributes`` (multi-hot batch["attributes"]).
-        Other arguments: see VAE.
+        latent_dim, and the other arguments: see VAE.
     """
 
     def __init__(
@@ -50,30 +47,15 @@ class CVAE(VAE):
         variant: Literal["v1", "v2"] = "v2",
         injection: Literal["concat", "add"] = "concat",
         condition: ConditionKind = "class",
-        channels: Sequence[int] = (32, 64, 128, 256),
         latent_dim: int = 128,
-        decoder_dense: Sequence[int] = (),
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        activation: Activation = "leaky_relu",
-        upsampling: Upsampling = "transpose",
-        reconstruction: ReconstructionLoss = "mse",
-        recon_weight: float = 1.0,
-        kl_weight: float = 1.0,
-        kl_warmup_steps: int = 0,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
+        **kwargs: Any,
     ):
         facts = DataFacts.coerce(data_facts)
         size = condition_size(facts, condition)
         # VAE.__init__ sizes its layers from these two attributes, so they are set before it runs.
         self.encoder_condition_size = size if variant == "v2" else 0
         self.decoder_condition_size = size if injection == "concat" else 0
-        super().__init__(
-            facts, channels, latent_dim, decoder_dense, batchnorm, dropout, activation, upsampling, reconstruction,
-            recon_weight, kl_weight, kl_warmup_steps, optimizer, lr_scheduler, scheduler_interval,
-        )  # fmt: skip
+        super().__init__(facts, latent_dim=latent_dim, **kwargs)
         self.variant, self.injection, self.condition_kind = variant, injection, condition
         self.condition_projection = nn.Linear(size, latent_dim) if injection == "add" else None
 

@@ -58,13 +58,6 @@ class Judge(GenerativeModel):
         self.class_head = nn.Linear(hidden, facts.num_classes) if self.predicts_class else None
         self.attribute_head = nn.Linear(hidden, facts.num_attributes) if self.predicts_attributes else None
 
-    def setup(self, stage: str) -> None:
-        # The CLI adds image grids for every model; a judge has no samples to show, so it drops them.
-        from lightning_gen.callbacks.image_grids import ImageGrids
-
-        callbacks = self.trainer.callbacks
-        callbacks[:] = [callback for callback in callbacks if not isinstance(callback, ImageGrids)]
-
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits: ``class`` (N×K) and/or ``attributes`` (N×A)."""
         hidden = self.body(images.float())
