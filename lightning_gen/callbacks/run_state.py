@@ -66,7 +66,10 @@ class RunState(pl.Callback):
         rank_zero_info(f"{verb}; run directory: {self.run.directory} (W&B/run id {self.run.run_id})")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
         lines = [
+            "Final validation (EMA weights where EMA is on): "
+            + ", ".join(f"{key} {value:.4g}" for key, value in sorted(scores.items())),
             f"Run directory: {self.run.directory}",
             f"  checkpoints: {self.run.checkpoints} (resume with --ckpt_path last)",
             f"  image grids: {self.run.images}",
@@ -74,5 +77,7 @@ class RunState(pl.Callback):
         offline_runs = [path for path in wandb_files(self.run.directory) if path.name.startswith("offline-run")]
         if offline_runs:
             lines.append(f"  W&B offline run: {offline_runs[-1]} (upload with: wandb sync {offline_runs[-1]})")
+        if not scores:
+            lines.pop(0)
         if trainer.is_global_zero:
             print("\n".join(lines), flush=True)
