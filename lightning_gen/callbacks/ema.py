@@ -12,10 +12,13 @@ from lightning.pytorch.callbacks import WeightAveraging
 
 
 def ema_update_fn(decay: float, warmup: bool):
-    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+    """A ``multi_avg_fn`` for AveragedModel: one fused lerp over all tensors, as torch's get_ema_multi_avg_fn."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         step = float(num_averaged)
         rate = min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
-        return averaged + (current - averaged) * (1.0 - rate)
+        torch._foreach_lerp_(averaged, current, 1.0 - rate)
 
     return update
 
@@ -25,6 +28,6 @@ class EMA(WeightAveraging):
     ``current_model_state`` the raw ones; resuming restores both (Lightning's WeightAveraging does that)."""
 
     def __init__(self, decay: float = 0.999, warmup: bool = True):
-        super().__init__(use_buffers=True, avg_fn=ema_update_fn(decay, warmup))
+        super().__init__(use_buffers=True, multi_avg_fn=ema_update_fn(decay, warmup))
         self.decay = decay
         self.warmup = warmup

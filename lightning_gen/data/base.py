@@ -89,6 +89,13 @@ class GenerativeDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Batches are flat dicts: move the tensors and leave the rest (captions) alone, instead of
+        # Lightning's generic walk that visits every caption string of every batch.
+        if isinstance(batch, dict):
+            return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
         augmenting = self.hflip or self.max_rotation_degrees > 0

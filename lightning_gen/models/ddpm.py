@@ -263,7 +263,7 @@ class DDPM(GenerativeModel):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        self.log_training({"train/loss": loss}, batch_size=len(batch["image"]), prog_bar=True)
         return loss
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:

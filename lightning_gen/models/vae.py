@@ -125,8 +125,8 @@ class VAE(GenerativeModel):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch, sample_latent=True)
-        self.log_dict({f"train/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=False, batch_size=len(batch["image"]))
-        self.log("train/kl_weight", self.current_kl_weight(), batch_size=len(batch["image"]))
+        metrics = {f"train/{k}": out[k] for k in ("loss", "recon", "kl")}
+        self.log_training({**metrics, "train/kl_weight": self.current_kl_weight()}, batch_size=len(batch["image"]))
         return out["loss"]
 
     def _score(self, batch: dict[str, Any], stage: str) -> None:

@@ -1,0 +1,29 @@
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from lightning_gen.callbacks.ema import ema_update_fn
+
+
+@pytest.mark.parametrize("warmup,expected_rate", [(True, 2 / 11), (False, 0.9)])
+def test_ema_update_by_hand(warmup, expected_rate):
+    net = torch.nn.Linear(3, 2)
+    average = AveragedModel(net, multi_avg_fn=ema_update_fn(0.9, warmup), use_buffers=True)
+    start = net.weight.detach().clone()
+    average.update_parameters(net)  # the first update copies the weights
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    average.update_parameters(net)  # second update: decay min(0.9, (1 + 1) / (10 + 1)) with warm-up
+    torch.testing.assert_close(average.module.weight, start + (1 - expected_rate))
+
+
+def test_warmup_reaches_the_target_decay():
+    net = torch.nn.Linear(1, 1, bias=False)
+    average = AveragedModel(net, multi_avg_fn=ema_update_fn(0.5, True), use_buffers=True)
+    for _ in range(3):
+        average.update_parameters(net)
+    with torch.no_grad():
+        net.weight.fill_(net.weight.item() + 1.0)
+        before = average.module.weight.item()
+    average.update_parameters(net)  # step 3: (1 + 3) / 13 < 0.5, so the rate is 4/13
+    assert average.module.weight.item() == pytest.approx(before + 1 - 4 / 13)
