@@ -205,6 +205,7 @@ def test_short_fit_on_shapes():
     model = DDPM(data.facts, conditioning="class", unet=TINY_UNET, sampling_steps=3)
     trainer = pl.Trainer(
         max_steps=3,
+        log_every_n_steps=1,  # step scalars are logged on Lightning's logging steps only
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
