@@ -68,10 +68,17 @@ def run_cli(*args: str) -> None:
     main([str(a) for a in args])
 
 
+def process_env() -> dict[str, str]:
+    """The environment of a fresh shell: wandb exports its service address to child processes, and a
+    child killed by a test would otherwise leave its run id registered in this process's service."""
+    return {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+
+
 def run_process(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lightning_gen", *map(str, args)],
         cwd=cwd or REPO,
+        env=process_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

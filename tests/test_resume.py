@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY_CONFIG, SimulatedKill, run_cli, run_process
+from conftest import REPO, TINY_CONFIG, SimulatedKill, process_env, run_cli, run_process
 
 
 def load(path: Path) -> dict:
@@ -70,7 +70,7 @@ def test_kill_minus_nine_then_resume_continues_the_same_wandb_run(tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     root = tmp_path / "runs"
     args = ["fit", "--config", config_path, "--trainer.default_root_dir", root, "--checkpointing.every_n_steps", "5"]
-    env = {**os.environ, "WANDB_MODE": "offline"}
+    env = {**process_env(), "WANDB_MODE": "offline"}
     process = subprocess.Popen([sys.executable, "-m", "lightning_gen", *map(str, args)], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = root / "killme" / "version_0" / "checkpoints" / "last.ckpt"
