@@ -86,3 +86,24 @@ def test_judge_score_callback_logs_judge_accuracy(checkpoints, tmp_path):
     run_cli("fit", "--config", tmp_path / "judged.yaml", "--trainer.default_root_dir", tmp_path / "runs")
     metrics = (tmp_path / "runs" / "judged" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "val/judge_overall" in metrics and "val/judge_class/red circle" in metrics
+
+
+def test_evaluate_a_class_conditional_ddpm_with_sampling_options(checkpoints, tmp_path, capsys):
+    from lightning_gen.models import DDPM
+
+    _, judge = checkpoints
+    torch.manual_seed(0)
+    ddpm = DDPM(FACTS, conditioning="class", unet={"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8})
+    generator = save(ddpm, tmp_path / "ddpm.ckpt")
+    run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 24, "--steps", 2, "--guidance_scale", 3,
+            "--out", tmp_path / "scores.json")
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert len([key for key in scores if key.startswith("class/")]) == 24
+    assert "steps 2, guidance_scale 3.0" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_sampling_options_a_cvae_does_not_take(checkpoints, capsys):
+    generator, judge = checkpoints
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 4, "--steps", 5)
+    assert exit_info.value.code == 2 and "does not take --steps" in capsys.readouterr().err

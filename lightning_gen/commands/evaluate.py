@@ -16,6 +16,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
 
@@ -30,19 +31,27 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--group_names", type=Optional[str], default=None, help="comma-separated names of class-name word groups, e.g. colour,shape")
     parser.add_argument("--out", type=Optional[str], default=None, help="JSON file to write the scores to")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
+    parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
+    parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
     return parser
 
 
 @torch.no_grad()
-def sample_spread(model: Any, num: int, seed: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_spread(model: Any, num: int, seed: int, batch_size: int, **sampling: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``num`` samples and the conditions they were asked for, spread evenly over the vocabulary."""
     conditions = model.spread_conditions(num)
     generator = torch.Generator(device=model.device).manual_seed(seed)
     images = [
-        model.sample(len(conditions[start : start + batch_size]), condition=conditions[start : start + batch_size], generator=generator)
+        model.sample(len(conditions[start : start + batch_size]), condition=conditions[start : start + batch_size], generator=generator, **sampling)
         for start in range(0, num, batch_size)
     ]
     return torch.cat(images), conditions
+
+
+def check_conditional(model: Any) -> None:
+    if getattr(model, "spread_conditions", None) is None:
+        raise UserError(f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE or class-conditional DDPM checkpoint.")
 
 
 def check_same_vocabulary(model: Any, judge: Any) -> None:
@@ -53,11 +62,12 @@ def check_same_vocabulary(model: Any, judge: Any) -> None:
         raise UserError(f"the judge's {kind} names {list(theirs)} differ from the generator's {list(mine)}; train the judge on the same data.")
 
 
-def evaluate(model: Any, judge: Any, num: int, seed: int, batch_size: int = 256, group_names: list[str] | None = None) -> dict[str, float]:
-    if getattr(model, "spread_conditions", None) is None:
-        raise UserError(f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE checkpoint.")
+def evaluate(
+    model: Any, judge: Any, num: int, seed: int, batch_size: int = 256, group_names: list[str] | None = None, **sampling: Any
+) -> dict[str, float]:
+    check_conditional(model)
     check_same_vocabulary(model, judge)
-    images, conditions = sample_spread(model, num, seed, batch_size)
+    images, conditions = sample_spread(model, num, seed, batch_size, **sampling)
     facts = model.data_facts
     return judge_accuracy(
         judge, images.to(judge.device), conditions, model.condition_kind, facts.class_names, facts.attribute_names, group_names
@@ -76,8 +86,11 @@ def main(argv: list[str]) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, judge = load_model(args.ckpt_path, device), load_model(args.judge, device)
     group_names = [name.strip() for name in args.group_names.split(",")] if args.group_names else None
-    scores = evaluate(model, judge, args.num, args.seed, args.batch_size, group_names)
-    print(f"Judged {args.num} samples of {args.ckpt_path} (condition: {model.condition_kind})")
+    check_conditional(model)
+    sampling = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
+    scores = evaluate(model, judge, args.num, args.seed, args.batch_size, group_names, **sampling)
+    options = "".join(f", {key} {value}" for key, value in sampling.items())
+    print(f"Judged {args.num} samples of {args.ckpt_path} (condition: {model.condition_kind}{options})")
     print(format_table(scores))
     if args.out:
         out = Path(args.out)

@@ -201,6 +201,16 @@ class DDPM(GenerativeModel):
             return condition.expand(n) if isinstance(condition, torch.Tensor) else list(condition) * n
         raise UserError(f"Got {len(condition)} conditions for {n} samples; give one condition or one per sample.")
 
+    @property
+    def condition_kind(self) -> str:
+        return self.conditioning
+
+    def spread_conditions(self, n: int) -> torch.Tensor:
+        """n class ids cycling evenly over the classes (for ``evaluate`` with a judge)."""
+        if self.conditioning != "class":
+            raise UserError(f"evaluate needs a class-conditional DDPM; this checkpoint is conditioned on {self.conditioning}.")
+        return torch.arange(n, device=self.device) % self.num_classes
+
     def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
         """Class ids (or captions) of ``names``; ``n`` is accepted for the sample command and broadcast later."""
         if self.conditioning == "text":
