@@ -107,3 +107,21 @@ def test_evaluate_rejects_sampling_options_a_cvae_does_not_take(checkpoints, cap
     with pytest.raises(SystemExit) as exit_info:
         run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 4, "--steps", 5)
     assert exit_info.value.code == 2 and "does not take --steps" in capsys.readouterr().err
+
+
+def test_evaluate_a_text_model_through_class_prompts(checkpoints, tmp_path, capsys):
+    from lightning_gen.models import DDPM
+    from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
+
+    _, judge = checkpoints
+    encoder = build_tiny_t5(tmp_path / "t5", shapes_captions())
+    ddpm = DDPM(FACTS, conditioning="text", text_encoder=str(encoder), text_cache_dir=str(tmp_path / "cache"), max_text_length=8,
+                unet={"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 2})
+    generator = save(ddpm, tmp_path / "text.ckpt")
+    with pytest.raises(SystemExit):
+        run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 4, "--steps", 2)
+    assert "--prompt_template" in capsys.readouterr().err
+    run_cli("evaluate", "--ckpt_path", generator, "--judge", judge, "--num", 24, "--steps", 2,
+            "--prompt_template", "a large {name}", "--out", tmp_path / "scores.json")
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert len([key for key in scores if key.startswith("class/")]) == 24

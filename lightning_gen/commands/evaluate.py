@@ -34,28 +34,52 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
+    parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
     return parser
 
 
+def judged_kind(model: Any) -> str:
+    """What the judge checks: a text model asked for a class's prompt is judged on that class."""
+    return "attributes" if model.condition_kind == "attributes" else "class"
+
+
+def requested_conditions(model: Any, num: int, prompt_template: str | None) -> tuple[Any, Any]:
+    """(what the judge expects, what the model is given), spread evenly over the vocabulary."""
+    if model.condition_kind != "text":
+        conditions = model.spread_conditions(num)
+        return conditions, conditions
+    if not prompt_template or "{name}" not in prompt_template:
+        raise UserError("a text-conditioned model needs --prompt_template with {name}, e.g. 'a large {name}', to turn each class name into a prompt.")
+    names = model.data_facts.class_names
+    if not names:
+        raise UserError("this text model's data has no class names to build prompts from; evaluate a model trained on labelled data.")
+    classes = torch.arange(num, device=model.device) % len(names)
+    return classes, [prompt_template.format(name=names[i]) for i in classes.tolist()]
+
+
 @torch.no_grad()
-def sample_spread(model: Any, num: int, seed: int, batch_size: int, **sampling: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num`` samples and the conditions they were asked for, spread evenly over the vocabulary."""
-    conditions = model.spread_conditions(num)
+def sample_spread(
+    model: Any, num: int, seed: int, batch_size: int, prompt_template: str | None = None, **sampling: Any
+) -> tuple[torch.Tensor, Any]:
+    """``num`` samples and the conditions the judge should find in them."""
+    expected, given = requested_conditions(model, num, prompt_template)
     generator = torch.Generator(device=model.device).manual_seed(seed)
     images = [
-        model.sample(len(conditions[start : start + batch_size]), condition=conditions[start : start + batch_size], generator=generator, **sampling)
+        model.sample(len(given[start : start + batch_size]), condition=given[start : start + batch_size], generator=generator, **sampling)
         for start in range(0, num, batch_size)
     ]
-    return torch.cat(images), conditions
+    return torch.cat(images), expected
 
 
 def check_conditional(model: Any) -> None:
-    if getattr(model, "spread_conditions", None) is None:
-        raise UserError(f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE or class-conditional DDPM checkpoint.")
+    if getattr(model, "spread_conditions", None) is None or getattr(model, "condition_kind", "none") == "none":
+        raise UserError(
+            f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE or a class- or text-conditioned DDPM checkpoint."
+        )
 
 
 def check_same_vocabulary(model: Any, judge: Any) -> None:
-    kind = model.condition_kind
+    kind = judged_kind(model)
     mine = model.data_facts.class_names if kind == "class" else model.data_facts.attribute_names
     theirs = judge.data_facts.class_names if kind == "class" else judge.data_facts.attribute_names
     if tuple(mine) != tuple(theirs):
@@ -63,14 +87,21 @@ def check_same_vocabulary(model: Any, judge: Any) -> None:
 
 
 def evaluate(
-    model: Any, judge: Any, num: int, seed: int, batch_size: int = 256, group_names: list[str] | None = None, **sampling: Any
+    model: Any,
+    judge: Any,
+    num: int,
+    seed: int,
+    batch_size: int = 256,
+    group_names: list[str] | None = None,
+    prompt_template: str | None = None,
+    **sampling: Any,
 ) -> dict[str, float]:
     check_conditional(model)
     check_same_vocabulary(model, judge)
-    images, conditions = sample_spread(model, num, seed, batch_size, **sampling)
+    images, conditions = sample_spread(model, num, seed, batch_size, prompt_template, **sampling)
     facts = model.data_facts
     return judge_accuracy(
-        judge, images.to(judge.device), conditions, model.condition_kind, facts.class_names, facts.attribute_names, group_names
+        judge, images.to(judge.device), conditions, judged_kind(model), facts.class_names, facts.attribute_names, group_names
     )
 
 
@@ -88,7 +119,7 @@ def main(argv: list[str]) -> None:
     group_names = [name.strip() for name in args.group_names.split(",")] if args.group_names else None
     check_conditional(model)
     sampling = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
-    scores = evaluate(model, judge, args.num, args.seed, args.batch_size, group_names, **sampling)
+    scores = evaluate(model, judge, args.num, args.seed, args.batch_size, group_names, args.prompt_template, **sampling)
     options = "".join(f", {key} {value}" for key, value in sampling.items())
     print(f"Judged {args.num} samples of {args.ckpt_path} (condition: {model.condition_kind}{options})")
     print(format_table(scores))

@@ -208,7 +208,7 @@ class DDPM(GenerativeModel):
     def spread_conditions(self, n: int) -> torch.Tensor:
         """n class ids cycling evenly over the classes (for ``evaluate`` with a judge)."""
         if self.conditioning != "class":
-            raise UserError(f"evaluate needs a class-conditional DDPM; this checkpoint is conditioned on {self.conditioning}.")
+            raise UserError(f"spread_conditions needs a class-conditional DDPM; this one is conditioned on {self.conditioning}.")
         return torch.arange(n, device=self.device) % self.num_classes
 
     def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
