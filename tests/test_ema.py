@@ -27,3 +27,21 @@ def test_warmup_reaches_the_target_decay():
         before = average.module.weight.item()
     average.update_parameters(net)  # step 3: (1 + 3) / 13 < 0.5, so the rate is 4/13
     assert average.module.weight.item() == pytest.approx(before + 1 - 4 / 13)
+
+
+def test_batchnorm_models_average_floats_and_copy_integer_counters():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    average = AveragedModel(net, multi_avg_fn=ema_update_fn(0.9, True), use_buffers=True)
+    for _ in range(3):
+        net(torch.rand(2, 3, 8, 8))
+        average.update_parameters(net)
+    assert average.module[1].num_batches_tracked.item() == 3
+    assert not torch.equal(average.module[1].running_mean, net[1].running_mean)  # averaged, not copied
+
+
+def test_a_batchnorm_vae_trains_with_ema_through_the_cli(tiny_config, tmp_path):
+    from conftest import run_cli
+
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1",
+            "--model.init_args.batchnorm", "true")
+    assert (tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt").is_file()

@@ -16,6 +16,10 @@ def ema_update_fn(decay: float, warmup: bool):
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():
+            # AveragedModel groups tensors by dtype; integer buffers (BatchNorm's num_batches_tracked) are counters.
+            torch._foreach_copy_(averaged, current)
+            return
         step = float(num_averaged)
         rate = min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
         torch._foreach_lerp_(averaged, current, 1.0 - rate)
