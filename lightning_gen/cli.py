@@ -83,8 +83,10 @@ class GenerativeCLI(LightningCLI):
             return new_run(root, experiment)
         if not Path(ckpt_path).is_file():
             raise UserError(f"--ckpt_path {ckpt_path} is not a file; pass a .ckpt file or 'last' to continue the newest run of '{experiment}'.")
-        if self.subcommand == "fit" and read_run_info(ckpt_path).get("run_id"):
-            return resumed_run(root, experiment, ckpt_path)
+        if self.subcommand == "fit":
+            info = read_run_info(ckpt_path)
+            if info.get("run_id"):
+                return resumed_run(root, ckpt_path, info)
         return new_run(root, experiment)
 
     def before_instantiate_classes(self) -> None:

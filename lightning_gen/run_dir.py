@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from lightning_gen.errors import UserError
+from lightning_gen.models.base import CHECKPOINT_KEY
 
-RUN_INFO_KEY = "lightning_gen"
 
 
 @dataclass
@@ -68,13 +68,11 @@ def read_run_info(checkpoint_path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # a truncated file from a killed session, a non-checkpoint, ...
         raise UserError(f"could not read checkpoint {checkpoint_path} ({error}); pass another --ckpt_path.") from error
-    return dict(checkpoint.get(RUN_INFO_KEY, {}))
+    return dict(checkpoint.get(CHECKPOINT_KEY, {}))
 
 
-def resumed_run(root: str | Path, experiment: str, checkpoint_path: str | Path) -> RunLocation:
-    """Continue the run that wrote ``checkpoint_path``: its directory and its W&B run id."""
+def resumed_run(root: str | Path, checkpoint_path: str | Path, info: dict[str, Any]) -> RunLocation:
+    """Continue the run that wrote ``checkpoint_path`` (``info`` = its read_run_info, holding a run id)."""
     checkpoint_path = Path(checkpoint_path)
-    info = read_run_info(checkpoint_path)
     directory = checkpoint_path.resolve().parent.parent
-    run_id = info.get("run_id") or secrets.token_hex(4)
-    return RunLocation(Path(root), info.get("experiment", experiment), directory, run_id=run_id, resume_from=checkpoint_path)
+    return RunLocation(Path(root), info["experiment"], directory, run_id=info["run_id"], resume_from=checkpoint_path)

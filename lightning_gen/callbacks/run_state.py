@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.run_dir import RUN_INFO_KEY, RunLocation
+from lightning_gen.models.base import CHECKPOINT_KEY
+from lightning_gen.run_dir import RunLocation
 from lightning_gen.tracking.loggers import wandb_files
 
 
@@ -48,12 +49,12 @@ class RunState(pl.Callback):
         self._pending_rng: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault(RUN_INFO_KEY, {}).update(
+        checkpoint.setdefault(CHECKPOINT_KEY, {}).update(
             {"run_id": self.run.run_id, "experiment": self.run.experiment, "run_directory": str(self.run.directory), "rng": capture_rng()}
         )
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self._pending_rng = checkpoint.get(RUN_INFO_KEY, {}).get("rng")
+        self._pending_rng = checkpoint.get(CHECKPOINT_KEY, {}).get("rng")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After the sanity check, right before the first resumed batch: the point the checkpoint was taken at.
