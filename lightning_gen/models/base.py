@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.facts import DataFacts
+from lightning_gen.protocol import has_latents
 
 CHECKPOINT_KEY = "lightning_gen"
 
@@ -78,9 +79,8 @@ class GenerativeModel(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """``predict``: reconstructions where the model has a latent space, else one sample per input's condition."""
         condition = self.batch_condition(batch)
-        reconstruct = getattr(self, "reconstruct", None)
-        if reconstruct is not None:
-            images = reconstruct(batch["image"], condition)
+        if has_latents(self):
+            images = self.reconstruct(batch["image"], condition)
         else:
             generator = torch.Generator(device=self.device).manual_seed(batch_idx)
             images = self.sample(len(batch["image"]), condition=condition, generator=generator)

@@ -80,10 +80,6 @@ class CaptionEmbeddingCache:
         masks = torch.stack([self._entries[f"{key}.mask"] for key in keys])
         return embeddings.to(device), masks.to(device)
 
-    def release_encoder(self) -> None:
-        """Drops the encoder (it is reloaded if a new caption ever arrives)."""
-        self._encoder = None
-
     def _encode(self, captions: list[str], device: torch.device) -> None:
         if self._encoder is None:
             self._encoder = self._load_encoder()

@@ -94,10 +94,6 @@ class FrozenT5:
         self.model.requires_grad_(False).eval()
 
     @property
-    def hidden_size(self) -> int:
-        return int(self.model.config.d_model)
-
-    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
