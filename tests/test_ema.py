@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from lightning_gen.callbacks.ema import ema_update_fn
+from types import SimpleNamespace
+
+from lightning_gen.callbacks.ema import EMA, ema_update_fn
 
 
 @pytest.mark.parametrize("warmup,expected_rate", [(True, 2 / 11), (False, 0.9)])
@@ -37,6 +39,25 @@ def test_batchnorm_models_average_floats_and_copy_integer_counters():
         average.update_parameters(net)
     assert average.module[1].num_batches_tracked.item() == 3
     assert not torch.equal(average.module[1].running_mean, net[1].running_mean)  # averaged, not copied
+
+
+def test_the_per_step_update_matches_averaged_model_update_parameters():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    reference = AveragedModel(net, multi_avg_fn=ema_update_fn(0.9, True), use_buffers=True)
+    ema = EMA(decay=0.9)
+    ema._average_model = AveragedModel(net, use_buffers=True)  # what WeightAveraging.setup builds
+    ema.on_train_start(None, net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for step in range(1, 6):
+        net(torch.rand(2, 3, 8, 8)).square().mean().backward()
+        optimizer.step()
+        reference.update_parameters(net)
+        ema.on_train_batch_end(SimpleNamespace(global_step=step), net, None, None, step - 1)
+        ema.on_train_batch_end(SimpleNamespace(global_step=step), net, None, None, step - 1)  # no second update per step
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(ema._average_model.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert ema._average_model.n_averaged.item() == 5
 
 
 def test_a_batchnorm_vae_trains_with_ema_through_the_cli(tiny_config, tmp_path):

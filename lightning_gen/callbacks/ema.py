@@ -3,28 +3,44 @@
 Lightning's EMAWeightAveraging uses a constant decay, so after a few hundred steps of a short
 CPU run the average still mostly holds the random initialisation. The warm-up
 decay_t = min(decay, (1 + t) / (10 + t)) (as in diffusers' EMAModel) fixes that.
+
+The per-step update skips AveragedModel.update_parameters' generic walk (two module traversals,
+a detach per tensor and a regrouping by dtype on every step, plus reading the step counter back
+from the device, a CUDA sync): the tensor lists are gathered once when training starts and the
+update is one fused lerp. AveragedModel still holds the averaged weights and its ``n_averaged``
+counter, so checkpoints, resume and the validation swap are Lightning's own.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
+
+
+def ema_rate(decay: float, warmup: bool, step: int) -> float:
+    """The decay used at update number ``step`` (0-based count of updates already averaged in)."""
+    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
 
 
 def ema_update_fn(decay: float, warmup: bool):
     """A ``multi_avg_fn`` for AveragedModel: one fused lerp over all tensors, as torch's get_ema_multi_avg_fn."""
 
     @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor | int) -> None:
         if not averaged[0].is_floating_point():
             # AveragedModel groups tensors by dtype; integer buffers (BatchNorm's num_batches_tracked) are counters.
             torch._foreach_copy_(averaged, current)
             return
-        step = float(num_averaged)
-        rate = min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
-        torch._foreach_lerp_(averaged, current, 1.0 - rate)
+        torch._foreach_lerp_(averaged, current, 1.0 - ema_rate(decay, warmup, int(num_averaged)))
 
     return update
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
 
 
 class EMA(WeightAveraging):
@@ -32,6 +48,37 @@ class EMA(WeightAveraging):
     ``current_model_state`` the raw ones; resuming restores both (Lightning's WeightAveraging does that)."""
 
     def __init__(self, decay: float = 0.999, warmup: bool = True):
-        super().__init__(use_buffers=True, multi_avg_fn=ema_update_fn(decay, warmup))
+        self._update = ema_update_fn(decay, warmup)
+        super().__init__(use_buffers=True, multi_avg_fn=self._update)
         self.decay = decay
         self.warmup = warmup
+        self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        self._count = 0
+
+    def on_train_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
+        # The model sits on its device and any checkpoint is restored (both in place from here on),
+        # so the tensors gathered now are the ones every step updates.
+        assert self._average_model is not None
+        by_dtype: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
+        for averaged, current in zip(_tensors(self._average_model.module), _tensors(pl_module), strict=True):
+            pair = by_dtype[averaged.dtype]
+            pair[0].append(averaged.detach())
+            pair[1].append(current.detach())
+        self._groups = list(by_dtype.values())
+        self._count = int(self._average_model.n_averaged)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: torch.nn.Module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Lightning's rule (once per optimizer step, when should_update says so) with the cached lists.
+        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=trainer.global_step - 1):
+            self._update_average()
+            self._latest_update_step = trainer.global_step
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        for averaged, current in self._groups:
+            if self._count == 0:
+                torch._foreach_copy_(averaged, current)  # the first update copies, as AveragedModel does
+            else:
+                self._update(averaged, current, self._count)
+        self._average_model.n_averaged += 1
+        self._count += 1
