@@ -66,7 +66,7 @@ class GenerativeModel(pl.LightningModule):
         """Training scalars, logged only on the steps Lightning writes to the loggers.
 
         Step-level values are written every ``log_every_n_steps``, and only that step's value is kept,
-        so calling self.log on every other step only costs time (~3 ms a step, benchmarks/train_loop.py).
+        so calling self.log on every other step only costs time (it was ~3 ms a step on the quickstart model).
         """
         trainer = self._trainer
         if trainer is None or trainer._logger_connector.should_update_logs:

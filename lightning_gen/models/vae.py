@@ -121,7 +121,7 @@ class VAE(GenerativeModel):
         recon = reconstruction_loss(logits, x, self.reconstruction).mean()
         kl = gaussian_kl(mean, log_var).mean()
         loss = self.recon_weight * recon + self.current_kl_weight() * kl
-        return {"loss": loss, "recon": recon, "kl": kl, "reconstruction": torch.sigmoid(logits.float())}
+        return {"loss": loss, "recon": recon, "kl": kl, "logits": logits}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch, sample_latent=True)
@@ -136,8 +136,9 @@ class VAE(GenerativeModel):
         size = len(batch["image"])
         self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size)
         psnr, ssim = self.psnr[stage], self.ssim[stage]
-        psnr(out["reconstruction"], batch["image"].float())
-        ssim(out["reconstruction"], batch["image"].float())
+        reconstruction, target = torch.sigmoid(out["logits"].float()), batch["image"].float()
+        psnr(reconstruction, target)
+        ssim(reconstruction, target)
         self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=size)
         self.log(f"{stage}/ssim", ssim, batch_size=size)
 
