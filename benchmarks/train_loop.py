@@ -13,7 +13,7 @@ includes its data loading, Lightning's loop, logging and the EMA update; the end
 validation pass (which also makes the grids and saves the checkpoints) is timed on its own.
 Epoch 1 of each run is a warm-up and is left out.
 
-    python benchmarks/train_loop.py [--epochs 4] [--repeats 2] [-- extra fit arguments]
+    python benchmarks/train_loop.py [--epochs 4] [--repeats 3] [-- extra fit arguments]
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def bare_lightning_run(epochs: int, root: Path) -> tuple[InterleavedTimer, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each Lightning loop, alternating")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each Lightning loop, alternating")
     parser.add_argument("framework_args", nargs="*", help="extra fit arguments for the framework run, e.g. -- --ema.enabled false")
     args = parser.parse_args()
     runs: dict[str, list[tuple[InterleavedTimer, float]]] = {"bare": [], "framework": []}
