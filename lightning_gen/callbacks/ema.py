@@ -59,12 +59,16 @@ class EMA(WeightAveraging):
         # The model sits on its device and any checkpoint is restored (both in place from here on),
         # so the tensors gathered now are the ones every step updates.
         assert self._average_model is not None
-        by_dtype: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
+        # Grouped by device and dtype, as AveragedModel does: one fused lerp needs matching tensors.
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
         for averaged, current in zip(_tensors(self._average_model.module), _tensors(pl_module), strict=True):
-            pair = by_dtype[averaged.dtype]
-            pair[0].append(averaged.detach())
-            pair[1].append(current.detach())
-        self._groups = list(by_dtype.values())
+            if averaged.device != current.device:
+                raise RuntimeError(f"EMA keeps the average on the model's device, but a tensor is on {current.device} "
+                                   f"and its average on {averaged.device}.")
+            group = groups[(averaged.device, averaged.dtype)]
+            group[0].append(averaged.detach())
+            group[1].append(current.detach())
+        self._groups = list(groups.values())
         self._count = int(self._average_model.n_averaged)
 
     def on_train_batch_end(self, trainer: Any, pl_module: torch.nn.Module, outputs: Any, batch: Any, batch_idx: int) -> None:
