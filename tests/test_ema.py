@@ -1,8 +1,8 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel
-
-from types import SimpleNamespace
 
 from lightning_gen.callbacks.ema import EMA, ema_update_fn
 
