@@ -16,7 +16,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 import torch
 from lightning.fabric.utilities.types import _PATH
@@ -57,8 +57,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def atomic_torch_save(obj: Any, target: str | Path) -> None:
-    """``torch.save`` streamed into a temporary file beside ``target``, fsynced, then renamed over it.
+def atomic_write(target: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write(file)`` into a temporary file beside ``target``, fsynced, then renamed over it.
 
     On any failure (full disk, kill, exception) the previous ``target`` is untouched and the
     temporary file is removed (a SIGKILL leaves it; the next save of the same target removes it).
@@ -70,7 +70,7 @@ def atomic_torch_save(obj: Any, target: str | Path) -> None:
     try:
         # os.open with mode 0o666 (not mkstemp's 0o600), so the file gets the umask's usual permissions.
         with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            torch.save(obj, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
@@ -83,6 +83,11 @@ def atomic_torch_save(obj: Any, target: str | Path) -> None:
             ) from error
         raise
     _fsync_directory(target.parent)
+
+
+def atomic_torch_save(obj: Any, target: str | Path) -> None:
+    """``torch.save`` into an open file: torch's zip writer streams each tensor's storage straight to it."""
+    atomic_write(target, lambda file: torch.save(obj, file))
 
 
 class AtomicStreamingCheckpointIO(TorchCheckpointIO):

@@ -14,20 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
+from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.run_end import RunEndSave
 from lightning_gen.callbacks.run_state import RunState
+from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
+from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
 from lightning_gen.commands import COMMANDS
 from lightning_gen.errors import UserError
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
-from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
+from lightning_gen.settings import CheckpointSettings, EMASettings, GuardSettings, ImageSettings, SnapshotSettings, TrackingSettings
 from lightning_gen.tracking.loggers import make_logger
 
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}
+SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "snapshots": SnapshotSettings, "guard": GuardSettings,
+            "ema": EMASettings, "images": ImageSettings}
 
 
 class ConfigToLoggers(SaveConfigCallback):
@@ -96,15 +102,20 @@ class GenerativeCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run = self.run_location
-        tracking, checkpointing, ema, images = (config[key] for key in SETTINGS)
+        tracking, checkpointing, snapshots, guard, ema, images = (config[key] for key in SETTINGS)
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
+            # Before EMA: the end-of-run save and the snapshots must see the raw weights and the average apart.
+            callbacks += [RunEndSave(run.checkpoints), WeightSnapshots(run.checkpoints, snapshots)]
+            if guard.enabled:
+                callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
         configured = config.trainer.get("callbacks") or []
         kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         kwargs.setdefault("logger", make_logger(tracking, run))
+        kwargs["plugins"] = with_checkpoint_io(config.trainer.get("plugins"))
         kwargs.setdefault("default_root_dir", str(run.directory))
         return super().instantiate_trainer(**kwargs)
 
@@ -116,6 +127,14 @@ class GenerativeCLI(LightningCLI):
                 logger.experiment.finish()
 
     after_fit = after_validate = after_test = after_predict = _finish_tracking
+
+
+def with_checkpoint_io(plugins: Any) -> list[Any]:
+    """The configured plugins plus lightning_gen's atomic, streamed checkpoint writer (unless one is configured)."""
+    plugins = list(plugins if isinstance(plugins, list) else [plugins] if plugins else [])
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicStreamingCheckpointIO())
+    return plugins
 
 
 def run_command(name: str, argv: list[str]) -> None:
