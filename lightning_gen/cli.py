@@ -7,7 +7,6 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -26,15 +25,11 @@ from lightning_gen.callbacks.run_end import RunEndSave
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
-from lightning_gen.commands import COMMANDS
+from lightning_gen.commands import COMMANDS, run_command
 from lightning_gen.errors import UserError
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
-from lightning_gen.settings import CheckpointSettings, EMASettings, GuardSettings, ImageSettings, SnapshotSettings, TrackingSettings
+from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
-
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "snapshots": SnapshotSettings, "guard": GuardSettings,
-            "ema": EMASettings, "images": ImageSettings}
-
 
 class ConfigToLoggers(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
@@ -102,7 +97,7 @@ class GenerativeCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run = self.run_location
-        tracking, checkpointing, snapshots, guard, ema, images = (config[key] for key in SETTINGS)
+        tracking, checkpointing, snapshots, guard, ema, images = (config[key] for key in ("tracking", "checkpointing", "snapshots", "guard", "ema", "images"))
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
@@ -135,10 +130,6 @@ def with_checkpoint_io(plugins: Any) -> list[Any]:
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         plugins.append(AtomicStreamingCheckpointIO())
     return plugins
-
-
-def run_command(name: str, argv: list[str]) -> None:
-    importlib.import_module(COMMANDS[name]).main(argv)
 
 
 def find_user_error(error: BaseException) -> UserError | None:
