@@ -57,6 +57,24 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+class _WriteErrorRecorder:
+    """A file wrapper that keeps the first OSError of a write: torch's zip writer re-raises it as a RuntimeError without errno."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def atomic_write(target: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """``write(file)`` into a temporary file beside ``target``, fsynced, then renamed over it.
 
@@ -67,18 +85,21 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     temporary = temporary_path(target)
+    recorder: _WriteErrorRecorder | None = None
     try:
         # os.open with mode 0o666 (not mkstemp's 0o600), so the file gets the umask's usual permissions.
         with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            write(file)
+            recorder = _WriteErrorRecorder(file)
+            write(recorder)  # type: ignore[arg-type]
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        cause = recorder.error if recorder is not None and recorder.error is not None else error
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise UserError(
-                f"could not write checkpoint {target} ({os.strerror(error.errno)}); the previous file is intact — "
+                f"could not write checkpoint {target} ({os.strerror(cause.errno)}); the previous file is intact — "
                 f"free space on {target.parent} or point --trainer.default_root_dir at a larger disk."
             ) from error
         raise
