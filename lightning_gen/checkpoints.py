@@ -9,6 +9,7 @@ import torch
 
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import GenerativeModel, model_class_from_checkpoint
+from lightning_gen.weight_snapshots import load_weight_snapshot
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
@@ -23,6 +24,8 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
     """The checkpoint's ``state_dict`` holds the EMA weights when EMA was on (Lightning's WeightAveraging puts them there)."""
+    if Path(path).suffix == ".safetensors":  # a weights-only snapshot (lightning_gen.weight_snapshots)
+        return load_weight_snapshot(path, device)
     checkpoint = load_checkpoint_file(path)
     try:
         model_class = model_class_from_checkpoint(checkpoint)

@@ -101,12 +101,13 @@ class GenerativeCLI(LightningCLI):
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
-            # Before EMA: the end-of-run save and the snapshots must see the raw weights and the average apart.
-            callbacks += [RunEndSave(run.checkpoints), WeightSnapshots(run.checkpoints, snapshots)]
+            callbacks.append(RunEndSave(run.checkpoints))  # before EMA, whose on_train_end copies the average over the raw weights
             if guard.enabled:
                 callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
+        if self.subcommand == "fit":
+            callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         configured = config.trainer.get("callbacks") or []
         kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         kwargs.setdefault("logger", make_logger(tracking, run))
