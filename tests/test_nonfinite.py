@@ -88,3 +88,26 @@ def test_an_exploding_run_stops_with_one_sentence_and_a_finite_checkpoint(tiny_c
     assert checkpoint["global_step"] == step - 1  # the stop saved last.ckpt (the stopping step is not counted) ...
     for weights in (checkpoint["state_dict"], checkpoint["current_model_state"]):  # ... and it is finite
         assert all(torch.isfinite(tensor).all() for tensor in weights.values() if tensor.is_floating_point())
+
+
+def test_every_rank_skips_when_another_rank_saw_a_nan():
+    """Under DDP the decision is reduced with "any": a rank whose own values are finite skips too, so replicas stay equal."""
+    from types import SimpleNamespace
+
+    from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+
+    class OtherRankSawNaN:
+        def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+            self.asked = (decision, all)
+            return True
+
+    module = torch.nn.Linear(2, 1)
+    loss = module(torch.ones(1, 2)).sum()
+    loss.backward()
+    trainer = SimpleNamespace(strategy=OtherRankSawNaN(), precision_plugin=SimpleNamespace(), global_step=0)
+    guard = NonFiniteGuard(max_consecutive=3)
+    guard.on_before_backward(trainer, module, loss)
+    guard.on_before_optimizer_step(trainer, module, None)
+    assert trainer.strategy.asked == (False, False)  # this rank: finite; reduced with any()
+    assert all(parameter.grad is None for parameter in module.parameters())
+    assert guard.skipped == guard.consecutive == 1
