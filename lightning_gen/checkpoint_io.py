@@ -28,8 +28,7 @@ TEMPORARY_SUFFIX = ".partial"
 
 
 def _is_local(path: _PATH) -> bool:
-    text = str(path)
-    return "://" not in text
+    return "://" not in str(path)  # s3://, gs://, memory:// ... keep Lightning's fsspec path
 
 
 def temporary_path(target: Path) -> Path:
