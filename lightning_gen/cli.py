@@ -21,7 +21,7 @@ from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
-from lightning_gen.callbacks.run_end import RunEndSave
+from lightning_gen.callbacks.run_end import run_end_callbacks
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
@@ -101,7 +101,7 @@ class GenerativeCLI(LightningCLI):
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
-            callbacks.append(RunEndSave(run.checkpoints))  # before EMA, whose on_train_end copies the average over the raw weights
+            callbacks += run_end_callbacks(run.checkpoints)  # before EMA, whose on_train_end copies the average over the raw weights
             if guard.enabled:
                 callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:

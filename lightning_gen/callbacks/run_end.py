@@ -1,7 +1,10 @@
 """Every way a fit ends saves ``last.ckpt`` first: max_steps, max_time, Ctrl-C, SIGTERM, SIGUSR1, an exception.
 
 Lightning's ModelCheckpoint saves last.ckpt only together with a periodic or validation save, so a run
-stopped by ``max_time`` between two of those loses everything since the previous one. Lightning's
+stopped by ``max_time`` between two of those loses everything since the previous one. A stop by
+``max_time`` or ``max_steps`` is saved at the end of its last step (StopStepSave), where a periodic
+save would be: once the loop has wound down Lightning counts the epoch as finished, and a resume
+would skip the rest of it. Lightning's
 OnExceptionCheckpoint would write at the wrong moment for this framework: checkpoint callbacks run
 after all others, i.e. after EMA has copied the average over the raw weights (end of training) and,
 mid-validation, while the EMA weights are swapped into the model. This callback sits before EMA and
@@ -27,7 +30,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.callbacks import Checkpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -56,6 +59,12 @@ def requeue_slurm_job() -> None:
         rank_zero_info(f"Requeued SLURM job {job}; it resumes from last.ckpt when started with --ckpt_path last.")
     else:
         rank_zero_warn(f"Requeuing SLURM job {job} failed: {result.stderr.strip()}")
+
+
+def run_end_callbacks(directory: Path) -> list[pl.Callback]:
+    """RunEndSave (list it before EMA) and its StopStepSave (Lightning moves it after every other callback)."""
+    run_end = RunEndSave(directory)
+    return [run_end, StopStepSave(run_end)]
 
 
 class RunEndSave(pl.Callback):
@@ -157,3 +166,18 @@ class RunEndSave(pl.Callback):
             sigterm_handler(signal.SIGTERM, frame)
         else:
             trainer.should_stop = True
+
+
+class StopStepSave(Checkpoint):
+    """Saves last.ckpt at the end of the step where max_steps is reached or max_time (Lightning's Timer) stops the run.
+
+    A Checkpoint subclass, so that Lightning runs it after all other callbacks: after the Timer has decided
+    and EMA has updated its average, as ModelCheckpoint's periodic saves are taken.
+    """
+
+    def __init__(self, run_end: RunEndSave):
+        self.run_end = run_end
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
+            self.run_end._save_last(trainer, "the run stops after this step")
