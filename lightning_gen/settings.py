@@ -41,7 +41,7 @@ class CheckpointSettings:
         save_top_k: best-k full checkpoints kept (0: none).
         every_n_steps: periodic full checkpoints every N optimizer steps (each as big as last.ckpt).
         every_n_minutes: periodic full checkpoints every N minutes of training.
-        keep_periodic: newest periodic full checkpoints kept.
+        keep_periodic: newest periodic full checkpoints kept (0: the periodic saves only refresh last.ckpt).
     """
 
     monitor: str = "val/loss"

@@ -86,7 +86,6 @@ class RunEndSave(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_step = trainer.global_step
-        self._saved_step = trainer.global_step if self.last_path.is_file() else None
         self._install_signal_handlers(trainer)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
