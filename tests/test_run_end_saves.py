@@ -39,6 +39,17 @@ class FailInValidation(pl.Callback):
             raise RuntimeError("a bug in validation")
 
 
+class CtrlCAtStep(pl.Callback):
+    """Presses Ctrl-C (SIGINT to this process) at the end of the given step, as a notebook's interrupt button does."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -129,3 +140,12 @@ def test_an_exception_mid_validation_saves_raw_and_ema_weights_unswapped(tiny_co
     assert failed["global_step"] == reference["global_step"] == 5
     assert_same_tensors(failed["state_dict"], reference["state_dict"])
     assert_same_tensors(failed["current_model_state"], reference["current_model_state"])
+
+
+def test_ctrl_c_in_process_finishes_the_step_saves_and_gives_the_handler_back(tiny_config, tmp_path, one_torch_thread):
+    handler = signal.getsignal(signal.SIGINT)
+    ctrl_c = '{"class_path": "test_run_end_saves.CtrlCAtStep", "init_args": {"step": 3}}'
+    with pytest.raises(SystemExit):  # Lightning's SIGTERMException: the graceful stop
+        run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.callbacks+", ctrl_c, *NO_VALIDATION)
+    assert load(tmp_path / "tiny/version_0/checkpoints/last.ckpt")["global_step"] == 3
+    assert signal.getsignal(signal.SIGINT) is handler
