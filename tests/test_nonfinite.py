@@ -70,6 +70,15 @@ def test_a_nan_step_is_skipped_exactly(tiny_config, tmp_path, one_torch_thread, 
     assert skipped and skipped[-1] == 1.0
 
 
+def test_under_16_mixed_a_nan_loss_is_counted_and_the_weights_stay_finite(tiny_config, tmp_path, one_torch_thread):
+    # The grad scaler rescales every step, so an exact comparison with a dropped step does not hold here.
+    poisoned = fit(tmp_path, tiny_config, "--trainer.callbacks+", callback("PoisonBatch", 3), "--trainer.precision", "16-mixed")
+    assert poisoned["global_step"] == 6
+    assert all(torch.isfinite(tensor).all() for tensor in poisoned["current_model_state"].values())
+    metrics = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    assert [float(row["train/skipped_nonfinite"]) for row in metrics if row.get("train/skipped_nonfinite")][-1] == 1.0
+
+
 def test_without_the_guard_the_nan_reaches_the_weights(tiny_config, tmp_path, one_torch_thread):
     poisoned = fit(tmp_path, tiny_config, "--trainer.callbacks+", callback("PoisonBatch", 3), "--guard.enabled", "false")
     assert not all(torch.isfinite(tensor).all() for tensor in poisoned["current_model_state"].values())
