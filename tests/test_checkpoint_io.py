@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -177,8 +178,6 @@ def test_best_k_by_psnr_keeps_the_highest(tiny_config, tmp_path, one_torch_threa
     kept = sorted(p.name for p in checkpoints.glob("best-*.ckpt"))
     assert sorted(scores) == kept and len(kept) == 2
     # Every epoch's PSNR, from the CSV log: the two kept are the two highest.
-    import csv
-
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     per_epoch = sorted(float(row["val/psnr"]) for row in rows if row.get("val/psnr"))
     assert len(per_epoch) == 4

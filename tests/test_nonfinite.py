@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import run_cli
+from conftest import REPO, process_env, run_cli
+
+from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 
 
 class PoisonBatch(pl.Callback):
@@ -113,10 +119,6 @@ def test_an_exploding_run_stops_with_one_sentence_and_a_finite_checkpoint(tiny_c
 
 def test_every_rank_skips_when_another_rank_saw_a_nan():
     """Under DDP the decision is reduced with "any": a rank whose own values are finite skips too, so replicas stay equal."""
-    from types import SimpleNamespace
-
-    from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
-
     class OtherRankSawNaN:
         def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
             self.asked = (decision, all)
@@ -136,11 +138,6 @@ def test_every_rank_skips_when_another_rank_saw_a_nan():
 
 @pytest.mark.slow
 def test_two_processes_skip_together_when_one_rank_sees_a_nan(tiny_config, tmp_path):
-    from conftest import REPO, process_env
-    import os
-    import subprocess
-    import sys
-
     poison = '{"class_path": "test_nonfinite.PoisonRank", "init_args": {"step": 2, "rank": 1}}'
     env = {**process_env(), "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     # EMA off until WeightAveraging under DDP is fixed (issue 8, point 1).

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
-from conftest import run_cli
+from conftest import REPO, run_cli
 from PIL import Image
 from safetensors.torch import load_file
 
 from lightning_gen.checkpoints import load_model
+from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
 
 def test_snapshots_hold_the_ema_weights_in_bf16_and_load_as_a_model(tiny_config, tmp_path, one_torch_thread):
@@ -47,12 +50,6 @@ def test_sample_reads_a_snapshot(tiny_config, tmp_path, one_torch_thread):
 
 def test_a_text_ddpm_snapshot_loads_with_its_text_encoder(tmp_path, one_torch_thread):
     """The Imagen preset's kind of model: hyperparameters (UNet, T5 path) travel in the snapshot's metadata."""
-    import json
-
-    from conftest import REPO
-
-    from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
-
     encoder = build_tiny_t5(tmp_path / "tiny_t5", shapes_captions(), d_model=16)
     unet = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 2}
     run_cli("fit", "--config", REPO / "configs/shapes_text_ddpm.yaml", "--trainer.default_root_dir", tmp_path, "--trainer.max_steps", "2",
