@@ -15,6 +15,8 @@ import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, process_env, run_cli
 
+from lightning_gen.callbacks.run_end import requeue_slurm_job
+
 TESTS = Path(__file__).resolve().parent
 NO_VALIDATION = ["--trainer.check_val_every_n_epoch", "1000"]  # no validation, hence no checkpoint but the run-end one
 
@@ -149,3 +151,19 @@ def test_ctrl_c_in_process_finishes_the_step_saves_and_gives_the_handler_back(ti
         run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.callbacks+", ctrl_c, *NO_VALIDATION)
     assert load(tmp_path / "tiny/version_0/checkpoints/last.ckpt")["global_step"] == 3
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_slurm_requeue_calls_scontrol_with_the_job_id(tmp_path, monkeypatch):
+    called = tmp_path / "called.txt"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" > {called}\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    requeue_slurm_job()
+    assert called.read_text().strip() == "requeue 4242"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    requeue_slurm_job()
+    assert called.read_text().strip() == "requeue 77_3"
