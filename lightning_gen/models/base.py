@@ -15,6 +15,24 @@ from lightning_gen.protocol import has_latents
 CHECKPOINT_KEY = "lightning_gen"
 
 
+class SharedOnCopy:
+    """Wraps a configuration callable so that ``copy.deepcopy`` of the model shares it instead of copying it.
+
+    The optimiser and scheduler factories jsonargparse builds hold its instantiator, which reaches the
+    CLI and the trainer; the EMA copy (WeightAveraging deep-copies the module) must not copy those, and
+    under DDP it cannot (the process group holds thread locks).
+    """
+
+    def __init__(self, factory: Any):
+        self.factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.factory(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "SharedOnCopy":
+        return self
+
+
 class GenerativeModel(pl.LightningModule):
     """Base of every model.
 
@@ -35,8 +53,8 @@ class GenerativeModel(pl.LightningModule):
     ):
         super().__init__()
         self.data_facts = DataFacts.coerce(data_facts)
-        self._optimizer_factory = optimizer
-        self._scheduler_factory = lr_scheduler
+        self._optimizer_factory = SharedOnCopy(optimizer)
+        self._scheduler_factory = None if lr_scheduler is None else SharedOnCopy(lr_scheduler)
         self.scheduler_interval = scheduler_interval
 
     def save_model_hyperparameters(self) -> None:
