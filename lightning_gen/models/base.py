@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.facts import DataFacts
 from lightning_gen.protocol import has_latents
+from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
 CHECKPOINT_KEY = "lightning_gen"
 
@@ -89,6 +90,13 @@ class GenerativeModel(pl.LightningModule):
         trainer = self._trainer
         if trainer is None or trainer._logger_connector.should_update_logs:
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
+
+    def training_generator(self) -> torch.Generator:
+        """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
+        (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one."""
+        trainer = self._trainer
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer is not None else 0
+        return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
 
     def batch_condition(self, batch: dict[str, Any]) -> Any:
         """The condition this model reads from a batch; unconditional models read none."""
