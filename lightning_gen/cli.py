@@ -23,7 +23,7 @@ from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.commands import COMMANDS
 from lightning_gen.errors import UserError
-from lightning_gen.run_agreement import agreed_run_location
+from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
 from lightning_gen.tracking.loggers import make_logger
@@ -77,6 +77,11 @@ class GenerativeCLI(LightningCLI):
         root = config.trainer.default_root_dir or "runs"
         experiment = self._experiment_name(config)
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None and self.subcommand == "fit":
+            requeued = requeued_run(Path(root).resolve() / experiment)  # a requeued SLURM job continues its own run
+            if requeued is not None:
+                config.ckpt_path = str(requeued.resume_from)
+                return requeued
         if ckpt_path == "last":
             ckpt_path = str(latest_checkpoint(root, experiment))
             config.ckpt_path = ckpt_path

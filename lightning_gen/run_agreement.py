@@ -11,10 +11,15 @@ rank 0's choice through what their launcher gives them:
 - SLURM (``srun``, one task per device) starts all ranks at once with no store yet: rank 0 writes its
   choice to a small file in the experiment folder named after the job (and requeue count), which the
   other ranks wait for. The runs folder must be on a filesystem every node sees.
+
+Under SLURM the file is written for every job, so that a job requeued by Lightning's
+``SLURMEnvironment(auto_requeue=True)`` continues the run directory of its first start from the newest
+checkpoint there (Lightning's ``hpc_ckpt_*.ckpt`` written on the requeue signal, or ``last.ckpt``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -83,14 +88,39 @@ def _through_store(decide: Callable[[], Decision]) -> Decision:
     return from_json(store.get(key).decode())
 
 
+def _slurm_launch_file(experiment_dir: Path, restart: int | None = None) -> Path:
+    restart = _env_int("SLURM_RESTART_COUNT") if restart is None else restart
+    return experiment_dir / f".launch-{os.environ['SLURM_JOB_ID']}-{restart}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)  # the other ranks never read a half-written file
+
+
+def requeued_run(experiment_dir: Path) -> RunLocation | None:
+    """In a SLURM job started again by a requeue: the run its first start made, resumed from its newest checkpoint."""
+    if "SLURM_JOB_ID" not in os.environ or _env_int("SLURM_RESTART_COUNT") == 0:
+        return None
+    for restart in range(_env_int("SLURM_RESTART_COUNT") - 1, -1, -1):
+        earlier = _slurm_launch_file(experiment_dir, restart)
+        if earlier.is_file():
+            location = from_json(earlier.read_text())[0]
+            directory = location.directory
+            candidates = [*directory.glob("hpc_ckpt_*.ckpt"), *(directory / "checkpoints").glob("last.ckpt")]
+            if not candidates:
+                return None
+            return dataclasses.replace(location, resume_from=max(candidates, key=lambda path: path.stat().st_mtime))
+    return None
+
+
 def _through_file(decide: Callable[[], Decision], experiment_dir: Path) -> Decision:
-    path = experiment_dir / f".launch-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_RESTART_COUNT', '0')}.json"
+    path = _slurm_launch_file(experiment_dir)
     if _env_int("SLURM_PROCID") == 0:
         decision = decide()
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(to_json(*decision))
-        os.replace(temporary, path)  # the other ranks never read a half-written file
+        _write_atomically(path, to_json(*decision))
         return decision
     deadline = time.monotonic() + WAIT_SECONDS
     while not path.is_file():
@@ -114,4 +144,6 @@ def agreed_run_location(decide: Callable[[], Decision], experiment_dir: Path) ->
     decision = decide()
     # Inherited by the ranks Lightning's launcher starts; a later run in this process overwrites it.
     os.environ[ENV_KEY] = to_json(*decision)
+    if "SLURM_JOB_ID" in os.environ:  # a single-task SLURM job: remembered for a requeue
+        _write_atomically(_slurm_launch_file(experiment_dir), os.environ[ENV_KEY])
     return decision

@@ -229,3 +229,22 @@ def test_training_noise_differs_by_rank_and_repeats_by_seed(monkeypatch):
     assert torch.equal(draws[0][0], draws[0][1]) and not torch.equal(draws[0][0], draws[1][0])
     monkeypatch.setenv("PL_GLOBAL_SEED", "8")
     assert not torch.equal(torch.randn(4, generator=model.training_generator()), draws[0][0])
+
+
+def test_a_requeued_slurm_job_continues_its_own_run(monkeypatch, tiny_config, tmp_path):
+    from conftest import run_cli
+
+    clear_launch_env(monkeypatch)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    runs = tmp_path / "runs"
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", runs, "--trainer.max_epochs", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "5000")  # another job's run, newer
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", runs, "--trainer.max_epochs", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # what SLURM sets when Lightning's auto-requeue starts the job again
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", runs, "--trainer.max_epochs", "2")
+    assert sorted(path.name for path in (runs / "tiny").iterdir() if not path.name.startswith(".")) == ["version_0", "version_1"]
+    assert torch.load(runs / "tiny/version_0/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2 * 5
+    assert torch.load(runs / "tiny/version_1/checkpoints/last.ckpt", weights_only=False)["global_step"] == 5
