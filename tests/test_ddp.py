@@ -248,3 +248,15 @@ def test_a_requeued_slurm_job_continues_its_own_run(monkeypatch, tiny_config, tm
     assert sorted(path.name for path in (runs / "tiny").iterdir() if not path.name.startswith(".")) == ["version_0", "version_1"]
     assert torch.load(runs / "tiny/version_0/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2 * 5
     assert torch.load(runs / "tiny/version_1/checkpoints/last.ckpt", weights_only=False)["global_step"] == 5
+
+
+def test_ema_refuses_a_sharded_strategy():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from lightning_gen.callbacks.ema import EMA
+    from lightning_gen.errors import UserError
+
+    with pytest.raises(UserError, match="ema.enabled false"):
+        EMA().setup(SimpleNamespace(strategy=FSDPStrategy()), torch.nn.Linear(1, 1), "fit")

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+from lightning_gen.errors import UserError
 
 
 def ema_rate(decay: float, warmup: bool, step: int) -> float:
@@ -60,6 +63,13 @@ class EMA(WeightAveraging):
         self.warmup = warmup
         self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
         self._count = 0
+
+    def setup(self, trainer: Any, pl_module: torch.nn.Module, stage: str) -> None:
+        if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+            # The average is a full, unsharded copy of the model on every device: it would undo the sharding.
+            raise UserError(f"EMA keeps a full copy of the model, which {type(trainer.strategy).__name__} shards; "
+                            f"set --ema.enabled false with a sharded strategy.")
+        super().setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
         # The model sits on its device and any checkpoint is restored (both in place from here on),
