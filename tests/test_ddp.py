@@ -111,6 +111,18 @@ def tiny_t5(tmp_path_factory) -> str:
     return str(build_tiny_t5(tmp_path_factory.mktemp("t5") / "tiny_t5", shapes_captions(), d_model=16))
 
 
+@pytest.fixture(scope="module")
+def judge_ckpt(tmp_path_factory) -> Path:
+    from lightning_gen.models import Judge
+
+    judge = Judge(ShapesDataModule(image_size=16).facts, channels=(8, 16), hidden=8)
+    checkpoint = {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams)}
+    judge.on_save_checkpoint(checkpoint)
+    path = tmp_path_factory.mktemp("judge") / "judge.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cvae", "ddpm_class", "ddpm_text"])
 def test_two_process_fit_of_each_model(kind, tmp_path, request):
@@ -122,6 +134,11 @@ def test_two_process_fit_of_each_model(kind, tmp_path, request):
         cache = tmp_path / "text_cache"
         model = ddpm_model("text", text_encoder=request.getfixturevalue("tiny_t5"), max_text_length=8, text_cache_dir=str(cache))
     config = ddp_config(tmp_path, kind, model)
+    if kind == "ddpm_class":  # a sampling callback: each rank samples its share, every rank logs the same score
+        settings = yaml.safe_load(config.read_text())
+        settings["trainer"]["callbacks"].append({"class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
+                                                 "init_args": {"judge_ckpt": str(request.getfixturevalue("judge_ckpt")), "num_samples": 5}})
+        config.write_text(yaml.safe_dump(settings))
     launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs", cwd=tmp_path)
     run = assert_one_run(tmp_path / "runs", kind)
     rank0, rank1 = probes(tmp_path, kind)
@@ -129,6 +146,8 @@ def test_two_process_fit_of_each_model(kind, tmp_path, request):
     assert not torch.equal(rank0["training_noise"], rank1["training_noise"])
     for key, value in rank0["ema"].items():
         assert torch.equal(value, rank1["ema"][key]), key
+    if kind == "ddpm_class":
+        assert "val/judge_overall" in rank0["metrics"]
     if kind.startswith("ddpm"):
         # Validation noise is seeded by image index, so the 2-process loss is the whole set's loss.
         model = load_model(run / "checkpoints" / "last.ckpt")
