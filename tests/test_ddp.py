@@ -66,7 +66,7 @@ def assert_one_run(runs: Path, experiment: str) -> Path:
 
 def test_two_process_vae_one_run_per_rank_noise_synced_metrics_identical_ema(tmp_path):
     model = copy.deepcopy(TINY_CONFIG["model"])
-    model["init_args"]["batchnorm"] = True  # running statistics differ per rank: their EMA must not
+    model["init_args"]["batchnorm"] = True  # buffers that each rank updates from its own batches
     config = ddp_config(tmp_path, "vae", model)
     launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs", "--tracking.logger", "wandb", cwd=tmp_path)
 
@@ -94,6 +94,20 @@ def test_two_process_vae_one_run_per_rank_noise_synced_metrics_identical_ema(tmp
     assert rank0["metrics"]["val/psnr"] == pytest.approx(float(psnr), rel=1e-5)
     assert rank0["metrics"]["val/loss"] == pytest.approx(float(loss), rel=1e-5)
     assert float(first_shard) != pytest.approx(float(psnr), rel=1e-5)  # what an unsynced rank 0 would log
+
+
+@pytest.mark.slow
+def test_ema_batchnorm_statistics_are_identical_without_a_validation_after_the_last_step(tmp_path):
+    # DDP's forward broadcasts rank 0's buffers, so a validation pass (EMA weights swapped in) hides a
+    # drift of the averaged BatchNorm statistics; without one, only the EMA callback's own sync does.
+    model = copy.deepcopy(TINY_CONFIG["model"])
+    model["init_args"]["batchnorm"] = True
+    config = ddp_config(tmp_path, "bn", model, limit_val_batches=0, num_sanity_val_steps=0)
+    launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs", cwd=tmp_path)
+    rank0, rank1 = probes(tmp_path, "bn")
+    assert any("running_mean" in key for key in rank0["ema"])
+    for key, value in rank0["ema"].items():
+        assert torch.equal(value, rank1["ema"][key]), key
 
 
 TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8}
