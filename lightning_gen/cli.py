@@ -27,6 +27,7 @@ from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
 from lightning_gen.commands import COMMANDS, run_command
 from lightning_gen.errors import UserError
+from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
@@ -77,6 +78,11 @@ class GenerativeCLI(LightningCLI):
         root = config.trainer.default_root_dir or "runs"
         experiment = self._experiment_name(config)
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None and self.subcommand == "fit":
+            requeued = requeued_run(Path(root).resolve() / experiment)  # a requeued SLURM job continues its own run
+            if requeued is not None:
+                config.ckpt_path = str(requeued.resume_from)
+                return requeued
         if ckpt_path == "last":
             ckpt_path = str(latest_checkpoint(root, experiment))
             config.ckpt_path = ckpt_path
@@ -92,7 +98,16 @@ class GenerativeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        self.run_location = self._run_location(config)
+        experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / self._experiment_name(config)
+
+        def decide() -> tuple[RunLocation, str | None]:
+            location = self._run_location(config)
+            return location, config.get("ckpt_path")
+
+        # Global rank 0 decides; the other ranks of a DDP launch adopt its directory, run id and checkpoint.
+        self.run_location, ckpt_path = agreed_run_location(decide, experiment_dir)
+        if "ckpt_path" in config:
+            config.ckpt_path = ckpt_path
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

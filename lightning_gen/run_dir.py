@@ -46,9 +46,16 @@ def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
 def new_run(root: str | Path, experiment: str) -> RunLocation:
     # Absolute, so a resumed run's checkpoint callbacks recognise their own directory and files.
     experiment_dir = Path(root).resolve() / experiment
+    experiment_dir.mkdir(parents=True, exist_ok=True)
     versions = _versions(experiment_dir)
     number = versions[-1][0] + 1 if versions else 0
-    directory = experiment_dir / f"version_{number}"
+    while True:
+        directory = experiment_dir / f"version_{number}"
+        try:
+            directory.mkdir()  # claims the number: two runs started at once never share a directory
+            break
+        except FileExistsError:
+            number += 1
     return RunLocation(Path(root), experiment, directory, run_id=secrets.token_hex(4))
 
 

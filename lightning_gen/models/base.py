@@ -11,8 +11,27 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.facts import DataFacts
 from lightning_gen.protocol import has_latents
+from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
 CHECKPOINT_KEY = "lightning_gen"
+
+
+class SharedOnCopy:
+    """Wraps a configuration callable so that ``copy.deepcopy`` of the model shares it instead of copying it.
+
+    The optimiser and scheduler factories jsonargparse builds hold its instantiator, which reaches the
+    CLI and the trainer; the EMA copy (WeightAveraging deep-copies the module) must not copy those, and
+    under DDP it cannot (the process group holds thread locks).
+    """
+
+    def __init__(self, factory: Any):
+        self.factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.factory(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "SharedOnCopy":
+        return self
 
 
 class GenerativeModel(pl.LightningModule):
@@ -35,8 +54,8 @@ class GenerativeModel(pl.LightningModule):
     ):
         super().__init__()
         self.data_facts = DataFacts.coerce(data_facts)
-        self._optimizer_factory = optimizer
-        self._scheduler_factory = lr_scheduler
+        self._optimizer_factory = SharedOnCopy(optimizer)
+        self._scheduler_factory = None if lr_scheduler is None else SharedOnCopy(lr_scheduler)
         self.scheduler_interval = scheduler_interval
 
     def save_model_hyperparameters(self) -> None:
@@ -71,6 +90,13 @@ class GenerativeModel(pl.LightningModule):
         trainer = self._trainer
         if trainer is None or trainer._logger_connector.should_update_logs:
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
+
+    def training_generator(self) -> torch.Generator:
+        """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
+        (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one."""
+        trainer = self._trainer
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer is not None else 0
+        return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
 
     def batch_condition(self, batch: dict[str, Any]) -> Any:
         """The condition this model reads from a batch; unconditional models read none."""

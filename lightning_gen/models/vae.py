@@ -116,7 +116,11 @@ class VAE(GenerativeModel):
         x = batch["image"]
         condition = self.batch_condition(batch)
         mean, log_var = self.posterior(x, condition)
-        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if sample_latent else mean
+        if sample_latent:
+            noise = torch.randn(mean.shape, generator=self.training_generator(), device=mean.device, dtype=mean.dtype)
+            z = mean + noise * (0.5 * log_var).exp()
+        else:
+            z = mean
         logits = self.decode_logits(z, condition)
         recon = reconstruction_loss(logits, x, self.reconstruction).mean()
         kl = gaussian_kl(mean, log_var).mean()
@@ -134,11 +138,13 @@ class VAE(GenerativeModel):
         # training (a resumed run stays identical to an uninterrupted one) and PSNR/SSIM are repeatable.
         out = self.losses(batch, sample_latent=False)
         size = len(batch["image"])
-        self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size)
+        # sync_dist: under DDP each rank sees a shard; the logged value is the mean over the whole set.
+        self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size, sync_dist=True)
         psnr, ssim = self.psnr[stage], self.ssim[stage]
         reconstruction, target = torch.sigmoid(out["logits"].float()), batch["image"].float()
         psnr(reconstruction, target)
         ssim(reconstruction, target)
+        # torchmetrics objects reduce their sums across ranks themselves when computed.
         self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=size)
         self.log(f"{stage}/ssim", ssim, batch_size=size)
 
