@@ -1,5 +1,8 @@
 """FID, KID and precision/recall on feature arrays (N×D), so every extractor shares one implementation.
 
+The arrays are complete where these run (gathered first under DDP), so the metrics never sync across
+processes: ``sync_on_compute=False`` (a sync from rank 0 alone would wait forever for the other ranks).
+
 FID and KID are torchmetrics' metrics fed the features through an identity "extractor"; precision and
 recall (Kynkäänniemi et al. 2019) are written here because neither torchmetrics nor torch-fidelity
 computes them from given features.
@@ -32,7 +35,7 @@ class GivenFeatures(nn.Module):
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    metric = FrechetInceptionDistance(feature=GivenFeatures(real.shape[1]))
+    metric = FrechetInceptionDistance(feature=GivenFeatures(real.shape[1]), sync_on_compute=False)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     return float(metric.compute())
@@ -43,7 +46,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, subsets: int = KI
     size = min(subset_size, len(real), len(fake))
     with warnings.catch_warnings():  # "will save all extracted features": these are the features, already in memory
         warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets, subset_size=size)
+        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets, subset_size=size, sync_on_compute=False)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):  # the subsets come from the global RNG; seed them, leave it as it was
