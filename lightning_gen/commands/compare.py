@@ -18,7 +18,7 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
 from lightning_gen.metrics import comparison
 from lightning_gen.metrics.datamodules import datamodule_from_config
@@ -104,8 +104,6 @@ def quality_scores(models: list[Any], datamodule: Any, args: Namespace, device: 
 
 
 def run(args: Namespace) -> None:
-    from lightning_gen.commands.evaluate import resolve_device
-
     if args.group is None and not args.runs:
         raise UserError("name the runs to compare: --group G (with --root) or run directories / checkpoints.")
     records = find_group(args.group, args.root) if args.group else [record_of(path) for path in args.runs]
@@ -166,10 +164,3 @@ def log_comparison(records: list[RunRecord], rows: list[dict[str, Any]], out: Pa
     run.log({"compare/runs": wandb.Table(columns=columns, data=[[comparison.format_value(row.get(c)) if isinstance(row.get(c), tuple) else row.get(c) for c in columns] for row in rows]),
              **{f"compare/{png.stem}": wandb.Image(str(png)) for png in pngs}})  # fmt: skip
     run.finish()
-
-
-def main(argv: list[str]) -> None:
-    """Until the shared dispatcher lands: this command's own parser."""
-    parser = ArgumentParser(prog="lightning_gen compare", description=DESCRIPTION)
-    add_arguments(parser)
-    run(parser.parse_args(argv))

@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
@@ -62,10 +61,6 @@ def parse_metrics(text: str | None, judge: str | None, has_latents: bool) -> lis
     if unknown:
         raise UserError(f"--metrics has unknown {', '.join(unknown)}; choose from {','.join(KNOWN_METRICS)}.")
     return metrics
-
-
-def resolve_device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def run_judge(args: Namespace, model: Any, device: str) -> dict[str, float]:
@@ -134,12 +129,3 @@ def run(args: Namespace) -> None:
         else:
             write_json(args.out, payload)
         print(f"Wrote {args.out}")
-
-
-def main(argv: list[str]) -> None:
-    """Until the shared dispatcher lands: this command's own parser with ``--config``/``--data``."""
-    parser = ArgumentParser(prog="lightning_gen evaluate", description=DESCRIPTION)
-    parser.add_argument("--config", type=Optional[str], default=None, help="a config whose data section is the real data")
-    parser.add_argument("--data", type=Optional[dict], default=None, help="a data section {class_path, init_args}")
-    add_arguments(parser)
-    run(parser.parse_args(argv))

@@ -24,7 +24,6 @@ from lightning_gen.errors import UserError
 
 DESCRIPTION = "run a grid of config overrides one after another in one W&B group (skips finished runs, resumes interrupted ones)"
 FINISHED_MARKER = "sweep_finished.json"
-SWEEP_OPTIONS = {"--set": True, "--name": True, "--wandb_sweep_yaml": True, "--subprocess": True, "--dry_run": True}
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -169,33 +168,43 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
     return outcomes
 
 
+SWEEP_KEYS = ("set", "name", "wandb_sweep_yaml", "subprocess", "dry_run", "config", "__default_config__", "ckpt_path", "weights_only")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def _encode(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def fit_arguments(args: Namespace) -> list[str]:
+    """What the user gave for fit: the config files, then every key whose parsed value differs from the files' own.
+
+    The shared parser has already merged ``--config`` and the dotted overrides; parsing the config files
+    alone and comparing gives the overrides back, so each run is ``fit --config FILE... --key=value...``.
+    """
+    from lightning_gen.commands.common import command_parser
+
+    configs = [str(getattr(path, "relative", None) or path) for path in (args.get("config") or [])]
+    config_args = [item for path in configs for item in ("--config", path)]
+    parser = command_parser("sweep", sys.modules[__name__])
+    files_only = _flat(parser.parse_args(config_args).as_dict())
+    given = _flat(args.as_dict())
+    overrides = [
+        f"--{key}={_encode(value)}"
+        for key, value in given.items()
+        if key.split(".")[0] not in SWEEP_KEYS and files_only.get(key, object()) != value
+    ]
+    return config_args + overrides
+
+
 def run(args: Namespace) -> None:
-    sets = list(args.set or [])
-    fit_args = list(args.get("fit_args") or [])
-    run_sweep(sets, fit_args, args.name, fit_in_subprocess if args.subprocess else fit_in_process, args.dry_run, args.wandb_sweep_yaml)
-
-
-def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(the sweep's own options, everything else: the fit config and overrides, passed on unchanged)."""
-    own, fit_args, index = [], [], 0
-    while index < len(argv):
-        item = argv[index]
-        option = item.split("=", 1)[0]
-        if option in SWEEP_OPTIONS:
-            own.append(item)
-            if "=" not in item and index + 1 < len(argv):
-                own.append(argv[index + 1])
-                index += 1
-        else:
-            fit_args.append(item)
-        index += 1
-    return own, fit_args
-
-
-def main(argv: list[str]) -> None:
-    own, fit_args = split_argv(argv)
-    parser = ArgumentParser(prog="lightning_gen sweep", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(own)
-    args.fit_args = fit_args
-    run(args)
+    fit = fit_in_subprocess if args.subprocess else fit_in_process
+    run_sweep(list(args.set or []), fit_arguments(args), args.name, fit, args.dry_run, args.wandb_sweep_yaml)
