@@ -16,6 +16,7 @@ from torchvision.utils import save_image
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.metrics import extractors, formulas
+from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.models import VAE
 
 DATA = {"class_path": "lightning_gen.data.ShapesDataModule", "init_args": {"num_images": 120, "image_size": 16, "val_fraction": 0.25}}
@@ -153,6 +154,16 @@ def test_vae_checkpoint_scores_and_the_real_feature_cache(vae_run, tmp_path, cap
     run = vae_run.parent.parent
     assert (run / "evaluation" / "scores-seed0-val.json").is_file()
     assert (tmp_path / "psnr_histogram.png").is_file() and (tmp_path / "ssim_histogram.png").is_file()
+
+
+def test_torch_export_and_class_path_extractors_give_the_networks_features(tmp_path):
+    network, images = TinyFeatures(), torch.rand(5, 3, 16, 16)
+    program = torch.export.export(network, (images[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, tmp_path / "tiny.pt2")
+    for spec in (str(tmp_path / "tiny.pt2"), "test_evaluate_quality.TinyFeatures"):
+        extractor = build_extractor(spec)
+        assert torch.allclose(extractor(images, batch_size=2), network(images).double(), atol=1e-6), spec
+    assert build_extractor(str(tmp_path / "tiny.pt2")).name == "export:tiny.pt2"
 
 
 def test_folder_mode_against_a_configs_split_and_bad_metric_names(vae_run, tmp_path, torchscript_extractor, capsys, one_torch_thread):

@@ -165,7 +165,10 @@ def build_extractor(spec: str | None = None, inception_weights_file: str | None 
     else:
         module, name = _load_class(spec), f"class:{spec}"
         identity = f"{name}:{state_digest(module)}"
-    module.eval()
+    try:
+        module.eval()
+    except NotImplementedError:  # a torch.export program keeps the mode it was exported in
+        pass
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return FeatureExtractor(module, name, identity).to(device)
