@@ -11,13 +11,13 @@ from torchvision.utils import make_grid
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.models.condition_grid import columns_for, shown_conditions
 from lightning_gen.models.conv_stacks import ConvEncoder
 from lightning_gen.models.film_decoder import FiLMConvDecoder
 from lightning_gen.models.prompt_attributes import attributes_in_prompt
 from lightning_gen.models.vae import VAE
 
 ConditionKind = Literal["class", "attributes"]
-MAX_GRID_ROWS = 8
 
 
 def condition_size(facts: DataFacts, kind: ConditionKind) -> int:
@@ -161,17 +161,19 @@ class CVAE(VAE):
 
     # -- grids --------------------------------------------------------------------------------
     def grid_conditions(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Rows of the condition grid: every class (up to 8), or the batch's distinct attribute vectors (up to 8)."""
+        """Rows of the condition grid: every class, or every attribute alone (a fixed subset beyond 40: see condition_grid)."""
+        index = shown_conditions(len(self.vocabulary), self.device)
         if self.condition_kind == "class":
-            return torch.arange(min(len(self.vocabulary), MAX_GRID_ROWS), device=self.device)
-        return torch.unique(self.batch_condition(batch).float(), dim=0)[:MAX_GRID_ROWS].to(self.device)
+            return index
+        return nn.functional.one_hot(index, len(self.vocabulary)).float()
 
     @torch.no_grad()
     def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One row per condition, one fixed z per column: if the condition controls the image, rows differ and columns agree."""
         conditions = self.grid_conditions(batch)
-        columns = MAX_GRID_ROWS
-        z = torch.randn(columns, self.latent_dim, generator=generator, device=generator.device).to(self.device)
         rows = len(conditions)
+        columns = columns_for(rows)
+        # z from the model's prior (the fitted mixture when it has one), as its samples are drawn.
+        z = self.sample_latents(columns, generator).to(self.device)
         images = self.decode(z.repeat(rows, 1), conditions.repeat_interleave(columns, 0))
         return {"conditions": make_grid(images.float(), nrow=columns, padding=1)}

@@ -115,12 +115,14 @@ class VAE(GenerativeModel):
         self, n: int, condition: Any = None, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
     ) -> torch.Tensor:
         """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded."""
+        return self.decode(self.sample_latents(n, generator, prior).to(self.device), condition)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted") -> torch.Tensor:
+        """n latents from the fitted mixture when the model has one and ``prior`` is "fitted", else from N(0, I)."""
         device = self.device if generator is None else generator.device
         if self.latent_prior is not None and prior == "fitted":
-            z = self.latent_prior.sample(n, generator, device)
-        else:
-            z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z.to(self.device), condition)
+            return self.latent_prior.sample(n, generator, device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
     @torch.no_grad()
     def fit_latent_prior(self) -> None:
