@@ -23,6 +23,7 @@ from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.commands import COMMANDS
 from lightning_gen.errors import UserError
+from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
 from lightning_gen.tracking.loggers import make_logger
@@ -60,6 +61,15 @@ class GenerativeCLI(LightningCLI):
         # Data facts (image size, channels, condition vocabulary) are read off the datamodule, never typed twice.
         parser.link_arguments("data.facts", "model.init_args.data_facts", apply_on="instantiate")
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # No --weights_only option: Lightning always reads a checkpoint as data (see _prepare_subcommand_kwargs).
+        return {name: skip | {"weights_only"} for name, skip in LightningCLI.subcommands().items()}
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        # weights_only=True: resuming from a shared checkpoint can never run code stored in its pickle.
+        return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
+
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would merge the checkpoint's hyperparameters into the config; ours hold the linked
         # data facts, which a config may not set. The YAML config stays the single source of settings.
@@ -83,10 +93,10 @@ class GenerativeCLI(LightningCLI):
             return new_run(root, experiment)
         if not Path(ckpt_path).is_file():
             raise UserError(f"--ckpt_path {ckpt_path} is not a file; pass a .ckpt file or 'last' to continue the newest run of '{experiment}'.")
-        if self.subcommand == "fit":
-            info = read_run_info(ckpt_path)
-            if info.get("run_id"):
-                return resumed_run(root, ckpt_path, info)
+        info = read_run_info(ckpt_path)  # a one-sentence error for a checkpoint that holds code or is truncated
+        check_model_class(info, config, ckpt_path)
+        if self.subcommand == "fit" and info.get("run_id"):
+            return resumed_run(root, ckpt_path, info)
         return new_run(root, experiment)
 
     def before_instantiate_classes(self) -> None:
@@ -116,6 +126,24 @@ class GenerativeCLI(LightningCLI):
                 logger.experiment.finish()
 
     after_fit = after_validate = after_test = after_predict = _finish_tracking
+
+
+def check_model_class(info: dict[str, Any], config: Any, ckpt_path: str) -> None:
+    """A checkpoint continues only the model class that wrote it (a name outside lightning_gen is refused unimported)."""
+    if "model_class" not in info:
+        return  # not written by lightning_gen: Lightning's own loading checks the weights against the model
+    recorded = model_class_from_checkpoint({CHECKPOINT_KEY: info}, ckpt_path)
+    configured = config.get("model")
+    class_path = configured.get("class_path") if configured is not None else None
+    if class_path is None:
+        return
+    module_name, _, class_name = str(class_path).rpartition(".")
+    configured_class = getattr(importlib.import_module(module_name), class_name, None)  # from the user's own config
+    if configured_class is not recorded:
+        raise UserError(
+            f"{ckpt_path} was written by {recorded.__module__}.{recorded.__qualname__}, but the config's model is {class_path}; "
+            f"pass the config the checkpoint was trained with."
+        )
 
 
 def run_command(name: str, argv: list[str]) -> None:
