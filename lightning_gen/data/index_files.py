@@ -127,7 +127,9 @@ def parse_attribute_table(
         declared_count = int(fields[0])
         rows = rows[1:]
     if not rows:
-        raise UserError(f"{source} line {2 if declared_count is not None else 1} should list the attribute names; {FIX}.")
+        if declared_count is None:
+            raise _no_lines(source, "attribute name")
+        raise UserError(f"{source} line {number} holds the image count but no line of attribute names follows; {FIX}.")
     number, header = rows[0]
     names = tuple(field for field in _fields(header, csv) if field and field != "image_id")
     if names != attribute_names:
@@ -248,9 +250,12 @@ def parse_hierarchy(text: str, source: str | Path) -> dict[str, str]:
         node: str | None = start
         while node is not None and node not in done:
             if node in on_path:
-                loop = path[path.index(node):] + [node]
+                cycle = path[path.index(node):]
+                # Named from the line read last, the one that closes the loop as the file is read.
+                closing = max(range(len(cycle)), key=lambda position: entries[cycle[position]].line)
+                loop = cycle[closing:] + cycle[:closing] + [cycle[closing]]
                 shown_loop = " → ".join(loop if len(loop) <= 6 else [*loop[:3], "…", *loop[-2:]])
-                raise UserError(f"{source} line {entries[path[-1]].line} closes a loop in the class hierarchy ({shown_loop}); {FIX}.")
+                raise UserError(f"{source} line {entries[cycle[closing]].line} closes a loop in the class hierarchy ({shown_loop}); {FIX}.")
             path.append(node)
             on_path.add(node)
             node = parents.get(node)
