@@ -7,7 +7,6 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -21,15 +20,12 @@ from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.run_state import RunState
-from lightning_gen.commands import COMMANDS
+from lightning_gen.commands import COMMANDS, run_command
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
-from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
+from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
-
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}
-
 
 class ConfigToLoggers(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
@@ -61,13 +57,8 @@ class GenerativeCLI(LightningCLI):
         # Data facts (image size, channels, condition vocabulary) are read off the datamodule, never typed twice.
         parser.link_arguments("data.facts", "model.init_args.data_facts", apply_on="instantiate")
 
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        # No --weights_only option: Lightning always reads a checkpoint as data (see _prepare_subcommand_kwargs).
-        return {name: skip | {"weights_only"} for name, skip in LightningCLI.subcommands().items()}
-
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        # weights_only=True: resuming from a shared checkpoint can never run code stored in its pickle.
+        # weights_only=True, whatever torch's default: resuming from a shared checkpoint never runs code in its pickle.
         return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
 
     def _parse_ckpt_path(self) -> None:
@@ -101,6 +92,8 @@ class GenerativeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
+            raise UserError("--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a shared one cannot run code; drop the option.")
         self.run_location = self._run_location(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -144,10 +137,6 @@ def check_model_class(info: dict[str, Any], config: Any, ckpt_path: str) -> None
             f"{ckpt_path} was written by {recorded.__module__}.{recorded.__qualname__}, but the config's model is {class_path}; "
             f"pass the config the checkpoint was trained with."
         )
-
-
-def run_command(name: str, argv: list[str]) -> None:
-    importlib.import_module(COMMANDS[name]).main(argv)
 
 
 def find_user_error(error: BaseException) -> UserError | None:
