@@ -7,6 +7,7 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
