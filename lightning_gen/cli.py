@@ -7,6 +7,7 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import sys
@@ -15,18 +16,26 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.run_state import RunState
-from lightning_gen.commands import COMMANDS, run_command
+from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.commands.common import command_parser
 from lightning_gen.errors import UserError
+from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explaining, one_sentence
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
+
+def program_name() -> str:
+    """How the user started us: ``lightning-gen`` (the console script) or ``python -m lightning_gen``."""
+    return "lightning-gen" if Path(sys.argv[0]).name == "lightning-gen" else "python -m lightning_gen"
+
 
 class ConfigToLoggers(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
@@ -48,6 +57,9 @@ class GenerativeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs", "logger": False, "enable_checkpointing": True},
             auto_configure_optimizers=False,
+            # A parse error is raised, not printed with the usage, so main() can make it one sentence.
+            parser_class=ExplainingParser,
+            parser_kwargs={"prog": program_name()},
             args=args,
             run=run,
         )
@@ -110,7 +122,10 @@ class GenerativeCLI(LightningCLI):
         kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         kwargs.setdefault("logger", make_logger(tracking, run))
         kwargs.setdefault("default_root_dir", str(run.directory))
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError) as error:  # Trainer(...) checking its arguments
+            raise UserError(one_sentence(str(error), prefix="the trainer settings are invalid: ")[:-1] + "; fix them in the config or with --trainer.* options.") from error
 
     def _finish_tracking(self) -> None:
         # Close the W&B run now, not at interpreter exit: a notebook (Colab) keeps the process alive,
@@ -140,12 +155,68 @@ def check_model_class(info: dict[str, Any], config: Any, ckpt_path: str) -> None
         )
 
 
+TRAINER_COMMANDS = {
+    "fit": "train a model from a config (--ckpt_path last continues the newest run)",
+    "validate": "validation metrics of a checkpoint (--ckpt_path) on the config's data",
+    "test": "test-split metrics of a checkpoint (--ckpt_path) on the config's data",
+    "predict": "reconstructions or samples for the config's data, through the model's predict_step",
+}
+
+
+def command_descriptions() -> dict[str, str]:
+    """Every command with its one-line description, as ``--help`` lists them."""
+    descriptions = dict(TRAINER_COMMANDS)
+    for name in COMMANDS:
+        module = command_module(name)
+        lines = (getattr(module, "DESCRIPTION", None) or module.__doc__ or "").strip().splitlines()
+        descriptions[name] = lines[0] if lines else ""
+    return descriptions
+
+
+def print_help(program: str, file: Any = None) -> None:
+    descriptions = command_descriptions()
+    width = max(map(len, descriptions))
+    print(
+        "\n".join(
+            [
+                f"usage: {program} COMMAND [--config FILE.yaml] [--group.option VALUE ...]",
+                "",
+                "Image generative models (VAE, β-VAE, CVAE, DDPM, text-to-image DDPM) trained and used from YAML configs.",
+                "",
+                "commands:",
+                *(f"  {name.ljust(width)}  {description}" for name, description in descriptions.items()),
+                "",
+                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} COMMAND --help` lists its options.",
+            ]
+        ),
+        file=file or sys.stdout,
+    )
+
+
+def run_named_command(name: str, argv: list[str]) -> None:
+    """As commands.run_command, with a parser whose mistakes main() can explain in one sentence."""
+    module = command_module(name)
+    if not hasattr(module, "run"):
+        run_command(name, argv)
+        return
+    module.run(explaining(command_parser(name, module)).parse_args(argv))
+
+
+def unknown_command(name: str, program: str) -> UserError:
+    close = difflib.get_close_matches(name, list(command_descriptions()), n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? (`{program} --help` lists them all)" if close else f"`{program} --help` lists the commands"
+    return UserError(f"'{name}' is not a command; {hint}.")
+
+
 def find_user_error(error: BaseException) -> UserError | None:
-    """jsonargparse wraps an error raised while instantiating a class; the user's mistake is in the chain."""
+    """The user's mistake in an exception chain: a UserError (jsonargparse wraps those raised while instantiating
+    a class), or Lightning's MisconfigurationException, made one sentence."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
+        if isinstance(error, MisconfigurationException):
+            return UserError(one_sentence(str(error), prefix="Lightning rejected the configuration: "))
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
@@ -154,13 +225,22 @@ def find_user_error(error: BaseException) -> UserError | None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     program, saved_argv = sys.argv[:1], sys.argv
+    name = program_name()
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help(name, file=sys.stdout if argv else sys.stderr)
+        raise SystemExit(0 if argv else 2)
     try:
-        if argv and argv[0] in COMMANDS:
-            run_command(argv[0], argv[1:])
+        if argv[0] in COMMANDS:
+            run_named_command(argv[0], argv[1:])
+        elif not argv[0].startswith("-") and argv[0] not in TRAINER_COMMANDS:
+            raise unknown_command(argv[0], name)
         else:
             # LightningCLI reads sys.argv; a call from Python (tests, notebooks) runs as that command line.
             sys.argv = program + argv
             GenerativeCLI()
+    except ParseFailure as failure:
+        print(f"error: {explain(failure, argv, name)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:
