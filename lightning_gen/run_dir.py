@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lightning_gen.checkpoints import load_checkpoint_file
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY
 
@@ -97,10 +98,7 @@ def latest_checkpoint(root: str | Path, experiment: str) -> Path:
 
 
 def read_run_info(checkpoint_path: str | Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated file from a killed session, a non-checkpoint, ...
-        raise UserError(f"could not read checkpoint {checkpoint_path} ({error}); pass another --ckpt_path.") from error
+    checkpoint = load_checkpoint_file(checkpoint_path, mmap=True)  # weights_only: a one-sentence UserError for code or a truncated file
     return dict(checkpoint.get(CHECKPOINT_KEY, {}))
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.models.schedules import RunLengthSchedule
 from lightning_gen.protocol import has_latents
 from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
@@ -73,7 +77,20 @@ class GenerativeModel(pl.LightningModule):
         if self._scheduler_factory is None:
             return optimizer
         scheduler = self._scheduler_factory(optimizer)
+        if isinstance(scheduler, RunLengthSchedule) and scheduler.total_steps is None:
+            scheduler.set_total_steps(self._scheduler_steps_of_run())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _scheduler_steps_of_run(self) -> int:
+        """How often the scheduler steps in this run: optimizer steps (all devices and accumulation counted) or epochs."""
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches if self.scheduler_interval == "step" else trainer.max_epochs
+        if total is None or total < 0 or math.isinf(total):
+            raise UserError(
+                "the LR schedule needs the run's length, but the run is limited by neither trainer.max_steps nor trainer.max_epochs; "
+                "set one of them or lr_scheduler.init_args.total_steps."
+            )
+        return int(total)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
@@ -113,9 +130,36 @@ class GenerativeModel(pl.LightningModule):
         return {"index": batch["index"], "image": images}
 
 
-def model_class_from_checkpoint(checkpoint: dict[str, Any]) -> type[GenerativeModel]:
-    path = checkpoint.get(CHECKPOINT_KEY, {}).get("model_class")
-    if path is None:
-        raise KeyError("model_class")
-    module_name, _, class_name = path.rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)
+def _model_classes() -> dict[str, type[GenerativeModel]]:
+    found: dict[str, type[GenerativeModel]] = {}
+    pending = list(GenerativeModel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def model_class_from_checkpoint(checkpoint: dict[str, Any], path: Any = "the checkpoint") -> type[GenerativeModel]:
+    """The GenerativeModel subclass a checkpoint names; never imports a module outside lightning_gen.
+
+    The name is looked up among the GenerativeModel subclasses already defined (lightning_gen's models and
+    any the user imported); only a lightning_gen module is imported to find one, so a shared checkpoint
+    naming e.g. ``os.system`` cannot make loading run anything.
+    """
+    section = checkpoint.get(CHECKPOINT_KEY)
+    name = section.get("model_class") if isinstance(section, dict) else None
+    if not isinstance(name, str):
+        raise UserError(f"{path} was not written by lightning_gen (it records no model class); pass a checkpoint from a lightning_gen run.")
+    classes = _model_classes()
+    module_name = name.rpartition(".")[0]
+    if name not in classes and re.fullmatch(r"lightning_gen(\.\w+)+", module_name):
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            pass
+        classes = _model_classes()
+    if name not in classes:
+        known = ", ".join(sorted(classes))
+        raise UserError(f"{path} names the model class '{name}', which is not a lightning_gen model ({known}); pass a checkpoint from a lightning_gen run.")
+    return classes[name]
