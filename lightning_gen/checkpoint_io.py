@@ -124,9 +124,10 @@ class AtomicStreamingCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: _PATH, map_location: Optional[Callable] = lambda storage, loc: storage, weights_only: Optional[bool] = None
     ) -> dict[str, Any]:
+        # weights_only=True whatever the caller asks: a shared checkpoint never runs code (lightning_gen/checkpoints.py).
         if not _is_local(path):
-            return super().load_checkpoint(path, map_location, weights_only)
+            return super().load_checkpoint(path, map_location, weights_only=True)
         if not Path(path).is_file():
             raise FileNotFoundError(f"Checkpoint file not found: {path}")
         # mmap: tensors are read from the page cache as they are copied into the model, not held twice.
-        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=True)

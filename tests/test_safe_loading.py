@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG, run_cli, run_process
+from conftest import REPO, TINY_CONFIG, run_cli, run_process
 from lightning_gen.checkpoints import load_model
 from lightning_gen.errors import UserError
 
@@ -156,3 +156,17 @@ def test_a_real_checkpoint_loads_weights_only(checkpoint):
     assert type(model).__name__ == "VAE"
     for name, value in model.state_dict().items():
         assert torch.equal(value, saved["state_dict"][name])
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    """A guard for code added later: each torch.load call in lightning_gen passes weights_only=True literally."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "lightning_gen").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                flag = next((keyword.value for keyword in node.keywords if keyword.arg == "weights_only"), None)
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []

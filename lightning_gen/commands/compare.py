@@ -58,7 +58,7 @@ def validation_scores(model: Any, datamodule: Any) -> dict[str, float]:
 
 
 def training_facts(record: RunRecord, model: Any) -> dict[str, Any]:
-    checkpoint = torch.load(record.checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    checkpoint = torch.load(record.checkpoint, map_location="cpu", weights_only=True, mmap=True)  # data only, never code
     started = (record.directory / "config.yaml").stat().st_mtime
     return {
         "params": sum(parameter.numel() for parameter in model.parameters()),
