@@ -29,10 +29,9 @@ from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
 from lightning_gen.commands import COMMANDS, command_module, run_command
-from lightning_gen.commands.common import command_parser
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
-from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explaining, one_sentence
+from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, one_sentence
 from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import SETTINGS
@@ -227,15 +226,6 @@ def print_help(program: str, file: Any = None) -> None:
     )
 
 
-def run_named_command(name: str, argv: list[str]) -> None:
-    """As commands.run_command, with a parser whose mistakes main() can explain in one sentence."""
-    module = command_module(name)
-    if not hasattr(module, "run"):
-        run_command(name, argv)
-        return
-    module.run(explaining(command_parser(name, module)).parse_args(argv))
-
-
 def unknown_command(name: str, program: str) -> UserError:
     close = difflib.get_close_matches(name, list(command_descriptions()), n=2, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? (`{program} --help` lists them all)" if close else f"`{program} --help` lists the commands"
@@ -265,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     try:
         if argv[0] in COMMANDS:
-            run_named_command(argv[0], argv[1:])
+            run_command(argv[0], argv[1:])
         elif not argv[0].startswith("-") and argv[0] not in TRAINER_COMMANDS:
             raise unknown_command(argv[0], name)
         else:

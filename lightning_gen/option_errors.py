@@ -36,12 +36,6 @@ class ExplainingParser(LightningArgumentParser):
         raise_parse_failure(self, message, ex)
 
 
-def explaining(parser: ArgumentParser) -> ArgumentParser:
-    """``parser`` (a command's, built elsewhere) raising ParseFailure instead of printing its usage and exiting."""
-    parser.error = lambda message, ex=None: raise_parse_failure(parser, message, ex)  # type: ignore[method-assign]
-    return parser
-
-
 def _typed_options(argv: list[str]) -> list[str]:
     return [token.split("=", 1)[0] for token in argv if token.startswith("--")]
 

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from lightning_gen.checkpoints import load_model
 from lightning_gen.errors import UserError
+from lightning_gen.option_errors import ExplainingParser
 from lightning_gen.run_dir import RunLocation, read_run_info
 from lightning_gen.settings import SETTINGS
 
@@ -53,7 +54,8 @@ def add_fit_arguments(parser: LightningArgumentParser) -> None:
 
 
 def command_parser(name: str, module: ModuleType) -> LightningArgumentParser:
-    parser = LightningArgumentParser(prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None))
+    # Raises ParseFailure instead of printing the whole usage: main() explains a mistake in one sentence.
+    parser = ExplainingParser(prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None))
     module.add_arguments(parser)
     add_fit_arguments(parser)
     return parser
