@@ -7,4 +7,5 @@ COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
     "stats": "lightning_gen.commands.stats",
     "evaluate": "lightning_gen.commands.evaluate",
+    "export": "lightning_gen.commands.export",
 }
