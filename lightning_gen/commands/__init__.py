@@ -8,4 +8,5 @@ COMMANDS: dict[str, str] = {
     "stats": "lightning_gen.commands.stats",
     "evaluate": "lightning_gen.commands.evaluate",
     "export": "lightning_gen.commands.export",
+    "downstream": "lightning_gen.commands.downstream",
 }

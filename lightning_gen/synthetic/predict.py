@@ -109,14 +109,8 @@ def predict_images(
         when_all_written()
         return 0.0
     writer = ImageWriter(root, len(pending), when_all_written)
-    trainer = pl.Trainer(
-        **{"accelerator": "auto", "devices": 1, **(trainer_options or {})},
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[writer],
-    )
+    owned = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False, "callbacks": [writer]}
+    trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **(trainer_options or {}), **owned})
     loader = DataLoader(PendingImages(pending), batch_size=batch_size, shuffle=False)
     trainer.predict(ExportModule(model, pending, options, batch_size), dataloaders=loader, return_predictions=False)
     return writer.seconds

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-OWNED_BY_COMMAND = ("logger", "callbacks", "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "default_root_dir")
-
-
-def trainer_options(args: Any, drop: tuple[str, ...] = OWNED_BY_COMMAND) -> dict[str, Any]:
+def trainer_options(args: Any, drop: tuple[str, ...] = ("default_root_dir",)) -> dict[str, Any]:
+    """The command then sets its own keys (logger, callbacks, ...) over these."""
     trainer = args.get("trainer") if hasattr(args, "get") else None
     if trainer is None:
         return {}
