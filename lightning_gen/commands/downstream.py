@@ -18,6 +18,7 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_gen.commands.common import instantiate_datamodule
 from lightning_gen.errors import UserError
 from lightning_gen.synthetic.downstream_runs import ClassifierSetup, RealImages, TensorImages, run_downstream
 from lightning_gen.synthetic.folder import read_image_folder
@@ -62,18 +63,6 @@ def judge_settings(args: Namespace) -> tuple[dict[str, Any], float | None]:
     return {key: init[key] for key in keep if init.get(key) is not None}, lr
 
 
-def instantiate_data(args: Namespace) -> Any:
-    try:
-        from lightning_gen.commands.common import instantiate_datamodule
-    except ImportError:  # before the shared command helpers land
-        from lightning.pytorch.cli import instantiate_class
-
-        if args.get("data") is None:
-            raise UserError("downstream needs the real data: pass --config with a data section (e.g. configs/shapes_judge.yaml).")
-        return instantiate_class((), args.data)
-    return instantiate_datamodule(args)
-
-
 def real_splits(datamodule: Any) -> tuple[Any, Any, str]:
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -113,7 +102,7 @@ def run(args: Namespace) -> None:
     fractions = parse_fractions(args.real_fraction)
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
-    datamodule = instantiate_data(args)
+    datamodule = instantiate_datamodule(args, "downstream (the real data)")
     facts = datamodule.facts
     if not facts.class_names:
         raise UserError(f"{type(datamodule).__name__} of --config has no class names; downstream needs labelled real data.")
@@ -155,21 +144,3 @@ def run(args: Namespace) -> None:
     print(f"Wrote runs.csv, summary.csv, summary.md and downstream.png to {out}")
     log_to_wandb(args, out, runs, summary, name)
 
-
-def main(argv: list[str]) -> None:
-    """The entry point of the CLI before the command dispatcher (with --config and --trainer.*) lands."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.cli import LightningArgumentParser
-
-    from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
-
-    parser = LightningArgumentParser(prog="lightning_gen downstream", description=DESCRIPTION)
-    parser.add_argument("--config", action="config")
-    parser.add_lightning_class_args(pl.Trainer, "trainer")
-    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=False)
-    parser.add_subclass_arguments(pl.LightningModule, "model", required=False)
-    for key, settings in {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}.items():
-        parser.add_argument(f"--{key}", type=settings, default=settings())
-    parser.add_argument("--seed_everything", type=Optional[int], default=None)
-    add_arguments(parser)
-    run(parser.parse_args(argv))

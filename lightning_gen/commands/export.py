@@ -103,13 +103,3 @@ def run(args: Namespace) -> None:
         trainer_options(args),
     )
 
-
-def main(argv: list[str]) -> None:
-    """The entry point of the CLI before the command dispatcher (with --config and --trainer.*) lands."""
-    from lightning.pytorch.cli import LightningArgumentParser
-    import lightning.pytorch as pl
-
-    parser = LightningArgumentParser(prog="lightning_gen export", description=DESCRIPTION)
-    parser.add_lightning_class_args(pl.Trainer, "trainer")
-    add_arguments(parser)
-    run(parser.parse_args(argv))
