@@ -178,3 +178,17 @@ def test_unconditional_checkpoint_exports_flat_and_refuses_per_class(checkpoints
 def test_conditional_checkpoint_needs_per_class(checkpoints, tmp_path):
     with pytest.raises(UserError, match="--per_class"):
         export(checkpoints["cvae"], tmp_path / "out", num=4)
+
+
+@pytest.mark.slow
+def test_two_process_export_writes_the_images_one_process_writes(checkpoints, tmp_path):
+    from conftest import run_process
+
+    export(checkpoints["ddpm"], tmp_path / "one", per_class=1, batch_size=8, trainer=CPU)
+    done = run_process("export", "--ckpt_path", checkpoints["ddpm"], "--per_class", "1", "--out", tmp_path / "two", "--batch_size", "8",
+                       "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = metadata(tmp_path / "two")
+    assert len(rows) == 24 and rows == metadata(tmp_path / "one")  # rank 0 wrote every rank's rows
+    for row in rows:
+        assert np.array_equal(pixels(tmp_path / "one" / row["file_name"]), pixels(tmp_path / "two" / row["file_name"]))
