@@ -192,3 +192,25 @@ def test_two_process_export_writes_the_images_one_process_writes(checkpoints, tm
     assert len(rows) == 24 and rows == metadata(tmp_path / "one")  # rank 0 wrote every rank's rows
     for row in rows:
         assert np.array_equal(pixels(tmp_path / "one" / row["file_name"]), pixels(tmp_path / "two" / row["file_name"]))
+
+
+def test_text_model_exports_class_prompts_and_needs_a_template(tmp_path):
+    from lightning_gen.facts import DataFacts
+    from lightning_gen.text.tiny_t5 import build_tiny_t5
+
+    facts = DataFacts(image_size=16, channels=3, class_names=("red circle", "blue square"), has_captions=True)
+    encoder = build_tiny_t5(tmp_path / "t5", ["a large red circle", "a large blue square"], d_model=16)
+    torch.manual_seed(0)
+    model = DDPM(facts, conditioning="text", unet={"block_out_channels": (16, 32), "layers_per_block": 1}, text_encoder=str(encoder),
+                 text_cache_dir=str(tmp_path / "cache"), max_text_length=8, sampling_steps=2)
+    checkpoint = save(model, tmp_path / "text.ckpt")
+    with pytest.raises(UserError, match="--prompt_template"):
+        export(checkpoint, tmp_path / "no_template", per_class=1)
+    export(checkpoint, tmp_path / "out", per_class=2, prompt_template="a large {name}", trainer=CPU)
+    rows = metadata(tmp_path / "out")
+    assert [(row["class_name"], row["prompt"], row["label"]) for row in rows] == [
+        ("red circle", "a large red circle", 1), ("red circle", "a large red circle", 1),
+        ("blue square", "a large blue square", 0), ("blue square", "a large blue square", 0),
+    ]
+    first = pixels(tmp_path / "out" / "red circle/000000.png")
+    assert np.abs(first - pixels(tmp_path / "out" / "blue square/000000.png")).mean() > 0.5  # the prompt (and noise) differ
