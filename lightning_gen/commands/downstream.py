@@ -81,14 +81,14 @@ def real_splits(datamodule: Any) -> tuple[Any, Any, str]:
 
 def log_to_wandb(args: Namespace, out: Path, runs: list[dict[str, Any]], summary: list[dict[str, Any]], name: str) -> None:
     tracking = args.get("tracking")
-    if tracking is None or tracking.get("logger") != "wandb":
+    if tracking is None or getattr(tracking, "logger", None) != "wandb":
         return
     import wandb
 
     from lightning_gen.settings import TrackingSettings
     from lightning_gen.tracking.loggers import wandb_offline
 
-    settings = TrackingSettings(**(tracking.as_dict() if hasattr(tracking, "as_dict") else dict(tracking)))
+    settings = tracking if isinstance(tracking, TrackingSettings) else TrackingSettings(**tracking.as_dict())
     run = wandb.init(project=settings.project, group=settings.group or "downstream", name=f"downstream/{name}", dir=str(out),
                      mode="offline" if wandb_offline(settings) else "online", config={"synthetic": str(args.synthetic)})
     for table_name, rows in (("runs", runs), ("summary", summary)):
