@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,7 +114,7 @@ def plot(path: Path, summary: Sequence[dict[str, Any]], fractions: Sequence[floa
     axes.set_xticks(list(fractions), [f"{100 * f:g} %" for f in fractions])
     axes.set_xlabel("fraction of the real training split")
     axes.set_ylabel("accuracy on the real held-out split (%)")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 80), fontsize=8)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
