@@ -111,6 +111,7 @@ def plot(path: Path, summary: Sequence[dict[str, Any]], fractions: Sequence[floa
         axes.axhspan(mean - std, mean + std, color="grey", alpha=0.15)
     if len(fractions) > 1:
         axes.set_xscale("log")
+        axes.minorticks_off()
     axes.set_xticks(list(fractions), [f"{100 * f:g} %" for f in fractions])
     axes.set_xlabel("fraction of the real training split")
     axes.set_ylabel("accuracy on the real held-out split (%)")
