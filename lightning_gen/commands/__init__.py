@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "lightning_gen.commands.evaluate",
     "compare": "lightning_gen.commands.compare",
     "sweep": "lightning_gen.commands.sweep",
+    "export": "lightning_gen.commands.export",
+    "downstream": "lightning_gen.commands.downstream",
 }
 
 
