@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lightning_gen.checkpoints import load_checkpoint_file
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY
 
@@ -46,9 +47,16 @@ def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
 def new_run(root: str | Path, experiment: str) -> RunLocation:
     # Absolute, so a resumed run's checkpoint callbacks recognise their own directory and files.
     experiment_dir = Path(root).resolve() / experiment
+    experiment_dir.mkdir(parents=True, exist_ok=True)
     versions = _versions(experiment_dir)
     number = versions[-1][0] + 1 if versions else 0
-    directory = experiment_dir / f"version_{number}"
+    while True:
+        directory = experiment_dir / f"version_{number}"
+        try:
+            directory.mkdir()  # claims the number: two runs started at once never share a directory
+            break
+        except FileExistsError:
+            number += 1
     return RunLocation(Path(root), experiment, directory, run_id=secrets.token_hex(4))
 
 
@@ -90,10 +98,7 @@ def latest_checkpoint(root: str | Path, experiment: str) -> Path:
 
 
 def read_run_info(checkpoint_path: str | Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated file from a killed session, a non-checkpoint, ...
-        raise UserError(f"could not read checkpoint {checkpoint_path} ({error}); pass another --ckpt_path.") from error
+    checkpoint = load_checkpoint_file(checkpoint_path, mmap=True)  # weights_only: a one-sentence UserError for code or a truncated file
     return dict(checkpoint.get(CHECKPOINT_KEY, {}))
 
 

@@ -14,6 +14,8 @@ COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
     "stats": "lightning_gen.commands.stats",
     "evaluate": "lightning_gen.commands.evaluate",
+    "compare": "lightning_gen.commands.compare",
+    "sweep": "lightning_gen.commands.sweep",
 }
 
 
