@@ -90,12 +90,7 @@ def read_snapshot_info(path: str | Path) -> dict[str, Any]:
 def load_weight_snapshot(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
     """The model of a snapshot, in float32 (bf16 weights widened), in eval mode, on ``device``."""
     info = read_snapshot_info(path)
-    try:
-        model_class = model_class_from_checkpoint({CHECKPOINT_KEY: info})
-    except (KeyError, ImportError, AttributeError) as error:
-        raise UserError(f"{path} names model class {info.get('model_class')!r}, which lightning_gen does not have.") from error
-    if not (isinstance(model_class, type) and issubclass(model_class, GenerativeModel)):
-        raise UserError(f"{path} names {info.get('model_class')!r}, which is not a lightning_gen model.")
+    model_class = model_class_from_checkpoint({CHECKPOINT_KEY: info}, path)  # lightning_gen models only, never an import of other code
     model = model_class(**info["hyper_parameters"])
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as snapshot:

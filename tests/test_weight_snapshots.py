@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from conftest import REPO, run_cli
 from PIL import Image
 from safetensors.torch import load_file
 
 from lightning_gen.checkpoints import load_model
+from lightning_gen.errors import UserError
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
+from lightning_gen.weight_snapshots import METADATA_KEY, save_snapshot
 
 
 def test_snapshots_hold_the_ema_weights_in_bf16_and_load_as_a_model(tiny_config, tmp_path, one_torch_thread):
@@ -67,3 +70,12 @@ def test_a_text_ddpm_snapshot_loads_with_its_text_encoder(tmp_path, one_torch_th
         assert torch.equal(value, expected.to(torch.bfloat16).to(value.dtype) if expected.is_floating_point() else expected), name
     images = model.sample(2, condition=model.condition_from_prompt("a large red circle", 2), steps=2)
     assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
+
+
+def test_a_snapshot_naming_a_class_outside_lightning_gen_is_refused(tmp_path):
+    path = tmp_path / "evil.safetensors"
+    info = {"model_class": "os.system", "hyper_parameters": {"command": "touch pwned"}, "weights": "ema", "global_step": 0}
+    save_snapshot(path, {"w": torch.ones(2)}, torch.bfloat16, {"format": "pt", METADATA_KEY: json.dumps(info)})
+    with pytest.raises(UserError, match="names the model class 'os.system', which is not a lightning_gen model"):
+        load_model(path)
+    assert not (tmp_path / "pwned").exists() and not (REPO / "pwned").exists()

@@ -35,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteStop
+from lightning_gen.callbacks.run_state import capture_rng, restore_rng
 
 GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGUSR1)
 
@@ -78,6 +79,8 @@ class RunEndSave(pl.Callback):
         self._previous_handlers: dict[int, Any] = {}
         self._stop_requested = False
         self._requeue = False
+        self._boundary_rng: dict[str, Any] | None = None
+        self._boundary_step: int | None = None
 
     # -- what the newest checkpoint holds ---------------------------------------------------------
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -86,6 +89,7 @@ class RunEndSave(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_step = trainer.global_step
+        self.remember_step_boundary(trainer)
         self._install_signal_handlers(trainer)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -93,6 +97,27 @@ class RunEndSave(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._in_validation_epoch = False
+
+    def remember_step_boundary(self, trainer: pl.Trainer) -> None:
+        """The random streams between two steps: an exception mid-step is saved with them, because a resume replays
+        that step from its start (its batch is fetched and augmented again, its noise drawn again)."""
+        self._boundary_rng = capture_rng()
+        self._boundary_step = trainer.global_step
+
+    def _rewind_to_step_boundary(self, trainer: pl.Trainer) -> None:
+        """An exception inside a step that has not reached the optimizer: save the state of the step's start.
+
+        Lightning counts the batch as fetched (and the model's noise is a function of that count); its restart
+        logic forgets the fetch only in the epoch's counters, so the total counters are rewound here too. The
+        process is ending, so changing its counters and random streams harms nothing.
+        """
+        if self._boundary_step is None or trainer.global_step != self._boundary_step:
+            return  # the step reached the optimizer: the state is the batch-end one Lightning restarts from
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        progress.current.reset_on_restart()
+        progress.total.reset_on_restart()
+        if self._boundary_rng is not None:
+            restore_rng(self._boundary_rng)  # RunState saves these streams
 
     # -- the ends of a run ------------------------------------------------------------------------
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -116,6 +141,7 @@ class RunEndSave(pl.Callback):
         elif not weights_are_finite(pl_module):
             rank_zero_warn(f"the weights hold NaN/Inf at step {trainer.global_step}: last.ckpt not overwritten.")
         else:
+            self._rewind_to_step_boundary(trainer)
             self._save_last(trainer, f"{type(exception).__name__}")
         if self._requeue and trainer.is_global_zero:
             requeue_slurm_job()
@@ -178,5 +204,7 @@ class StopStepSave(Checkpoint):
         self.run_end = run_end
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Last of all callbacks, where periodic checkpoints are taken: the step's end, as a resume sees it.
+        self.run_end.remember_step_boundary(trainer)
         if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
             self.run_end._save_last(trainer, "the run stops after this step")
