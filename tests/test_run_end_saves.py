@@ -22,15 +22,18 @@ NO_VALIDATION = ["--trainer.check_val_every_n_epoch", "1000"]  # no validation, 
 
 
 class StepRecorder(pl.Callback):
-    """Writes the step reached after every optimizer step (and waits a little, so a signal lands mid-training)."""
+    """Writes the step reached after every optimizer step and waits a little, so a signal lands mid-training
+    (only after step ``sleep_at`` when given, so a max_time limit runs out there whatever the machine's speed)."""
 
-    def __init__(self, path: str, delay: float = 0.0):
+    def __init__(self, path: str, delay: float = 0.0, sleep_at: int | None = None):
         self.path = Path(path)
         self.delay = delay
+        self.sleep_at = sleep_at
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.path.write_text(str(trainer.global_step))
-        time.sleep(self.delay)
+        if self.sleep_at is None or trainer.global_step == self.sleep_at:
+            time.sleep(self.delay)
 
 
 class FailInValidation(pl.Callback):
@@ -56,8 +59,9 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def recorder(path: Path, delay: float = 0.0) -> str:
-    return yaml.safe_dump({"class_path": "test_run_end_saves.StepRecorder", "init_args": {"path": str(path), "delay": delay}}, default_flow_style=True).strip()
+def recorder(path: Path, delay: float = 0.0, sleep_at: int | None = None) -> str:
+    init_args = {"path": str(path), "delay": delay, "sleep_at": sleep_at}
+    return yaml.safe_dump({"class_path": "test_run_end_saves.StepRecorder", "init_args": init_args}, default_flow_style=True).strip()
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
@@ -98,10 +102,11 @@ def test_a_signal_mid_training_saves_last_ckpt_at_the_step_reached(tmp_path, sig
 def test_max_time_stop_saves_last_ckpt_at_the_final_step_and_resumes_exactly(tiny_config, tmp_path, one_torch_thread):
     steps = tmp_path / "steps.txt"
     limits = ["--trainer.max_epochs", "1000", *NO_VALIDATION]
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_time", "00:00:00:03",
-            "--trainer.callbacks+", recorder(steps, delay=0.3), *limits)
+    # The 6 s limit runs out while the recorder waits 7 s after step 7 (5 steps an epoch: mid-epoch).
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_time", "00:00:00:06",
+            "--trainer.callbacks+", recorder(steps, delay=7, sleep_at=7), *limits)
     reached = int(steps.read_text())
-    assert 2 <= reached < 100 and reached % 5  # stopped mid-epoch (5 steps an epoch); rerun if a slow machine hit a boundary
+    assert reached == 7
     last = tmp_path / "split/tiny/version_0/checkpoints/last.ckpt"
     assert load(last)["global_step"] == reached
     # The stop is saved where a periodic save would be, so a resume carries on mid-epoch as if never stopped.
