@@ -86,7 +86,7 @@ def test_real_sweep_is_resumed_after_a_kill_and_then_skipped(tmp_path, capsys, o
     with pytest.raises(SimulatedKill):
         run_cli("sweep", "--config", tmp_path / "tiny.yaml", "--config", tmp_path / "kill.yaml", *common)
     killed = root / "tiny_sweep-kl_weight=0.1" / "version_0"
-    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 7  # a stopping run saves first
     run_cli("sweep", "--config", tmp_path / "tiny.yaml", *common)
     assert "resuming" in capsys.readouterr().out
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 10  # the same run directory, finished
