@@ -153,7 +153,8 @@ def test_vae_checkpoint_scores_and_the_real_feature_cache(vae_run, tmp_path, cap
     # The run directory got the numbers and the histograms.
     run = vae_run.parent.parent
     assert (run / "evaluation" / "scores-seed0-val.json").is_file()
-    assert (tmp_path / "psnr_histogram.png").is_file() and (tmp_path / "ssim_histogram.png").is_file()
+    assert (run / "evaluation" / "psnr_histogram.png").is_file() and (run / "evaluation" / "ssim_histogram.png").is_file()
+    assert (tmp_path / "psnr_histogram.png").read_bytes() == (run / "evaluation" / "psnr_histogram.png").read_bytes()
 
 
 def test_torch_export_and_class_path_extractors_give_the_networks_features(tmp_path):

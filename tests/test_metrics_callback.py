@@ -53,7 +53,6 @@ def test_sample_quality_under_two_process_ddp_gathers_every_rank_share(tmp_path)
     torch.jit.save(torch.jit.script(TinyFeatures()), extractor_file)
     config = copy.deepcopy(TINY_CONFIG)
     config["trainer"].update(devices=2, strategy="ddp", max_epochs=1)
-    config["ema"] = {"enabled": False}
     config["trainer"]["callbacks"] = [{"class_path": "lightning_gen.callbacks.sample_quality.SampleQuality", "init_args": {
         "num_samples": 41, "feature_extractor": str(extractor_file), "seed": 3, "batch_size": 16, "cache_dir": str(tmp_path / "cache")}}]  # fmt: skip
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -109,8 +109,13 @@ def run(args: Namespace) -> None:
         scores, pngs = [], []
         run_directory = run_directory_of(args.ckpt_path) if args.log_to_run else None
         if set(metrics) - {"judge"}:
-            request = QualityRequest.from_args(args, metrics, device, out_dir or (run_directory / "evaluation" if run_directory else None))
+            # Histograms go to the run directory when there is one (and are copied beside --out).
+            request = QualityRequest.from_args(args, metrics, device, run_directory / "evaluation" if run_directory else out_dir)
             scores, pngs = evaluate_checkpoint(model, request, args, run_directory_of(args.ckpt_path))
+            if run_directory is not None and out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                for png in pngs:
+                    shutil.copy(png, out_dir / png.name)
         if run_directory is not None and scores:
             from lightning_gen.metrics.report import log_to_wandb_run
             from lightning_gen.run_dir import read_run_info
@@ -124,7 +129,7 @@ def run(args: Namespace) -> None:
         print(format_scores(scores))
     payload["scores"] = [s.to_dict() for s in scores]
     if args.out:
-        if set(payload) == {"seed", "split", "checkpoint", "judge", "pngs", "scores"} and not scores:
+        if args.images is None and metrics == ["judge"]:
             write_json(args.out, payload["judge"])  # the judge-only file keeps its flat {name: accuracy} form
         else:
             write_json(args.out, payload)
