@@ -7,4 +7,7 @@ COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
     "stats": "lightning_gen.commands.stats",
     "evaluate": "lightning_gen.commands.evaluate",
+    "mix": "lightning_gen.commands.mix",
+    "edit": "lightning_gen.commands.edit",
+    "app": "lightning_gen.commands.app",
 }
