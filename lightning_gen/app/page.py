@@ -14,10 +14,19 @@ from lightning_gen.errors import UserError
 
 EDIT_SLOTS = 4  # attributes that can be edited at once, each with its own slider
 MAX_UPLOAD = "20mb"  # Gradio refuses bigger uploads with a message on the page
+# Model images are small (32–64 px): shown enlarged with sharp pixels instead of as specks.
+CSS = """
+#mix_result img, #mix_strip img, #edit_result img, #samples img, #mix_a img, #mix_b img, #edit_image img {
+    image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain;
+}
+"""
 
 
 class UploadedImage(gr.Image):
     """An image input whose non-image uploads become a message on the page instead of a server error."""
+
+    def get_block_name(self) -> str:
+        return "image"  # drawn by Gradio's own image widget
 
     def preprocess(self, payload: Any) -> Any:
         try:
@@ -46,14 +55,14 @@ def build_page(service: MixerService) -> gr.Blocks:
         gr.Markdown(f"# Kitten Mixer\nCheckpoint `{service.ckpt_path}` ({type(service.model).__name__}).")
         with gr.Tab("Mix", visible=service.can_mix):
             with gr.Row():
-                image_a = UploadedImage(label="Image A", type="filepath", sources=["upload"], elem_id="mix_a")
-                image_b = UploadedImage(label="Image B", type="filepath", sources=["upload"], elem_id="mix_b")
-                blended = gr.Image(label="Mix", type="pil", format="png", interactive=False, elem_id="mix_result")
+                image_a = UploadedImage(label="Image A", type="filepath", height=220, sources=["upload"], elem_id="mix_a")
+                image_b = UploadedImage(label="Image B", type="filepath", height=220, sources=["upload"], elem_id="mix_b")
+                blended = gr.Image(label="Mix", type="pil", format="png", height=220, interactive=False, elem_id="mix_result")
             gallery = gr.Gallery(value=gallery_paths, label="Validation images: click one to use it as A, then another as B",
-                                 columns=12, height=120, visible=bool(gallery_paths), allow_preview=False, elem_id="mix_gallery")
+                                 columns=12, height=110, visible=bool(gallery_paths), allow_preview=False, elem_id="mix_gallery")
             ratio = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Mix ratio (0 = A, 1 = B)", elem_id="mix_ratio")
             with gr.Row():
-                steps = gr.Slider(2, 16, value=8, step=1, label="Strip steps")
+                steps = gr.Slider(2, 32, value=8, step=1, label="Strip steps")
                 mode = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
                 mix_condition = gr.Dropdown(conditions, value=conditions[0] if service.needs_condition and conditions else None,
                                             label="Condition", visible=bool(conditions), allow_custom_value=False)
@@ -79,8 +88,8 @@ def build_page(service: MixerService) -> gr.Blocks:
 
         with gr.Tab("Edit", visible=service.can_edit):
             with gr.Row():
-                edit_image = UploadedImage(label="Image", type="filepath", sources=["upload"], elem_id="edit_image")
-                edited = gr.Image(label="Edited", type="pil", format="png", interactive=False, elem_id="edit_result")
+                edit_image = UploadedImage(label="Image", type="filepath", sources=["upload"], height=220, elem_id="edit_image")
+                edited = gr.Image(label="Edited", type="pil", format="png", height=220, interactive=False, elem_id="edit_result")
             names = list(service.attribute_names)
             slots = []
             for slot in range(EDIT_SLOTS):
@@ -124,4 +133,4 @@ def build_page(service: MixerService) -> gr.Blocks:
 
 def launch(service: MixerService, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **options: Any) -> None:
     page = build_page(service)
-    page.queue().launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, show_error=True, **options)
+    page.queue().launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, show_error=True, css=CSS, **options)

@@ -20,6 +20,9 @@ from gradio.events import Dependency
 class UploadedImage(gr.Image):
     """An image input whose non-image uploads become a message on the page instead of a server error."""
 
+    def get_block_name(self) -> str:
+        return "image"  # drawn by Gradio's own image widget
+
     def preprocess(self, payload: Any) -> Any:
         try:
             return super().preprocess(payload)
