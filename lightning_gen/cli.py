@@ -7,7 +7,6 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -21,14 +20,11 @@ from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.run_state import RunState
-from lightning_gen.commands import COMMANDS
+from lightning_gen.commands import COMMANDS, run_command
 from lightning_gen.errors import UserError
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
-from lightning_gen.settings import CheckpointSettings, EMASettings, ImageSettings, TrackingSettings
+from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
-
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}
-
 
 class ConfigToLoggers(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
@@ -116,10 +112,6 @@ class GenerativeCLI(LightningCLI):
                 logger.experiment.finish()
 
     after_fit = after_validate = after_test = after_predict = _finish_tracking
-
-
-def run_command(name: str, argv: list[str]) -> None:
-    importlib.import_module(COMMANDS[name]).main(argv)
 
 
 def find_user_error(error: BaseException) -> UserError | None:

@@ -64,3 +64,7 @@ class ImageSettings:
     interpolation_pairs: int = 4
     interpolation_steps: int = 8
     seed: int = 1234
+
+
+# The groups the CLI adds beside trainer/model/data, for fit and every command alike.
+SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}

@@ -1,7 +1,14 @@
 """Commands beside LightningCLI's fit/validate/test/predict: ``python -m lightning_gen NAME --help``.
 
-Each command is a module here with ``main(argv: list[str]) -> None``; register it below.
+Each command is a module here with ``DESCRIPTION`` (one line for ``lightning-gen --help``),
+``add_arguments(parser)`` and ``run(args)``; register it below. Every command parses fit's
+``--config`` and dotted overrides too (see ``common.command_parser``).
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
@@ -11,3 +18,17 @@ COMMANDS: dict[str, str] = {
     "edit": "lightning_gen.commands.edit",
     "app": "lightning_gen.commands.app",
 }
+
+
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name])
+
+
+def run_command(name: str, argv: list[str]) -> None:
+    module = command_module(name)
+    if not hasattr(module, "run"):  # a command not yet moved to the shared parser
+        module.main(argv)
+        return
+    from lightning_gen.commands.common import command_parser
+
+    module.run(command_parser(name, module).parse_args(argv))

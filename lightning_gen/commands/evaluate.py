@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="lightning_gen evaluate", description="Judge conditional samples of a checkpoint.")
+DESCRIPTION = "measure a checkpoint: judge accuracy of conditional samples"
+
+
+def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--ckpt_path", type=str, required=True, help="a conditional generator's .ckpt file")
     parser.add_argument("--judge", type=str, required=True, help="a Judge .ckpt trained on the same dataset")
     parser.add_argument("--num", type=int, default=512, help="number of samples")
@@ -35,7 +37,6 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
-    return parser
 
 
 def judged_kind(model: Any) -> str:
@@ -110,11 +111,10 @@ def format_table(scores: dict[str, float]) -> str:
     return "\n".join(f"{key:<{width}}  {100 * value:6.1f} %" for key, value in scores.items())
 
 
-def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
+def run(args: Namespace) -> None:
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}.")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     model, judge = load_model(args.ckpt_path, device), load_model(args.judge, device)
     group_names = [name.strip() for name in args.group_names.split(",")] if args.group_names else None
     check_conditional(model)

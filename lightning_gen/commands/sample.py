@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
 
 SAMPLING_OPTIONS = ("steps", "guidance_scale", "sampler")
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="lightning_gen sample", description="Write a grid of samples from a checkpoint.")
+DESCRIPTION = "write a grid of samples from a checkpoint (by class, attributes or prompt)"
+
+
+def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--ckpt_path", type=str, required=True, help="a .ckpt file of a lightning_gen run")
     parser.add_argument("--num", type=int, default=16, help="number of images")
     parser.add_argument("--out", type=str, default="samples.png", help="PNG file to write")
@@ -35,7 +37,6 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
-    return parser
 
 
 def resolve_condition(model: Any, num: int, condition: str | None, prompt: str | None) -> Any:
@@ -61,11 +62,10 @@ def sampling_kwargs(model: Any, options: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
+def run(args: Namespace) -> None:
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}.")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     model = load_model(args.ckpt_path, device)
     condition = resolve_condition(model, args.num, args.condition, args.prompt)
     kwargs = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})

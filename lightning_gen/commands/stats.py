@@ -1,42 +1,26 @@
-"""``python -m lightning_gen stats --config X.yaml [--root PATH]``: how many images each class and attribute has.
+"""``python -m lightning_gen stats --config X.yaml [--data.init_args.root PATH]``: how many images each class and attribute has.
 
-Only the config's ``data`` section is read (built with jsonargparse, like LightningCLI does), so the
-counts describe exactly the subset a run would train on.
+The config's ``data`` section (with fit's dotted overrides) is built exactly as ``fit`` builds it, so
+the counts describe exactly the subset a run would train on.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
-import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
+from lightning_gen.commands.common import instantiate_datamodule
 from lightning_gen.errors import UserError
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="lightning_gen stats", description="Per-class and per-attribute image counts of a config's dataset.")
-    parser.add_argument("--config", type=str, required=True, help="a run config with a data section")
-    parser.add_argument("--root", type=Optional[str], default=None, help="overrides data.init_args.root")
-    return parser
+DESCRIPTION = "per-class and per-attribute image counts of a config's dataset"
 
 
-def datamodule_from_config(path: str, root: str | None = None) -> pl.LightningDataModule:
-    config_path = Path(path)
-    if not config_path.is_file():
-        raise UserError(f"config {config_path} does not exist; pass --config with a YAML file from configs/.")
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data")
-    if not data:
-        raise UserError(f"{config_path} has no data section; pass a run config such as configs/shapes_cvae.yaml.")
-    if root is not None:
-        data.setdefault("init_args", {})["root"] = root
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(pl.LightningDataModule, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": data})).data
+def add_arguments(parser: ArgumentParser) -> None:
+    """stats reads only the config's data section (with --data.* overrides, e.g. --data.init_args.root)."""
 
 
 def label_counts(datamodule: Any) -> tuple[Counter, Counter, int]:
@@ -70,13 +54,12 @@ def format_counts(title: str, counts: Counter, total: int) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
-    datamodule = datamodule_from_config(args.config, args.root)
+def run(args: Namespace) -> None:
+    datamodule = instantiate_datamodule(args, "stats")
     datamodule.prepare_data()
     datamodule.setup("fit")
     classes, attributes, total = label_counts(datamodule)
     if not classes and not attributes:
-        raise UserError(f"the dataset of {args.config} has no class labels or attributes; stats needs a labelled dataset.")
+        raise UserError(f"the dataset {type(datamodule).__name__} has no class labels or attributes; stats needs a labelled dataset.")
     print(f"{type(datamodule).__name__}: {total} images")
     print("\n".join(format_counts("classes", classes, total) + format_counts("attributes", attributes, total)))
