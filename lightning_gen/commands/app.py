@@ -34,9 +34,3 @@ def run(args: Namespace) -> None:
     service = MixerService(args.ckpt_path, device_of(args.device), args.references)  # loads the model once
     launch(service, args.host, args.port, args.share)
 
-
-def main(argv: list[str]) -> None:
-    """Entry point of the dispatcher before the command contract (DESCRIPTION/add_arguments/run) landed."""
-    parser = ArgumentParser(prog="lightning_gen app", description=DESCRIPTION)
-    add_arguments(parser)
-    run(parser.parse_args(argv))

@@ -23,7 +23,7 @@ from lightning_gen.latent.codec import condition_by_names
 from lightning_gen.latent.directions import Directions, cached_directions, require_attributes
 from lightning_gen.latent.editing import condition_pair, edit_offset, edit_strip, parse_strengths
 from lightning_gen.latent.mixing import strip_grid
-from lightning_gen.latent.reference_data import data_section_of_config, data_section_of_run, instantiate_data, training_batches
+from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data, training_batches
 
 DESCRIPTION = "add or remove an attribute (CelebA's Blond_Hair, a shape's colour) in an image through latent directions"
 DEFAULT_REFERENCES = 2000
@@ -44,15 +44,12 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def data_section(args: Namespace) -> dict[str, Any]:
-    """``--data``/``--config`` when given (the dispatcher parses them), else the checkpoint's run config."""
+    """``--config``/``--data.*`` when given, else the data section of the checkpoint's run config.yaml."""
     data = args.get("data")
     if isinstance(data, Namespace) and data.get("class_path"):
         return data.as_dict()
     if isinstance(data, dict) and data.get("class_path"):
         return dict(data)
-    config_file = args.get("data_config")
-    if config_file:
-        return data_section_of_config(config_file)
     return data_section_of_run(args.ckpt_path)
 
 
@@ -77,10 +74,3 @@ def run(args: Namespace) -> None:
     source = "cached" if hit else f"computed from {int(directions.with_counts[0] + directions.without_counts[0])} training images and cached"
     print(f"Wrote the input and {len(strengths)} edits to {out} (directions {source})")
 
-
-def main(argv: list[str]) -> None:
-    """Entry point of the dispatcher before the command contract (DESCRIPTION/add_arguments/run) landed."""
-    parser = ArgumentParser(prog="lightning_gen edit", description=DESCRIPTION)
-    add_arguments(parser)
-    parser.add_argument("--config", dest="data_config", type=Optional[str], default=None, help="the training config (default: the run's config.yaml)")
-    run(parser.parse_args(argv))

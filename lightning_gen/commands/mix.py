@@ -16,6 +16,7 @@ from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
 from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.common import resolve_device
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import Codec, condition_by_names
@@ -39,7 +40,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def device_of(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    return resolve_device(name)
 
 
 def make_codec(model: Any, condition: str | None, inversion_steps: int | None = None) -> Codec:
@@ -65,9 +66,3 @@ def run(args: Namespace) -> None:
         write_gif(strip[1:-1], args.gif)
         print(f"Wrote the mix animation to {args.gif}")
 
-
-def main(argv: list[str]) -> None:
-    """Entry point of the dispatcher before the command contract (DESCRIPTION/add_arguments/run) landed."""
-    parser = ArgumentParser(prog="lightning_gen mix", description=DESCRIPTION)
-    add_arguments(parser)
-    run(parser.parse_args(argv))

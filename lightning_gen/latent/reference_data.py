@@ -24,16 +24,6 @@ def data_section_of_run(ckpt_path: str | Path) -> dict[str, Any]:
     return data
 
 
-def data_section_of_config(config_path: str | Path) -> dict[str, Any]:
-    config_path = Path(config_path)
-    if not config_path.is_file():
-        raise UserError(f"--config {config_path} does not exist; pass the YAML config the checkpoint was trained with.")
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data")
-    if not data:
-        raise UserError(f"--config {config_path} has no data section; pass the YAML config the checkpoint was trained with.")
-    return data
-
-
 def instantiate_data(section: Mapping[str, Any]) -> Any:
     if "class_path" not in section:
         raise UserError("the data section names no class_path (e.g. lightning_gen.data.ShapesDataModule); fix the config.")
