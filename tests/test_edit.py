@@ -171,3 +171,31 @@ def test_missing_run_config_asks_for_config(runs, photo, tmp_path):
     lonely.write_bytes(runs["vae"].read_bytes())
     result = run_process("edit", "--ckpt_path", lonely, "--image", photo, "--attribute", "red", "--out", tmp_path / "x.png")
     assert result.returncode == 2 and "pass the training config with --config" in result.stderr
+
+
+def test_validation_edit_grid(tmp_path):
+    import copy
+
+    import yaml
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["trainer"]["max_epochs"] = 1
+    config["images"] = {**config["images"], "edit_attributes": ["red", "large"], "edit_strengths": [-1.0, 0.0, 1.0]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_cli("fit", "--config", path, "--trainer.default_root_dir", tmp_path / "runs")
+    images = tmp_path / "runs/grid/version_0/images"
+    rows = config["images"]["num_images"]
+    for attribute in ("red", "large"):
+        (grid_path,) = (images / f"edit_{attribute}").glob("*.png")
+        grid = np.asarray(Image.open(grid_path).convert("RGB")).astype(int)
+        assert grid.shape == (rows * TILE + 1, 3 * TILE + 1, 3)
+    (recon_path,) = (images / "reconstructions").glob("*.png")
+    recon = np.asarray(Image.open(recon_path).convert("RGB")).astype(int)
+    for row in range(rows):  # the strength-0 column is the reconstructions grid's second row
+        edit_tile = grid[1 + row * TILE : 1 + row * TILE + SIDE, 1 + TILE : 1 + TILE + SIDE]
+        recon_tile = recon[1 + TILE : 1 + TILE + SIDE, 1 + row * TILE : 1 + row * TILE + SIDE]
+        assert np.abs(edit_tile - recon_tile).max() <= 1
+    path.write_text(yaml.safe_dump({**config, "images": {**config["images"], "edit_attributes": ["purple"]}}))
+    result = run_process("fit", "--config", path, "--trainer.default_root_dir", tmp_path / "runs2")
+    assert result.returncode == 2 and "images.edit_attributes names 'purple'" in result.stderr
