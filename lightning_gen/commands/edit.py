@@ -19,6 +19,7 @@ from torchvision.utils import save_image
 from lightning_gen.checkpoints import load_model
 from lightning_gen.commands.mix import device_of
 from lightning_gen.data.preprocess import load_user_image
+from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import condition_by_names
 from lightning_gen.latent.directions import Directions, cached_directions, require_attributes
 from lightning_gen.latent.editing import condition_pair, edit_offset, edit_strip, parse_strengths
@@ -31,7 +32,7 @@ DEFAULT_REFERENCES = 2000
 
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--ckpt_path", type=str, required=True, help="a .ckpt file of a VAE, β-VAE or CVAE trained on data with attributes")
-    parser.add_argument("--image", type=str, required=True, help="the image to edit (any size, any format PIL reads)")
+    parser.add_argument("--image", type=Optional[str], default=None, help="the image to edit (any size, any format PIL reads)")
     parser.add_argument("--attribute", type=Optional[str], default=None, help="the attribute to add (positive strengths) or remove")
     parser.add_argument("--from", type=Optional[str], default=None, help="with --to: move from this attribute to that one")
     parser.add_argument("--to", type=Optional[str], default=None, help="with --from: the attribute to move to")
@@ -60,6 +61,8 @@ def load_directions(model: Any, ckpt_path: str, references: int, section: dict[s
 
 
 def run(args: Namespace) -> None:
+    if not args.image:
+        raise UserError("pass the image to edit with --image X.jpg.")
     strengths = parse_strengths(args.strengths)
     model = load_model(args.ckpt_path, device_of(args.device))
     require_attributes(model)

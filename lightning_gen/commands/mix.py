@@ -27,8 +27,7 @@ DESCRIPTION = "blend two images through a checkpoint's latent space into a strip
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("image_a", type=str, help="first image (any size, any format PIL reads)")
-    parser.add_argument("image_b", type=str, help="second image")
+    parser.add_argument("images", nargs="*", default=[], help="the two images A and B (any size, any format PIL reads)")
     parser.add_argument("--ckpt_path", type=str, required=True, help="a .ckpt file of a VAE, β-VAE, CVAE or DDPM run")
     parser.add_argument("--steps", type=int, default=8, help="decoded images from A's reconstruction to B's, both included")
     parser.add_argument("--mode", type=Mode, default="slerp", help="slerp (spherical) or lerp (linear) interpolation")
@@ -56,8 +55,10 @@ def mix_files(model: Any, image_a: Any, image_b: Any, steps: int, mode: Mode, co
 
 
 def run(args: Namespace) -> None:
+    if len(args.images) != 2:
+        raise UserError(f"mix takes exactly two images, got {len(args.images)}; e.g. mix --ckpt_path CKPT a.jpg b.jpg --out strip.png.")
     model = load_model(args.ckpt_path, device_of(args.device))
-    strip = mix_files(model, args.image_a, args.image_b, args.steps, args.mode, args.condition, args.inversion_steps)
+    strip = mix_files(model, *args.images, args.steps, args.mode, args.condition, args.inversion_steps)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(strip_grid(strip), out)
