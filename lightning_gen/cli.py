@@ -7,24 +7,41 @@ state needed to resume a killed session with ``--ckpt_path last``.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
+from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.run_end import run_end_callbacks
 from lightning_gen.callbacks.run_state import RunState
-from lightning_gen.commands import COMMANDS, run_command
+from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
+from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
+from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.commands.common import command_parser
 from lightning_gen.errors import UserError
+from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
+from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explaining, one_sentence
+from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import SETTINGS
 from lightning_gen.tracking.loggers import make_logger
+
+def program_name() -> str:
+    """How the user started us: ``lightning-gen`` (the console script) or ``python -m lightning_gen``."""
+    return "lightning-gen" if Path(sys.argv[0]).name == "lightning-gen" else "python -m lightning_gen"
+
 
 class ConfigToLoggers(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
@@ -46,6 +63,9 @@ class GenerativeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs", "logger": False, "enable_checkpointing": True},
             auto_configure_optimizers=False,
+            # A parse error is raised, not printed with the usage, so main() can make it one sentence.
+            parser_class=ExplainingParser,
+            parser_kwargs={"prog": program_name()},
             args=args,
             run=run,
         )
@@ -55,6 +75,10 @@ class GenerativeCLI(LightningCLI):
             parser.add_argument(f"--{key}", type=settings, default=settings())
         # Data facts (image size, channels, condition vocabulary) are read off the datamodule, never typed twice.
         parser.link_arguments("data.facts", "model.init_args.data_facts", apply_on="instantiate")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        # weights_only=True, whatever torch's default: resuming from a shared checkpoint never runs code in its pickle.
+        return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would merge the checkpoint's hyperparameters into the config; ours hold the linked
@@ -72,6 +96,11 @@ class GenerativeCLI(LightningCLI):
         root = config.trainer.default_root_dir or "runs"
         experiment = self._experiment_name(config)
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None and self.subcommand == "fit":
+            requeued = requeued_run(Path(root).resolve() / experiment)  # a requeued SLURM job continues its own run
+            if requeued is not None:
+                config.ckpt_path = str(requeued.resume_from)
+                return requeued
         if ckpt_path == "last":
             ckpt_path = str(latest_checkpoint(root, experiment))
             config.ckpt_path = ckpt_path
@@ -79,30 +108,50 @@ class GenerativeCLI(LightningCLI):
             return new_run(root, experiment)
         if not Path(ckpt_path).is_file():
             raise UserError(f"--ckpt_path {ckpt_path} is not a file; pass a .ckpt file or 'last' to continue the newest run of '{experiment}'.")
-        if self.subcommand == "fit":
-            info = read_run_info(ckpt_path)
-            if info.get("run_id"):
-                return resumed_run(root, ckpt_path, info)
+        info = read_run_info(ckpt_path)  # a one-sentence error for a checkpoint that holds code or is truncated
+        check_model_class(info, config, ckpt_path)
+        if self.subcommand == "fit" and info.get("run_id"):
+            return resumed_run(root, ckpt_path, info)
         return new_run(root, experiment)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        self.run_location = self._run_location(config)
+        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
+            raise UserError("--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a shared one cannot run code; drop the option.")
+        experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / self._experiment_name(config)
+
+        def decide() -> tuple[RunLocation, str | None]:
+            location = self._run_location(config)
+            return location, config.get("ckpt_path")
+
+        # Global rank 0 decides; the other ranks of a DDP launch adopt its directory, run id and checkpoint.
+        self.run_location, ckpt_path = agreed_run_location(decide, experiment_dir)
+        if "ckpt_path" in config:
+            config.ckpt_path = ckpt_path
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run = self.run_location
-        tracking, checkpointing, ema, images = (config[key] for key in SETTINGS)
+        tracking, checkpointing, snapshots, guard, ema, images = (config[key] for key in ("tracking", "checkpointing", "snapshots", "guard", "ema", "images"))
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
+            callbacks += run_end_callbacks(run.checkpoints)  # before EMA, whose on_train_end copies the average over the raw weights
+            if guard.enabled:
+                callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
+        if self.subcommand == "fit":
+            callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         configured = config.trainer.get("callbacks") or []
         kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         kwargs.setdefault("logger", make_logger(tracking, run))
+        kwargs["plugins"] = with_checkpoint_io(config.trainer.get("plugins"))
         kwargs.setdefault("default_root_dir", str(run.directory))
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError) as error:  # Trainer(...) checking its arguments
+            raise UserError(one_sentence(str(error), prefix="the trainer settings are invalid: ")[:-1] + "; fix them in the config or with --trainer.* options.") from error
 
     def _finish_tracking(self) -> None:
         # Close the W&B run now, not at interpreter exit: a notebook (Colab) keeps the process alive,
@@ -114,12 +163,94 @@ class GenerativeCLI(LightningCLI):
     after_fit = after_validate = after_test = after_predict = _finish_tracking
 
 
+def with_checkpoint_io(plugins: Any) -> list[Any]:
+    """The configured plugins plus lightning_gen's atomic, streamed checkpoint writer (unless one is configured)."""
+    plugins = list(plugins if isinstance(plugins, list) else [plugins] if plugins else [])
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicStreamingCheckpointIO())
+    return plugins
+
+
+def check_model_class(info: dict[str, Any], config: Any, ckpt_path: str) -> None:
+    """A checkpoint continues only the model class that wrote it (a name outside lightning_gen is refused unimported)."""
+    if "model_class" not in info:
+        return  # not written by lightning_gen: Lightning's own loading checks the weights against the model
+    recorded = model_class_from_checkpoint({CHECKPOINT_KEY: info}, ckpt_path)
+    configured = config.get("model")
+    class_path = configured.get("class_path") if configured is not None else None
+    if class_path is None:
+        return
+    module_name, _, class_name = str(class_path).rpartition(".")
+    configured_class = getattr(importlib.import_module(module_name), class_name, None)  # from the user's own config
+    if configured_class is not recorded:
+        raise UserError(
+            f"{ckpt_path} was written by {recorded.__module__}.{recorded.__qualname__}, but the config's model is {class_path}; "
+            f"pass the config the checkpoint was trained with."
+        )
+
+
+TRAINER_COMMANDS = {
+    "fit": "train a model from a config (--ckpt_path last continues the newest run)",
+    "validate": "validation metrics of a checkpoint (--ckpt_path) on the config's data",
+    "test": "test-split metrics of a checkpoint (--ckpt_path) on the config's data",
+    "predict": "reconstructions or samples for the config's data, through the model's predict_step",
+}
+
+
+def command_descriptions() -> dict[str, str]:
+    """Every command with its one-line description, as ``--help`` lists them."""
+    descriptions = dict(TRAINER_COMMANDS)
+    for name in COMMANDS:
+        module = command_module(name)
+        lines = (getattr(module, "DESCRIPTION", None) or module.__doc__ or "").strip().splitlines()
+        descriptions[name] = lines[0] if lines else ""
+    return descriptions
+
+
+def print_help(program: str, file: Any = None) -> None:
+    descriptions = command_descriptions()
+    width = max(map(len, descriptions))
+    print(
+        "\n".join(
+            [
+                f"usage: {program} COMMAND [--config FILE.yaml] [--group.option VALUE ...]",
+                "",
+                "Image generative models (VAE, β-VAE, CVAE, DDPM, text-to-image DDPM) trained and used from YAML configs.",
+                "",
+                "commands:",
+                *(f"  {name.ljust(width)}  {description}" for name, description in descriptions.items()),
+                "",
+                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} COMMAND --help` lists its options.",
+            ]
+        ),
+        file=file or sys.stdout,
+    )
+
+
+def run_named_command(name: str, argv: list[str]) -> None:
+    """As commands.run_command, with a parser whose mistakes main() can explain in one sentence."""
+    module = command_module(name)
+    if not hasattr(module, "run"):
+        run_command(name, argv)
+        return
+    module.run(explaining(command_parser(name, module)).parse_args(argv))
+
+
+def unknown_command(name: str, program: str) -> UserError:
+    close = difflib.get_close_matches(name, list(command_descriptions()), n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? (`{program} --help` lists them all)" if close else f"`{program} --help` lists the commands"
+    return UserError(f"'{name}' is not a command; {hint}.")
+
+
 def find_user_error(error: BaseException) -> UserError | None:
-    """jsonargparse wraps an error raised while instantiating a class; the user's mistake is in the chain."""
+    """The user's mistake in an exception chain: a UserError (jsonargparse wraps those raised while instantiating
+    a class), or Lightning's MisconfigurationException, made one sentence."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
+        if isinstance(error, MisconfigurationException):
+            return UserError(one_sentence(str(error), prefix="Lightning rejected the configuration: "))
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
@@ -128,13 +259,22 @@ def find_user_error(error: BaseException) -> UserError | None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     program, saved_argv = sys.argv[:1], sys.argv
+    name = program_name()
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help(name, file=sys.stdout if argv else sys.stderr)
+        raise SystemExit(0 if argv else 2)
     try:
-        if argv and argv[0] in COMMANDS:
-            run_command(argv[0], argv[1:])
+        if argv[0] in COMMANDS:
+            run_named_command(argv[0], argv[1:])
+        elif not argv[0].startswith("-") and argv[0] not in TRAINER_COMMANDS:
+            raise unknown_command(argv[0], name)
         else:
             # LightningCLI reads sys.argv; a call from Python (tests, notebooks) runs as that command line.
             sys.argv = program + argv
             GenerativeCLI()
+    except ParseFailure as failure:
+        print(f"error: {explain(failure, argv, name)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:

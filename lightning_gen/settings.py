@@ -1,4 +1,4 @@
-"""Config groups the CLI adds beside trainer/model/data: ``tracking``, ``checkpointing``, ``ema``, ``images``.
+"""Config groups the CLI adds beside trainer/model/data: ``tracking``, ``checkpointing``, ``snapshots``, ``guard``, ``ema``, ``images``.
 
 Each reads like a short list of hyperparameters in a YAML config, e.g.
 ``ema: {decay: 0.9995}`` or ``--checkpointing.every_n_steps 500`` on the command line.
@@ -31,13 +31,57 @@ class TrackingSettings:
 
 @dataclass
 class CheckpointSettings:
-    """``last.ckpt`` always; best-k by ``monitor``; periodic ones every N steps and/or minutes, newest ``keep_periodic`` kept."""
+    """What a run keeps on disk. ``last.ckpt`` (the full, resumable state) always, rewritten at every save and
+    whenever a run ends (max_steps, max_time, Ctrl-C, SIGTERM, SIGUSR1, an exception).
+
+    Args:
+        monitor: metric that ranks the best-k checkpoints.
+        mode: ``auto`` = ``max`` for metrics where higher is better (psnr, ssim, accuracy, precision, recall,
+            judge scores, ...) and ``min`` otherwise (loss, fid, kid, lpips, ...); or ``min``/``max`` explicitly.
+        save_top_k: best-k full checkpoints kept (0: none).
+        every_n_steps: periodic full checkpoints every N optimizer steps (each as big as last.ckpt).
+        every_n_minutes: periodic full checkpoints every N minutes of training.
+        keep_periodic: newest periodic full checkpoints kept (0: the periodic saves only refresh last.ckpt).
+    """
 
     monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
     save_top_k: int = 3
     every_n_steps: Optional[int] = None
     every_n_minutes: Optional[float] = None
     keep_periodic: int = 20
+
+
+@dataclass
+class SnapshotSettings:
+    """Weights-only snapshots for inference: the EMA weights (the raw ones without EMA) as one safetensors file,
+    a fraction of a full checkpoint's size (no optimizer state, no second copy of the weights; bf16 halves it again).
+    Load one with ``sample --ckpt_path <file>.safetensors`` or lightning_gen.checkpoints.load_model.
+
+    Args:
+        every_n_steps: a snapshot every N optimizer steps (none when unset).
+        keep: newest snapshots kept (0 = all).
+        dtype: ``bfloat16`` (half the size; what a sampler needs), ``float16`` or ``float32``.
+    """
+
+    every_n_steps: Optional[int] = None
+    keep: int = 10
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+@dataclass
+class GuardSettings:
+    """Non-finite losses and gradients never reach the weights: such a step is skipped (weights, optimizer and
+    its moments unchanged), with a warning, and counted as ``train/skipped_nonfinite``.
+
+    Args:
+        enabled: switch the guard off with ``--guard.enabled false``.
+        max_consecutive_nonfinite: the run stops (last.ckpt keeps the last good weights) after this many
+            skipped steps in a row.
+    """
+
+    enabled: bool = True
+    max_consecutive_nonfinite: int = 20
 
 
 @dataclass
@@ -75,4 +119,5 @@ class ImageSettings:
 
 
 # The groups the CLI adds beside trainer/model/data, for fit and every command alike.
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "ema": EMASettings, "images": ImageSettings}
+SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "snapshots": SnapshotSettings, "guard": GuardSettings,
+            "ema": EMASettings, "images": ImageSettings}

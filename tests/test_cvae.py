@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from torchvision.utils import make_grid
 from conftest import TINY_CONFIG, run_cli
 from PIL import Image
 
@@ -16,6 +17,7 @@ from lightning_gen.data import ShapesDataModule
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models import CVAE
+from lightning_gen.models.condition_grid import shown_conditions
 from lightning_gen.models.prompt_attributes import attributes_in_prompt
 
 FACTS = ShapesDataModule(image_size=16).facts  # 24 classes, 12 attributes
@@ -76,7 +78,21 @@ def test_condition_grid_has_a_row_per_condition():
     model = tiny(condition="attributes")
     batch = {"image": torch.rand(4, 3, 16, 16), "attributes": torch.eye(12)[[0, 1, 1, 2]]}
     grid = model.validation_grids(batch, torch.Generator().manual_seed(0))["conditions"]
-    assert grid.shape == (3, 1 + 3 * 17, 1 + 8 * 17)  # 3 distinct vectors × 8 fixed z
+    assert grid.shape == (3, 1 + 12 * 17, 1 + 8 * 17)  # every one of the 12 attributes alone × 8 fixed z
+    classes = tiny(condition="class")
+    grid = classes.validation_grids(batch, torch.Generator().manual_seed(0))["conditions"]
+    assert grid.shape == (3, 1 + 24 * 17, 1 + 4 * 17)  # all 24 classes; 4 columns beyond 12 rows
+    # Row r, column c decodes the c-th fixed z with class r: row 5 equals a decode of class 5 alone.
+    z = classes.sample_latents(4, torch.Generator().manual_seed(0))
+    row = make_grid(classes.decode(z, torch.full((4,), 5)), nrow=4, padding=1)
+    assert torch.allclose(grid[:, 5 * 17 : 6 * 17 + 1], row, atol=1e-6)
+
+
+def test_many_classes_show_a_fixed_evenly_spaced_subset():
+    assert shown_conditions(40).tolist() == list(range(40))
+    subset = shown_conditions(400).tolist()
+    assert len(subset) == 40 and subset[0] == 0 and subset[-1] == 399 and subset == sorted(set(subset))
+    assert all(10 <= b - a <= 11 for a, b in zip(subset, subset[1:]))
 
 
 @pytest.fixture(scope="module")

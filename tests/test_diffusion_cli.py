@@ -73,7 +73,7 @@ def test_class_fit_writes_checkpoint_and_condition_and_denoising_grids(class_run
     rows = list((run / "images" / "class_rows").glob("*.png"))
     denoising = list((run / "images" / "denoising").glob("*.png"))
     assert len(rows) == 1 and len(denoising) == 1
-    assert png_size(rows[0]) == (grid_side(4), grid_side(8))  # 4 fixed-noise columns × 8 of the 24 classes
+    assert png_size(rows[0]) == (grid_side(4), grid_side(24))  # 4 fixed-noise columns × every one of the 24 classes
     assert png_size(denoising[0]) == (grid_side(2), grid_side(1))  # one frame per validation step
 
 

@@ -40,12 +40,13 @@ def test_fit_two_plus_two_epochs_equals_four(tiny_config, tmp_path):
 def test_resume_from_a_mid_epoch_checkpoint_equals_an_uninterrupted_run(tiny_config, tmp_path):
     every = ["--checkpointing.every_n_steps", "3"]
     run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "straight", *every)
-    # Killed before step 8 (5 steps per epoch): the newest checkpoint is step 6, inside epoch 2.
+    # An exception before step 8 (5 steps per epoch): RunEndSave writes last.ckpt at step 7, inside epoch 2
+    # (the periodic one is step 6); resuming from it must continue exactly where the run stopped.
     kill = '{"class_path": "conftest.KillAtStep", "init_args": {"step": 7}}'
     with pytest.raises(SimulatedKill):
         run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.callbacks+", kill, *every)
     interrupted = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")
-    assert interrupted["global_step"] == 6
+    assert interrupted["global_step"] == 7
     run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--ckpt_path", "last", *every)
     straight = load(tmp_path / "straight/tiny/version_0/checkpoints/last.ckpt")
     resumed = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")

@@ -9,6 +9,11 @@ a detach per tensor and a regrouping by dtype on every step, plus reading the st
 from the device, a CUDA sync): the tensor lists are gathered once when training starts and the
 update is one fused lerp. AveragedModel still holds the averaged weights and its ``n_averaged``
 counter, so checkpoints, resume and the validation swap are Lightning's own.
+
+Under DDP the averaged parameters are the same on every rank by construction (same start, same
+all-reduced gradients), but buffers such as BatchNorm's running statistics are updated from each
+rank's own batch after DDP broadcast them, so their averages drift apart; they are taken from rank 0
+whenever the average is used (validation, the end of training).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+from lightning_gen.errors import UserError
 
 
 def ema_rate(decay: float, warmup: bool, step: int) -> float:
@@ -55,6 +64,13 @@ class EMA(WeightAveraging):
         self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
         self._count = 0
 
+    def setup(self, trainer: Any, pl_module: torch.nn.Module, stage: str) -> None:
+        if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+            # The average is a full, unsharded copy of the model on every device: it would undo the sharding.
+            raise UserError(f"EMA keeps a full copy of the model, which {type(trainer.strategy).__name__} shards; "
+                            f"set --ema.enabled false with a sharded strategy.")
+        super().setup(trainer, pl_module, stage)
+
     def on_train_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
         # The model sits on its device and any checkpoint is restored (both in place from here on),
         # so the tensors gathered now are the ones every step updates.
@@ -86,3 +102,18 @@ class EMA(WeightAveraging):
                 self._update(averaged, current, self._count)
         self._average_model.n_averaged += 1
         self._count += 1
+
+    def _buffers_from_rank_zero(self) -> None:
+        if self._average_model is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        for buffer in self._average_model.module.buffers():
+            if buffer.is_floating_point():
+                dist.broadcast(buffer.data, src=0)
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
+        self._buffers_from_rank_zero()
+        super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_train_end(self, trainer: Any, pl_module: torch.nn.Module) -> None:
+        self._buffers_from_rank_zero()
+        super().on_train_end(trainer, pl_module)

@@ -62,6 +62,17 @@ def interpolation_grid(model: Any, images: torch.Tensor, condition: Any, pairs: 
     return make_grid(rows.flatten(0, 1), nrow=steps + 2, padding=1)
 
 
+def is_final_validation(trainer: pl.Trainer) -> bool:
+    """Whether the run ends after this validation: its last epoch, or its last step in a step-limited run.
+
+    A limit Lightning leaves unset is -1 (max_epochs is -1 when only max_steps is given), never reached.
+    """
+    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        return True
+    return max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
+
+
 class ImageGrids(pl.Callback):
     def __init__(self, directory: Path, settings: ImageSettings | None = None):
         self.directory = Path(directory)
@@ -80,8 +91,7 @@ class ImageGrids(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(pl_module, Samples):
             return  # e.g. the Judge: a classifier trained through the same CLI has nothing to draw
-        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if (trainer.current_epoch + 1) % self.settings.every_n_epochs != 0 and not final_epoch:
+        if (trainer.current_epoch + 1) % self.settings.every_n_epochs != 0 and not is_final_validation(trainer):
             return
         batch = self._fixed_batch(trainer, pl_module.device)
         if batch is None:

@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "mix": "lightning_gen.commands.mix",
     "edit": "lightning_gen.commands.edit",
     "app": "lightning_gen.commands.app",
+    "compare": "lightning_gen.commands.compare",
+    "sweep": "lightning_gen.commands.sweep",
 }
 
 

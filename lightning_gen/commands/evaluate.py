@@ -1,9 +1,12 @@
-"""``python -m lightning_gen evaluate --ckpt_path GEN --judge JUDGE [--num N] [--seed S] [--out scores.json]``.
+"""``python -m lightning_gen evaluate``: sample quality of a checkpoint or a folder, in numbers that name their data.
 
-Samples N images from a conditional generator with conditions spread evenly over its vocabulary
-(class i, or attribute i alone), lets a judge checkpoint classify them and prints how often the judge
-agrees with the request: overall, per class / attribute, and per word group of multi-word class
-names (shapes: ``red circle`` → colour, shape).
+- ``--ckpt_path CKPT [--metrics fid,kid,pr,psnr,ssim] [--num N] [--seed S] [--split val|test]``: FID, KID and
+  precision/recall of prior samples (and, for VAEs, of reconstructions) against the real split; per-image
+  PSNR/SSIM of reconstructions over the whole split with histograms. Real features are cached on disk.
+- ``--images DIR --reference DIR|--config X.yaml``: folder mode, like pytorch-fid's and clean-fid's CLIs.
+- ``--judge JUDGE_CKPT`` (metric ``judge``): samples conditions spread evenly over a conditional generator's
+  vocabulary and reports how often a judge checkpoint agrees with the request, overall, per class /
+  attribute and per word group of multi-word class names (shapes: ``red circle`` → colour, shape).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.commands.common import load_model, resolve_device
@@ -20,18 +22,28 @@ from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
 
-
-DESCRIPTION = "measure a checkpoint: judge accuracy of conditional samples"
+DESCRIPTION = "FID/KID/precision-recall, PSNR/SSIM distributions and judge accuracy of a checkpoint or an image folder"
+KNOWN_METRICS = ("fid", "kid", "pr", "psnr", "ssim", "judge")
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--ckpt_path", type=str, required=True, help="a conditional generator's .ckpt file")
-    parser.add_argument("--judge", type=str, required=True, help="a Judge .ckpt trained on the same dataset")
-    parser.add_argument("--num", type=int, default=512, help="number of samples")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed")
-    parser.add_argument("--batch_size", type=int, default=256, help="samples generated at once")
-    parser.add_argument("--group_names", type=Optional[str], default=None, help="comma-separated names of class-name word groups, e.g. colour,shape")
-    parser.add_argument("--out", type=Optional[str], default=None, help="JSON file to write the scores to")
+    parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="a lightning_gen .ckpt file")
+    parser.add_argument("--metrics", type=Optional[str], default=None, help=f"comma-separated, of {','.join(KNOWN_METRICS)}; default: judge with --judge, else fid,kid,pr (+psnr,ssim for VAEs)")
+    parser.add_argument("--judge", type=Optional[str], default=None, help="a Judge .ckpt trained on the same dataset (metric judge)")
+    parser.add_argument("--num", type=Optional[int], default=None, help="number of generated samples (default 2048; 512 for judge)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (and KID subset seed)")
+    parser.add_argument("--split", type=str, default="val", help="real split to compare against: val or test")
+    parser.add_argument("--batch_size", type=int, default=256, help="samples generated and featurised at once")
+    parser.add_argument("--out", type=Optional[str], default=None, help="JSON file to write the scores to (PNGs go beside it)")
+    parser.add_argument("--save_images", type=Optional[str], default=None, help="folder to keep the generated images in (PNG)")
+    parser.add_argument("--feature_extractor", type=str, default="inception", help="inception, a TorchScript/.pt2 file, a Judge .ckpt or a class path")
+    parser.add_argument("--inception_weights", type=Optional[str], default=None, help=f"path of the FID Inception weights file")
+    parser.add_argument("--images", type=Optional[str], default=None, help="folder mode: a folder of generated images")
+    parser.add_argument("--reference", type=Optional[str], default=None, help="folder mode: a folder of real images (default: the config's dataset split)")
+    parser.add_argument("--image_size", type=Optional[int], default=None, help="folder mode: side images are resized to (default: the reference's)")
+    parser.add_argument("--cache_dir", type=Optional[str], default=None, help="real-feature cache folder (default: beside the image cache)")
+    parser.add_argument("--log_to_run", type=bool, default=True, help="add the scores to the checkpoint's run directory and W&B run")
+    parser.add_argument("--group_names", type=Optional[str], default=None, help="judge: comma-separated names of class-name word groups, e.g. colour,shape")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
@@ -39,92 +51,81 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
 
 
-def judged_kind(model: Any) -> str:
-    """What the judge checks: a text model asked for a class's prompt is judged on that class."""
-    return "attributes" if model.condition_kind == "attributes" else "class"
+def parse_metrics(text: str | None, judge: str | None, has_latents: bool) -> list[str]:
+    if text is None:
+        if judge:
+            return ["judge"]
+        return ["fid", "kid", "pr", *(["psnr", "ssim"] if has_latents else [])]
+    metrics = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in metrics if name not in KNOWN_METRICS]
+    if unknown:
+        raise UserError(f"--metrics has unknown {', '.join(unknown)}; choose from {','.join(KNOWN_METRICS)}.")
+    return metrics
 
 
-def requested_conditions(model: Any, num: int, prompt_template: str | None) -> tuple[Any, Any]:
-    """(what the judge expects, what the model is given), spread evenly over the vocabulary."""
-    if model.condition_kind != "text":
-        conditions = model.spread_conditions(num)
-        return conditions, conditions
-    if not prompt_template or "{name}" not in prompt_template:
-        raise UserError("a text-conditioned model needs --prompt_template with {name}, e.g. 'a large {name}', to turn each class name into a prompt.")
-    names = model.data_facts.class_names
-    if not names:
-        raise UserError("this text model's data has no class names to build prompts from; evaluate a model trained on labelled data.")
-    classes = torch.arange(num, device=model.device) % len(names)
-    return classes, [prompt_template.format(name=names[i]) for i in classes.tolist()]
+def run_judge(args: Namespace, model: Any, device: str) -> dict[str, float]:
+    from lightning_gen.metrics.judged import check_conditional, format_table, judge_scores
 
-
-@torch.no_grad()
-def sample_spread(
-    model: Any, num: int, seed: int, batch_size: int, prompt_template: str | None = None, **sampling: Any
-) -> tuple[torch.Tensor, Any]:
-    """``num`` samples and the conditions the judge should find in them."""
-    expected, given = requested_conditions(model, num, prompt_template)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    images = [
-        model.sample(len(given[start : start + batch_size]), condition=given[start : start + batch_size], generator=generator, **sampling)
-        for start in range(0, num, batch_size)
-    ]
-    return torch.cat(images), expected
-
-
-def check_conditional(model: Any) -> None:
-    if getattr(model, "spread_conditions", None) is None or getattr(model, "condition_kind", "none") == "none":
-        raise UserError(
-            f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE or a class- or text-conditioned DDPM checkpoint."
-        )
-
-
-def check_same_vocabulary(model: Any, judge: Any) -> None:
-    kind = judged_kind(model)
-    mine = model.data_facts.class_names if kind == "class" else model.data_facts.attribute_names
-    theirs = judge.data_facts.class_names if kind == "class" else judge.data_facts.attribute_names
-    if tuple(mine) != tuple(theirs):
-        raise UserError(f"the judge's {kind} names {list(theirs)} differ from the generator's {list(mine)}; train the judge on the same data.")
-
-
-def evaluate(
-    model: Any,
-    judge: Any,
-    num: int,
-    seed: int,
-    batch_size: int = 256,
-    group_names: list[str] | None = None,
-    prompt_template: str | None = None,
-    **sampling: Any,
-) -> dict[str, float]:
-    check_conditional(model)
-    check_same_vocabulary(model, judge)
-    images, conditions = sample_spread(model, num, seed, batch_size, prompt_template, **sampling)
-    facts = model.data_facts
-    return judge_accuracy(
-        judge, images.to(judge.device), conditions, judged_kind(model), facts.class_names, facts.attribute_names, group_names
-    )
-
-
-def format_table(scores: dict[str, float]) -> str:
-    width = max(len(key) for key in scores)
-    return "\n".join(f"{key:<{width}}  {100 * value:6.1f} %" for key, value in scores.items())
-
-
-def run(args: Namespace) -> None:
-    if args.num < 1:
-        raise UserError(f"--num must be at least 1, got {args.num}.")
-    device = resolve_device(args.device)
-    model, judge = load_model(args.ckpt_path, device), load_model(args.judge, device)
+    if not args.judge:
+        raise UserError("--metrics judge needs --judge JUDGE_CKPT, a Judge trained on the same dataset.")
+    judge = load_model(args.judge, device)
     group_names = [name.strip() for name in args.group_names.split(",")] if args.group_names else None
     check_conditional(model)
     sampling = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
-    scores = evaluate(model, judge, args.num, args.seed, args.batch_size, group_names, args.prompt_template, **sampling)
+    num = args.num or 512
+    scores = judge_scores(model, judge, num, args.seed, args.batch_size, group_names, args.prompt_template, **sampling)
     options = "".join(f", {key} {value}" for key, value in sampling.items())
-    print(f"Judged {args.num} samples of {args.ckpt_path} (condition: {model.condition_kind}{options})")
+    print(f"Judged {num} samples of {args.ckpt_path} (condition: {model.condition_kind}{options}, seed {args.seed})")
     print(format_table(scores))
+    return scores
+
+
+def run(args: Namespace) -> None:
+    from lightning_gen.metrics.quality import QualityRequest, evaluate_checkpoint, evaluate_folder
+    from lightning_gen.metrics.report import format_scores, run_directory_of, write_json
+
+    if (args.ckpt_path is None) == (args.images is None):
+        raise UserError("pass either --ckpt_path CKPT (a model to sample) or --images DIR (folder mode), not both or neither.")
+    if args.num is not None and args.num < 1:
+        raise UserError(f"--num must be at least 1, got {args.num}.")
+    if args.split not in ("val", "test"):
+        raise UserError(f"--split must be val or test, got {args.split}.")
+    device = resolve_device(args.device)
+    payload: dict[str, Any] = {"seed": args.seed, "split": args.split}
+    out_dir = Path(args.out).parent if args.out else None
+    if args.images is not None:
+        metrics = parse_metrics(args.metrics, None, False)
+        request = QualityRequest.from_args(args, metrics, device, out_dir)
+        scores = evaluate_folder(request, args)
+        payload["images"] = args.images
+    else:
+        model = load_model(args.ckpt_path, device)
+        from lightning_gen.protocol import has_latents
+
+        metrics = parse_metrics(args.metrics, args.judge, has_latents(model))
+        payload["checkpoint"] = str(args.ckpt_path)
+        if "judge" in metrics:
+            payload["judge"] = run_judge(args, model, device)
+        scores, pngs = [], []
+        run_directory = run_directory_of(args.ckpt_path) if args.log_to_run else None
+        if set(metrics) - {"judge"}:
+            request = QualityRequest.from_args(args, metrics, device, out_dir or (run_directory / "evaluation" if run_directory else None))
+            scores, pngs = evaluate_checkpoint(model, request, args, run_directory_of(args.ckpt_path))
+        if run_directory is not None and scores:
+            from lightning_gen.metrics.report import log_to_wandb_run
+            from lightning_gen.run_dir import read_run_info
+
+            write_json(run_directory / "evaluation" / f"scores-seed{args.seed}-{args.split}.json", {**payload, "scores": [s.to_dict() for s in scores]})
+            run_id = read_run_info(args.ckpt_path).get("run_id")
+            if run_id and log_to_wandb_run(run_directory, run_id, scores, pngs):
+                print(f"Added the scores to W&B run {run_id} in {run_directory}")
+        payload["pngs"] = [str(path) for path in pngs]
+    if scores:
+        print(format_scores(scores))
+    payload["scores"] = [s.to_dict() for s in scores]
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(scores, indent=2))
-        print(f"Wrote {out}")
+        if set(payload) == {"seed", "split", "checkpoint", "judge", "pngs", "scores"} and not scores:
+            write_json(args.out, payload["judge"])  # the judge-only file keeps its flat {name: accuracy} form
+        else:
+            write_json(args.out, payload)
+        print(f"Wrote {args.out}")

@@ -1,7 +1,7 @@
 """Augmentation on whole batches of tensors, on the device the batch already lives on.
 
-Randomness comes from a generator seeded by (seed, global step), so the augmentations of a
-resumed run equal those of an uninterrupted one.
+Randomness comes from a generator seeded by (seed, global step, DDP rank), so the augmentations of a
+resumed run equal those of an uninterrupted one, and each rank augments its images differently.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from lightning_gen.seeding import AUGMENTATION, derived_generator, process_rank
 
 
 def augment_batch(
@@ -34,7 +36,6 @@ def augment_batch(
     return images
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step) % (2**63))
-    return generator
+def step_generator(seed: int, step: int, device: torch.device, rank: int | None = None) -> torch.Generator:
+    """The augmentation generator of a training step; ``rank`` defaults to this process's DDP rank."""
+    return derived_generator(device, seed, AUGMENTATION, process_rank() if rank is None else rank, step)

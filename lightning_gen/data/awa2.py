@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample, find_image_files
+from lightning_gen.data.index_files import parse_binary_matrix, parse_numbered_names, read_index_text
 from lightning_gen.errors import MissingDatasetError, UserError
 from lightning_gen.facts import DataFacts
 
@@ -16,33 +15,6 @@ EXPECTED_LAYOUT = "JPEGImages/<class>/*.jpg, classes.txt, predicates.txt and pre
 # Seed 000's stage 1.
 DEFAULT_CLASSES = ("horse", "skunk", "sheep", "bat")
 DEFAULT_ATTRIBUTES = ("black", "white", "small", "tail", "fast", "strong")
-
-
-def read_index(path: Path) -> list[str]:
-    """Names of a ``<1-based id> <name>`` file (left padding and tabs allowed), in id order."""
-    names = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) != len(names) + 1:
-            raise UserError(f"{path} line {number} should be '<id {len(names) + 1}> <name>'; re-download the dataset.")
-        names.append(fields[1])
-    return names
-
-
-def read_matrix(path: Path, rows: int, columns: int) -> np.ndarray:
-    """The 0/1 class × attribute matrix; UserError when its shape does not match classes.txt × predicates.txt."""
-    try:
-        matrix = np.loadtxt(path, ndmin=2)
-    except ValueError as error:
-        raise UserError(f"{path} is not a space-separated 0/1 matrix ({error}); re-download the dataset.") from error
-    if matrix.shape != (rows, columns):
-        raise UserError(
-            f"{path} is {matrix.shape[0]}×{matrix.shape[1]} but classes.txt and predicates.txt list "
-            f"{rows} classes × {columns} attributes; re-download the dataset."
-        )
-    return matrix
 
 
 def pick(names: Sequence[str], chosen: Sequence[str], option: str, source: Path) -> list[int]:
@@ -90,9 +62,10 @@ class AwA2DataModule(ImageFileDataModule):
                 raise MissingDatasetError("AwA2 " + name, self.root / name, EXPECTED_LAYOUT, DOWNLOAD_URL)
 
     def list_samples(self) -> list[ImageSample]:
-        class_names = read_index(self.root / "classes.txt")
-        attribute_names = read_index(self.root / "predicates.txt")
-        matrix = read_matrix(self.root / "predicate-matrix-binary.txt", len(class_names), len(attribute_names))
+        class_names = parse_numbered_names(read_index_text(self.root / "classes.txt"), self.root / "classes.txt")
+        attribute_names = parse_numbered_names(read_index_text(self.root / "predicates.txt"), self.root / "predicates.txt")
+        matrix_path = self.root / "predicate-matrix-binary.txt"
+        matrix = parse_binary_matrix(read_index_text(matrix_path), matrix_path, len(class_names), len(attribute_names))
         class_rows = pick(class_names, self.classes, "classes", self.root / "classes.txt")
         columns = pick(attribute_names, self.attributes, "attributes", self.root / "predicates.txt")
         samples = []

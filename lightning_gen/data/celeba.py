@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lightning_gen.data.image_cache import Preprocessing
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
+from lightning_gen.data.index_files import parse_attribute_table, parse_partition, read_index_text
 from lightning_gen.errors import MissingDatasetError, UserError
 from lightning_gen.facts import DataFacts
 
@@ -22,7 +23,6 @@ ATTRIBUTE_NAMES = (
     "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
     "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
 )  # fmt: skip
-PARTITIONS = {"0": "train", "1": "val", "2": "test"}
 # The official release nests files in Anno/, Eval/ and Img/; Kaggle's mirror uses .csv tables and a doubled image folder.
 SEARCHED_FOLDERS = ("", "Anno", "Eval", "Img")
 
@@ -91,10 +91,12 @@ class CelebADataModule(ImageFileDataModule):
         partition_path = self._find("list_eval_partition.txt", "list_eval_partition.csv")
         image_folder = self._image_folder()
         assert attribute_path is not None and image_folder is not None  # check_root ran first
-        table = read_attribute_table(attribute_path)
+        table = parse_attribute_table(read_index_text(attribute_path), attribute_path, ATTRIBUTE_NAMES, csv=attribute_path.suffix == ".csv")
         if self.max_images is not None:
             table = table[: self.max_images]
-        partition = read_partition(partition_path) if partition_path is not None else {}
+        partition = {}
+        if partition_path is not None:
+            partition = parse_partition(read_index_text(partition_path), partition_path, csv=partition_path.suffix == ".csv")
         samples = []
         for name, values in table:
             if partition and name not in partition:
@@ -103,53 +105,3 @@ class CelebADataModule(ImageFileDataModule):
                 )
             samples.append(ImageSample(path=image_folder / name, attributes=values, split=partition.get(name)))
         return samples
-
-
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    """(1-based line number, fields) of each non-empty line: space-separated (.txt) or comma-separated (Kaggle's .csv)."""
-    separator = "," if path.suffix == ".csv" else None
-    lines = path.read_text().splitlines()
-    return [(number, line.split(separator)) for number, line in enumerate(lines, 1) if line.strip()]
-
-
-def read_attribute_table(path: Path) -> list[tuple[str, tuple[float, ...]]]:
-    """(file name, 40 attributes as 0.0/1.0) per image, in file order."""
-    rows = _rows(path)
-    declared_count = None
-    if path.suffix != ".csv":  # the official .txt starts with a line holding the image count
-        if not rows or not rows[0][1][0].isdigit():
-            raise UserError(f"{path} line 1 should hold the image count; re-download the file.")
-        declared_count = int(rows[0][1][0])
-        rows = rows[1:]
-    if not rows:
-        raise UserError(f"{path} has no attribute names; re-download the file.")
-    number, header = rows[0]
-    names = tuple(field.strip() for field in header if field.strip() and field.strip() != "image_id")
-    if names != ATTRIBUTE_NAMES:
-        raise UserError(f"{path} line {number} does not list the 40 CelebA attribute names; re-download the file.")
-    table = []
-    for number, fields in rows[1:]:
-        fields = [field.strip() for field in fields]
-        values = fields[1:]
-        if len(values) != len(ATTRIBUTE_NAMES) or not set(values) <= {"1", "-1", "0"}:
-            raise UserError(
-                f"{path} line {number} should be a file name and {len(ATTRIBUTE_NAMES)} values of 1 or -1, "
-                f"got {len(values)} values; re-download the file."
-            )
-        table.append((fields[0], tuple(1.0 if value == "1" else 0.0 for value in values)))
-    if declared_count is not None and declared_count != len(table):
-        raise UserError(f"{path} declares {declared_count} images on line 1 but lists {len(table)}; re-download the file.")
-    return table
-
-
-def read_partition(path: Path) -> dict[str, str]:
-    """File name → "train" / "val" / "test" from ``<file> <0|1|2>`` lines."""
-    partition = {}
-    for number, fields in _rows(path):
-        fields = [field.strip() for field in fields]
-        if fields == ["image_id", "partition"]:
-            continue
-        if len(fields) != 2 or fields[1] not in PARTITIONS:
-            raise UserError(f"{path} line {number} should be '<file> <0, 1 or 2>'; re-download the file.")
-        partition[fields[0]] = PARTITIONS[fields[1]]
-    return partition

@@ -82,14 +82,31 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("LIGHTNING_GEN_CACHE") or Path.home() / ".cache" / "lightning_gen")
 
 
-def decode_image(path: Path, preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
+class ImageSource:
+    """An image that is not a file of its own (e.g. a row of a Hugging Face dataset): ``open()`` gives a binary
+    file object PIL can read, ``key`` identifies its content in the cache key, ``str()`` names it in warnings."""
+
+    key: str
+
+    def open(self) -> Any:
+        raise NotImplementedError
+
+
+def _is_file(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike))
+
+
+def decode_image(path: "Path | ImageSource", preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
     """Returns the preprocessed image as a 3×S×S uint8 array; raises one of DECODE_ERRORS on a bad file."""
-    return decode_file(path, preprocessing, crop_box)
+    return decode_file(path if _is_file(path) else path.open(), preprocessing, crop_box)
 
 
 def cache_key(files: Sequence[Path], root: Path, preprocessing: Preprocessing, crop_boxes: Sequence[CropBox | None]) -> str:
     digest = hashlib.sha1(json.dumps({"version": CACHE_FORMAT_VERSION, **asdict(preprocessing)}).encode())
     for path, crop_box in zip(files, crop_boxes):
+        if not _is_file(path):
+            digest.update(f"{path.key}\0{crop_box}\n".encode())
+            continue
         try:
             stat = os.stat(path)
             size, mtime = stat.st_size, stat.st_mtime_ns
@@ -100,6 +117,8 @@ def cache_key(files: Sequence[Path], root: Path, preprocessing: Preprocessing, c
 
 
 def _relative(path: Path, root: Path) -> str:
+    if not _is_file(path):
+        return str(path)
     try:
         return Path(path).relative_to(root).as_posix()
     except ValueError:

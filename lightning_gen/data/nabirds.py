@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Container, Iterable, Sequence
 
-from lightning_gen.data.image_cache import CropBox
+from lightning.pytorch.utilities import rank_zero_warn
+
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
+from lightning_gen.data.index_files import (
+    Entry,
+    IndexFileWarning,
+    parse_boxes,
+    parse_class_names,
+    parse_hierarchy,
+    parse_image_labels,
+    parse_image_paths,
+    parse_split,
+    read_index_text,
+)
 from lightning_gen.errors import MissingDatasetError, UserError
 from lightning_gen.facts import DataFacts
 
@@ -19,20 +31,6 @@ EXPECTED_LAYOUT = (
 # Seed 002's subset, spelled exactly as in classes.txt.
 DEFAULT_CLASSES = ("Allen's Hummingbird (Adult Male)", "Allen's Hummingbird (Female, immature)")
 REQUIRED_FILES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")
-SPLIT_CODES = {"1": "train", "0": "test"}
-
-
-def read_pairs(path: Path, value_fields: int = 1) -> dict[str, list[str]]:
-    """``<key> <value …>`` lines as key → values; the last value keeps its spaces when ``value_fields`` is 1."""
-    table = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split(None, value_fields) if value_fields == 1 else line.split()
-        if len(fields) != value_fields + 1:
-            raise UserError(f"{path} line {number} should hold a key and {value_fields} value(s); re-download the dataset.")
-        table[fields[0]] = [field.strip() for field in fields[1:]]
-    return table
 
 
 def select_classes(names_by_id: dict[str, str], chosen: Sequence[str], source: Path) -> list[str]:
@@ -101,55 +99,70 @@ class NABirdsDataModule(ImageFileDataModule):
         if not (self.root / "images").is_dir():
             raise MissingDatasetError("NABirds images", self.root / "images", EXPECTED_LAYOUT, DOWNLOAD_URL)
 
-    def _label_of_class(self) -> dict[str, int]:
-        """Class id → label for every class id whose images belong to a chosen class (itself or a descendant)."""
-        classes_path = self.root / "classes.txt"
-        names_by_id = {class_id: values[0] for class_id, values in read_pairs(classes_path).items()}
-        chosen_ids = select_classes(names_by_id, self.classes, classes_path)
-        hierarchy_path = self.root / "hierarchy.txt"
-        parents = {child: values[0] for child, values in read_pairs(hierarchy_path).items()} if hierarchy_path.is_file() else {}
-        labels = {}
-        for class_id in names_by_id:
-            node = class_id
-            while node is not None and node not in chosen_ids:  # the nearest chosen ancestor (or the class itself)
-                node = parents.get(node)
-            if node is not None:
-                labels[class_id] = chosen_ids.index(node)
-        return labels
-
-    def _crop_boxes(self) -> dict[str, CropBox]:
-        path = self.root / "bounding_boxes.txt"
-        boxes = {}
-        for uuid, values in read_pairs(path, value_fields=4).items():
-            try:
-                boxes[uuid] = tuple(int(float(value)) for value in values)
-            except ValueError:
-                raise UserError(f"{path} has a non-numeric box for {uuid}; re-download the dataset.") from None
-        return boxes
-
     def list_samples(self) -> list[ImageSample]:
-        label_of_class = self._label_of_class()
-        class_of_image = {uuid: values[0] for uuid, values in read_pairs(self.root / "image_class_labels.txt").items()}
-        split_path = self.root / "train_test_split.txt"
-        split_of_image = read_pairs(split_path)
-        boxes = self._crop_boxes() if self.crop_to_bbox else {}
+        index = {name: self.root / name for name in REQUIRED_FILES + ("hierarchy.txt", "bounding_boxes.txt")}
+        names_by_id = parse_class_names(read_index_text(index["classes.txt"]), index["classes.txt"])
+        chosen_ids = select_classes(names_by_id, self.classes, index["classes.txt"])
+        hierarchy = index["hierarchy.txt"]
+        parents = parse_hierarchy(read_index_text(hierarchy), hierarchy) if hierarchy.is_file() else {}
+        images = parse_image_paths(read_index_text(index["images.txt"]), index["images.txt"])
+        labels = index["image_class_labels.txt"]
+        chosen, unlabelled = labelled_images(
+            images, parse_image_labels(read_index_text(labels), labels), names_by_id, labels_of_classes(names_by_id, parents, chosen_ids), labels
+        )
+        if unlabelled:
+            rank_zero_warn(
+                f"{len(unlabelled)} of {len(images)} images in {index['images.txt']} have no line in {labels} and are left out "
+                f"(first: {', '.join(unlabelled[:3])}).",
+                category=IndexFileWarning,
+            )
+        split_of_image = parse_split(read_index_text(index["train_test_split.txt"]), index["train_test_split.txt"])
+        boxes = parse_boxes(read_index_text(index["bounding_boxes.txt"]), index["bounding_boxes.txt"]) if self.crop_to_bbox else {}
         samples = []
-        for uuid, values in read_pairs(self.root / "images.txt").items():
-            label = label_of_class.get(class_of_image.get(uuid, ""))
-            if label is None:
-                continue
-            split = SPLIT_CODES.get(split_of_image.get(uuid, ["?"])[0])
-            if split is None:
-                raise UserError(f"{split_path} has no 1 (train) / 0 (test) entry for image {uuid}; re-download the dataset.")
-            if self.crop_to_bbox and uuid not in boxes:
-                raise UserError(f"{self.root / 'bounding_boxes.txt'} has no box for image {uuid}; re-download it or set data.crop_to_bbox false.")
+        for image_id, relative_path, label in chosen:
+            if image_id not in split_of_image:
+                raise UserError(f"{index['train_test_split.txt']} has no 1 (train) / 0 (test) line for image {image_id}; re-download the dataset.")
+            if self.crop_to_bbox and image_id not in boxes:
+                raise UserError(f"{index['bounding_boxes.txt']} has no box for image {image_id}; re-download it or set data.crop_to_bbox false.")
             samples.append(
                 ImageSample(
-                    path=self.root / "images" / values[0],
+                    path=self.root / "images" / relative_path,
                     label=label,
                     caption=self.caption(self.classes[label]),
-                    split=split,
-                    crop_box=boxes.get(uuid),
+                    split=split_of_image[image_id],
+                    crop_box=boxes.get(image_id),
                 )
             )
         return samples
+
+
+def labels_of_classes(class_ids: Iterable[str], parents: dict[str, str], chosen_ids: Sequence[str]) -> dict[str, int]:
+    """Class id → label for every class whose images belong to a chosen class: itself or its nearest chosen ancestor."""
+    label_of_chosen = {class_id: label for label, class_id in enumerate(chosen_ids)}
+    labels = {}
+    for class_id in class_ids:
+        node: str | None = class_id
+        while node is not None and node not in label_of_chosen:  # ends: parse_hierarchy refuses loops
+            node = parents.get(node)
+        if node is not None:
+            labels[class_id] = label_of_chosen[node]
+    return labels
+
+
+def labelled_images(
+    images: dict[str, Entry], class_of_image: dict[str, Entry], class_ids: Container[str], label_of_class: dict[str, int], labels_source: Path | str
+) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """(image id, path under images/, label) of each image of a chosen class, and the ids of the images without a label."""
+    chosen, unlabelled = [], []
+    for image_id, entry in images.items():
+        labelled = class_of_image.get(image_id)
+        if labelled is None:
+            unlabelled.append(image_id)
+            continue
+        class_id = labelled.values[0]
+        if class_id not in class_ids:
+            raise UserError(f"{labels_source} line {labelled.line} gives image {image_id} the class {class_id}, which classes.txt does not list; re-download the dataset.")
+        label = label_of_class.get(class_id)
+        if label is not None:
+            chosen.append((image_id, entry.values[0], label))
+    return chosen, unlabelled

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.models.schedules import RunLengthSchedule
 from lightning_gen.protocol import has_latents
+from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
 CHECKPOINT_KEY = "lightning_gen"
+
+
+class SharedOnCopy:
+    """Wraps a configuration callable so that ``copy.deepcopy`` of the model shares it instead of copying it.
+
+    The optimiser and scheduler factories jsonargparse builds hold its instantiator, which reaches the
+    CLI and the trainer; the EMA copy (WeightAveraging deep-copies the module) must not copy those, and
+    under DDP it cannot (the process group holds thread locks).
+    """
+
+    def __init__(self, factory: Any):
+        self.factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.factory(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "SharedOnCopy":
+        return self
 
 
 class GenerativeModel(pl.LightningModule):
@@ -35,8 +58,8 @@ class GenerativeModel(pl.LightningModule):
     ):
         super().__init__()
         self.data_facts = DataFacts.coerce(data_facts)
-        self._optimizer_factory = optimizer
-        self._scheduler_factory = lr_scheduler
+        self._optimizer_factory = SharedOnCopy(optimizer)
+        self._scheduler_factory = None if lr_scheduler is None else SharedOnCopy(lr_scheduler)
         self.scheduler_interval = scheduler_interval
 
     def save_model_hyperparameters(self) -> None:
@@ -54,7 +77,20 @@ class GenerativeModel(pl.LightningModule):
         if self._scheduler_factory is None:
             return optimizer
         scheduler = self._scheduler_factory(optimizer)
+        if isinstance(scheduler, RunLengthSchedule) and scheduler.total_steps is None:
+            scheduler.set_total_steps(self._scheduler_steps_of_run())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _scheduler_steps_of_run(self) -> int:
+        """How often the scheduler steps in this run: optimizer steps (all devices and accumulation counted) or epochs."""
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches if self.scheduler_interval == "step" else trainer.max_epochs
+        if total is None or total < 0 or math.isinf(total):
+            raise UserError(
+                "the LR schedule needs the run's length, but the run is limited by neither trainer.max_steps nor trainer.max_epochs; "
+                "set one of them or lr_scheduler.init_args.total_steps."
+            )
+        return int(total)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
@@ -72,6 +108,13 @@ class GenerativeModel(pl.LightningModule):
         if trainer is None or trainer._logger_connector.should_update_logs:
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
 
+    def training_generator(self) -> torch.Generator:
+        """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
+        (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one."""
+        trainer = self._trainer
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer is not None else 0
+        return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
+
     def batch_condition(self, batch: dict[str, Any]) -> Any:
         """The condition this model reads from a batch; unconditional models read none."""
         return None
@@ -87,9 +130,36 @@ class GenerativeModel(pl.LightningModule):
         return {"index": batch["index"], "image": images}
 
 
-def model_class_from_checkpoint(checkpoint: dict[str, Any]) -> type[GenerativeModel]:
-    path = checkpoint.get(CHECKPOINT_KEY, {}).get("model_class")
-    if path is None:
-        raise KeyError("model_class")
-    module_name, _, class_name = path.rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)
+def _model_classes() -> dict[str, type[GenerativeModel]]:
+    found: dict[str, type[GenerativeModel]] = {}
+    pending = list(GenerativeModel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def model_class_from_checkpoint(checkpoint: dict[str, Any], path: Any = "the checkpoint") -> type[GenerativeModel]:
+    """The GenerativeModel subclass a checkpoint names; never imports a module outside lightning_gen.
+
+    The name is looked up among the GenerativeModel subclasses already defined (lightning_gen's models and
+    any the user imported); only a lightning_gen module is imported to find one, so a shared checkpoint
+    naming e.g. ``os.system`` cannot make loading run anything.
+    """
+    section = checkpoint.get(CHECKPOINT_KEY)
+    name = section.get("model_class") if isinstance(section, dict) else None
+    if not isinstance(name, str):
+        raise UserError(f"{path} was not written by lightning_gen (it records no model class); pass a checkpoint from a lightning_gen run.")
+    classes = _model_classes()
+    module_name = name.rpartition(".")[0]
+    if name not in classes and re.fullmatch(r"lightning_gen(\.\w+)+", module_name):
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            pass
+        classes = _model_classes()
+    if name not in classes:
+        known = ", ".join(sorted(classes))
+        raise UserError(f"{path} names the model class '{name}', which is not a lightning_gen model ({known}); pass a checkpoint from a lightning_gen run.")
+    return classes[name]

@@ -11,11 +11,13 @@ from torchvision.utils import make_grid
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.models.condition_grid import columns_for, shown_conditions
+from lightning_gen.models.conv_stacks import ConvEncoder
+from lightning_gen.models.film_decoder import FiLMConvDecoder
 from lightning_gen.models.prompt_attributes import attributes_in_prompt
 from lightning_gen.models.vae import VAE
 
 ConditionKind = Literal["class", "attributes"]
-MAX_GRID_ROWS = 8
 
 
 def condition_size(facts: DataFacts, kind: ConditionKind) -> int:
@@ -36,8 +38,12 @@ class CVAE(VAE):
     Args:
         variant: ``v1`` conditions only the decoder; ``v2`` also the encoder (joined to its flattened features).
         injection: ``concat`` joins the condition to z before the decoder's first dense layer (the seed's method);
-            ``add`` projects it by a dense layer to ``latent_dim`` and adds it to z (the seed's future work).
+            ``add`` projects it by a dense layer to ``latent_dim`` and adds it to z (the seed's future work);
+            ``film`` joins it to z and also scales and shifts every decoder level by it (FiLM; no decoder dropout).
         condition: ``class`` (one-hot of batch["label"]) or ``attributes`` (multi-hot batch["attributes"]).
+        class_loss_weight: weight of an auxiliary loss that makes prior samples recognisable as their condition:
+            a small classifier learns the condition from the real images, and the decoder is trained to make
+            its prior samples (z from N(0, I), random conditions) classified as requested (0 = off).
         latent_dim, and the other arguments: see VAE.
     """
 
@@ -45,9 +51,10 @@ class CVAE(VAE):
         self,
         data_facts: DataFacts | None = None,
         variant: Literal["v1", "v2"] = "v2",
-        injection: Literal["concat", "add"] = "concat",
+        injection: Literal["concat", "add", "film"] = "concat",
         condition: ConditionKind = "class",
         latent_dim: int = 128,
+        class_loss_weight: float = 0.0,
         **kwargs: Any,
     ):
         facts = DataFacts.coerce(data_facts)
@@ -58,6 +65,16 @@ class CVAE(VAE):
         super().__init__(facts, latent_dim=latent_dim, **kwargs)
         self.variant, self.injection, self.condition_kind = variant, injection, condition
         self.condition_projection = nn.Linear(size, latent_dim) if injection == "add" else None
+        if injection == "film":
+            hp = self.hparams
+            self.decoder = FiLMConvDecoder(
+                latent_dim, size, facts.channels, hp.channels, facts.image_size, hp.decoder_dense, hp.batchnorm, hp.activation, hp.upsampling
+            )
+        self.class_loss_weight = class_loss_weight
+        self.auxiliary_classifier = None
+        if class_loss_weight > 0:
+            body = ConvEncoder(facts.channels, self.hparams.channels, facts.image_size)
+            self.auxiliary_classifier = nn.Sequential(body, nn.Linear(body.out_features, size))
 
     # -- conditions ---------------------------------------------------------------------------
     @property
@@ -85,9 +102,34 @@ class CVAE(VAE):
         return vector
 
     def decode_logits(self, z: torch.Tensor, condition: Any = None) -> torch.Tensor:
+        if self.injection == "film":
+            return self.decoder(z, self.condition_vector(condition, len(z)).to(z.dtype))
         if self.condition_projection is not None:
             z = z + self.condition_projection(self.condition_vector(condition, len(z)).to(z.dtype))
         return super().decode_logits(z, condition)
+
+    # -- the auxiliary classifier loss --------------------------------------------------------
+    def _classifier_loss(self, logits: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        if self.condition_kind == "class":
+            return nn.functional.cross_entropy(logits, condition.long().view(-1))
+        return nn.functional.binary_cross_entropy_with_logits(logits, condition.float())
+
+    def losses(self, batch: dict[str, Any], sample_latent: bool) -> dict[str, torch.Tensor]:
+        out = super().losses(batch, sample_latent)
+        if self.auxiliary_classifier is None or not sample_latent:
+            return out  # training only: evaluation draws no random numbers (see VAE._score)
+        condition = self.batch_condition(batch)
+        real = self._classifier_loss(self.auxiliary_classifier(batch["image"]), condition)
+        # Prior samples for the batch's conditions in shuffled order; the classifier is read with detached
+        # weights so this term trains only the decoder (the classifier learns from real images alone).
+        shuffled = condition[torch.randperm(len(condition), device=condition.device)]
+        z = torch.randn(len(shuffled), self.latent_dim, device=self.device, dtype=batch["image"].dtype)
+        images = torch.sigmoid(self.decode_logits(z, shuffled))
+        frozen = {name: value.detach() for name, value in self.auxiliary_classifier.named_parameters()}
+        fake = self._classifier_loss(torch.func.functional_call(self.auxiliary_classifier, frozen, (images,)), shuffled)
+        out["loss"] = out["loss"] + real + self.class_loss_weight * fake
+        out["class_loss"] = fake
+        return out
 
     def spread_conditions(self, n: int) -> torch.Tensor:
         """n conditions cycling evenly over the vocabulary: class i, or attribute i alone."""
@@ -119,17 +161,19 @@ class CVAE(VAE):
 
     # -- grids --------------------------------------------------------------------------------
     def grid_conditions(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Rows of the condition grid: every class (up to 8), or the batch's distinct attribute vectors (up to 8)."""
+        """Rows of the condition grid: every class, or every attribute alone (a fixed subset beyond 40: see condition_grid)."""
+        index = shown_conditions(len(self.vocabulary), self.device)
         if self.condition_kind == "class":
-            return torch.arange(min(len(self.vocabulary), MAX_GRID_ROWS), device=self.device)
-        return torch.unique(self.batch_condition(batch).float(), dim=0)[:MAX_GRID_ROWS].to(self.device)
+            return index
+        return nn.functional.one_hot(index, len(self.vocabulary)).float()
 
     @torch.no_grad()
     def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """One row per condition, one fixed z per column: if the condition controls the image, rows differ and columns agree."""
         conditions = self.grid_conditions(batch)
-        columns = MAX_GRID_ROWS
-        z = torch.randn(columns, self.latent_dim, generator=generator, device=generator.device).to(self.device)
         rows = len(conditions)
+        columns = columns_for(rows)
+        # z from the model's prior (the fitted mixture when it has one), as its samples are drawn.
+        z = self.sample_latents(columns, generator).to(self.device)
         images = self.decode(z.repeat(rows, 1), conditions.repeat_interleave(columns, 0))
         return {"conditions": make_grid(images.float(), nrow=columns, padding=1)}

@@ -254,11 +254,21 @@ class DDPM(GenerativeModel):
         clipped = snr.clamp(max=self.min_snr_gamma)
         return clipped / (snr + 1.0) if self.prediction_type == "v_prediction" else clipped / snr
 
-    def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None, drop: bool = True) -> torch.Tensor:
+    def diffusion_loss(
+        self,
+        batch: dict[str, Any],
+        generator: torch.Generator | None = None,
+        drop: bool = True,
+        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``draws`` = (noise, timesteps) replaces what would be drawn from ``generator``."""
         clean = batch["image"] * 2.0 - 1.0
         n = len(clean)
-        noise = self._random("randn", clean.shape, generator).to(clean.dtype)
-        timesteps = self._random("randint", (n,), generator, high=self.num_train_timesteps)
+        if draws is None:
+            noise = self._random("randn", clean.shape, generator).to(clean.dtype)
+            timesteps = self._random("randint", (n,), generator, high=self.num_train_timesteps)
+        else:
+            noise, timesteps = draws[0].to(self.device, clean.dtype), draws[1].to(self.device)
         inputs = self.condition_inputs(self.batch_condition(batch), n)
         if drop and inputs and self.cond_drop_prob > 0:
             inputs = self.drop_condition(inputs, self._random("rand", (n,), generator) < self.cond_drop_prob)
@@ -272,16 +282,27 @@ class DDPM(GenerativeModel):
         return (self.loss_weights(timesteps) * per_image).mean()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.diffusion_loss(batch)
+        loss = self.diffusion_loss(batch, self.training_generator())
         self.log_training({"train/loss": loss}, batch_size=len(batch["image"]), prog_bar=True)
         return loss
 
+    def evaluation_draws(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise and timestep of each image from a generator seeded by its dataset index: the loss does not
+        depend on batching or on how DDP shards the set, and draws no global random numbers (which would
+        change the course of training). A batch without indices numbers its images from ``batch_idx``."""
+        size = len(batch["image"])
+        indices = batch["index"] if "index" in batch else torch.arange(size) + batch_idx * size
+        noise, timesteps = [], []
+        for index in indices.tolist():
+            generator = torch.Generator().manual_seed(index)
+            noise.append(torch.randn(batch["image"].shape[1:], generator=generator))
+            timesteps.append(torch.randint(self.num_train_timesteps, (), generator=generator))
+        return torch.stack(noise), torch.stack(timesteps)
+
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
-        # Noise and timesteps from a generator seeded by the batch index: the loss is repeatable and
-        # evaluation consumes no global random numbers, so it cannot change the course of training.
-        generator = torch.Generator().manual_seed(batch_idx)
-        loss = self.diffusion_loss(batch, generator, drop=False)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]))
+        loss = self.diffusion_loss(batch, drop=False, draws=self.evaluation_draws(batch, batch_idx))
+        # sync_dist: under DDP each rank sees a shard; the logged value is the mean over the whole set.
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")

@@ -13,15 +13,17 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid
 
-MAX_ROWS = 8  # conditions shown; more rows cost validation time without telling much more
+from lightning_gen.models.condition_grid import columns_for, shown_conditions
+
+MAX_ROWS = 8  # prompts shown (text models), and the most columns
 MAX_FRAMES = 8
 
 
 def fixed_conditions(model: Any, batch: dict[str, Any]) -> Any:
-    """Up to 8 conditions that do not depend on the batch order: evenly spread class ids, or the batch's distinct captions."""
+    """Conditions that do not depend on the batch order: every class (a fixed subset beyond 40, see condition_grid),
+    or the batch's first 8 distinct captions."""
     if model.conditioning == "class":
-        count = min(MAX_ROWS, model.num_classes)
-        return torch.linspace(0, model.num_classes - 1, count).round().long().unique()
+        return shown_conditions(model.num_classes)
     if model.conditioning == "text":
         captions = batch.get("caption") or []
         return list(dict.fromkeys(captions))[:MAX_ROWS] or None
@@ -53,7 +55,7 @@ def diffusion_validation_grids(model: Any, batch: dict[str, Any], generator: tor
     conditions = fixed_conditions(model, batch)
     if conditions is not None:
         name = "class_rows" if model.conditioning == "class" else "prompt_rows"
-        columns = max(1, min(MAX_ROWS, len(batch["image"])))
+        columns = max(1, min(columns_for(len(conditions)), len(batch["image"])))
         grids[name] = condition_rows_grid(model, conditions, columns, generator, steps)
     grids["denoising"] = progression_grid(model, conditions, generator, steps)
     return grids

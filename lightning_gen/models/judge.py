@@ -71,17 +71,18 @@ class Judge(GenerativeModel):
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         logits = self(batch["image"])
         size = len(batch["image"])
+        synced = stage != "train"  # evaluation means over every rank's shard; no all-reduce per training step
         loss = torch.zeros((), device=self.device)
         if "class" in logits:
             loss = loss + F.cross_entropy(logits["class"], batch["label"])
             accuracy = (logits["class"].argmax(1) == batch["label"]).float().mean()
-            self.log(f"{stage}/class_accuracy", accuracy, prog_bar=stage == "val", batch_size=size)
+            self.log(f"{stage}/class_accuracy", accuracy, prog_bar=stage == "val", batch_size=size, sync_dist=synced)
         if "attributes" in logits:
             target = batch["attributes"].float()
             loss = loss + F.binary_cross_entropy_with_logits(logits["attributes"], target)
             accuracy = ((logits["attributes"] > 0).float() == target).float().mean()
-            self.log(f"{stage}/attribute_accuracy", accuracy, prog_bar=stage == "val", batch_size=size)
-        self.log(f"{stage}/loss", loss, batch_size=size)
+            self.log(f"{stage}/attribute_accuracy", accuracy, prog_bar=stage == "val", batch_size=size, sync_dist=synced)
+        self.log(f"{stage}/loss", loss, batch_size=size, sync_dist=synced)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
+from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
 
 
@@ -28,6 +29,11 @@ class VAE(GenerativeModel):
         recon_weight: multiplies the reconstruction term (seed 001: 500 with BCE; seed 004: 0.5 with MSE).
         kl_weight: β. 1 is the plain VAE; β < 1 trades prior matching for sharper reconstructions.
         kl_warmup_steps: β ramps linearly from 0 over this many optimizer steps (0 = constant β).
+        prior: where ``sample`` draws z: ``standard`` = N(0, I); ``gmm`` = a Gaussian mixture fitted ex post on the
+            posterior means of recent training images (Ghosh et al. 2020), refitted at every validation epoch with
+            the weights being validated (EMA ones included) and stored in the checkpoint. Use it for small β.
+        gmm_components, gmm_covariance: the mixture's size and covariance form (``full`` or ``diag``).
+        prior_fit_images: how many of the most recent training images the mixture is fitted on.
     """
 
     def __init__(
@@ -44,6 +50,10 @@ class VAE(GenerativeModel):
         recon_weight: float = 1.0,
         kl_weight: float = 1.0,
         kl_warmup_steps: int = 0,
+        prior: Literal["standard", "gmm"] = "standard",
+        gmm_components: int = 10,
+        gmm_covariance: Covariance = "full",
+        prior_fit_images: int = 4096,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
@@ -69,6 +79,8 @@ class VAE(GenerativeModel):
             activation,
             upsampling,
         )
+        # Only built for "gmm": its checkpoint entry then exists, and older checkpoints keep loading strictly.
+        self.latent_prior = LatentPrior(latent_dim, gmm_components, gmm_covariance, prior_fit_images) if prior == "gmm" else None
         self.psnr = nn.ModuleDict({stage: PeakSignalNoiseRatio(data_range=1.0) for stage in ("val", "test")})
         self.ssim = nn.ModuleDict({stage: StructuralSimilarityIndexMeasure(data_range=1.0) for stage in ("val", "test")})
 
@@ -99,9 +111,44 @@ class VAE(GenerativeModel):
         return self.decode(self.encode(x, condition), condition)
 
     @torch.no_grad()
-    def sample(self, n: int, condition: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device if generator is None else generator.device)
-        return self.decode(z.to(self.device), condition)
+    def sample(
+        self, n: int, condition: Any = None, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
+    ) -> torch.Tensor:
+        """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded."""
+        return self.decode(self.sample_latents(n, generator, prior).to(self.device), condition)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted") -> torch.Tensor:
+        """n latents from the fitted mixture when the model has one and ``prior`` is "fitted", else from N(0, I)."""
+        device = self.device if generator is None else generator.device
+        if self.latent_prior is not None and prior == "fitted":
+            return self.latent_prior.sample(n, generator, device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    @torch.no_grad()
+    def fit_latent_prior(self) -> None:
+        """Refits the mixture on the posterior means of the kept training images (gathered from every rank)."""
+        kept = self.latent_prior.kept() if self.latent_prior is not None else None
+        if kept is None:
+            return
+        images, conditions = kept
+        codes = []
+        for start in range(0, len(images), 256):
+            condition = None if conditions is None else conditions[start : start + 256].to(self.device)
+            codes.append(self.encode(images[start : start + 256].to(self.device), condition).float())
+        gathered = self.all_gather(torch.cat(codes))  # same codes, same seed: every rank fits the same mixture
+        self.latent_prior.fit(gathered.reshape(-1, self.latent_dim))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.latent_prior is not None:
+            # Runs after the EMA callback put its averaged copy's state_dict in the checkpoint; that copy's
+            # mixture is the one from before training, so the current one is written over it.
+            checkpoint["state_dict"]["latent_prior._extra_state"] = self.latent_prior.get_extra_state()
+
+    def on_validation_epoch_start(self) -> None:
+        # The weights validated (the EMA ones when EMA is on: swapped in before this hook) are those sampled.
+        if self.latent_prior is not None and not self.trainer.sanity_checking:
+            self.fit_latent_prior()
 
     def condition_vector(self, condition: Any, batch_size: int) -> torch.Tensor:
         raise NotImplementedError("unconditional model")
@@ -116,7 +163,11 @@ class VAE(GenerativeModel):
         x = batch["image"]
         condition = self.batch_condition(batch)
         mean, log_var = self.posterior(x, condition)
-        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if sample_latent else mean
+        if sample_latent:
+            noise = torch.randn(mean.shape, generator=self.training_generator(), device=mean.device, dtype=mean.dtype)
+            z = mean + noise * (0.5 * log_var).exp()
+        else:
+            z = mean
         logits = self.decode_logits(z, condition)
         recon = reconstruction_loss(logits, x, self.reconstruction).mean()
         kl = gaussian_kl(mean, log_var).mean()
@@ -124,6 +175,8 @@ class VAE(GenerativeModel):
         return {"loss": loss, "recon": recon, "kl": kl, "logits": logits}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.latent_prior is not None:
+            self.latent_prior.observe(batch["image"], self.batch_condition(batch))
         out = self.losses(batch, sample_latent=True)
         metrics = {f"train/{k}": out[k] for k in ("loss", "recon", "kl")}
         self.log_training({**metrics, "train/kl_weight": self.current_kl_weight()}, batch_size=len(batch["image"]))
@@ -134,11 +187,13 @@ class VAE(GenerativeModel):
         # training (a resumed run stays identical to an uninterrupted one) and PSNR/SSIM are repeatable.
         out = self.losses(batch, sample_latent=False)
         size = len(batch["image"])
-        self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size)
+        # sync_dist: under DDP each rank sees a shard; the logged value is the mean over the whole set.
+        self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size, sync_dist=True)
         psnr, ssim = self.psnr[stage], self.ssim[stage]
         reconstruction, target = torch.sigmoid(out["logits"].float()), batch["image"].float()
         psnr(reconstruction, target)
         ssim(reconstruction, target)
+        # torchmetrics objects reduce their sums across ranks themselves when computed.
         self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=size)
         self.log(f"{stage}/ssim", ssim, batch_size=size)
 

@@ -2,7 +2,7 @@
 
 Embeddings and masks live in one safetensors file per (encoder, max_length), read into memory
 at start and rewritten atomically whenever new captions were encoded, so later epochs and later
-runs reuse them. The encoder is loaded only on a miss and is moved back to the CPU after each
+runs reuse them (under DDP, rank 0 writes the file; the other ranks keep theirs in memory). The encoder is loaded only on a miss and is moved back to the CPU after each
 encoding, so it never holds accelerator memory during training.
 """
 
@@ -18,6 +18,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from lightning_gen.seeding import process_rank
 from lightning_gen.text.t5 import FrozenT5, encoder_fingerprint
 
 ENCODE_CHUNK = 64  # captions per encoder call: bounds activation memory on a first epoch full of misses
@@ -94,7 +95,8 @@ class CaptionEmbeddingCache:
                     self._entries[f"{key}.mask"] = mask.clone()
         finally:
             encoder.to("cpu")
-        self._save()
+        if process_rank() == 0:  # under DDP every rank encodes its own misses; rank 0 alone writes the file
+            self._save()
 
     def _save(self) -> None:
         # Write-then-rename: a crash or a second process writing at the same time never leaves a torn file.

@@ -1,0 +1,153 @@
+"""Prior samples judged as the requested class on real labelled image sets, against training wall time.
+
+For each set (an ImageFolder of class folders, e.g. written by scripts/write_real_sets.py) this trains a
+judge on the set's real images (configs/folder_judge.yaml) unless one is given, then fits each recipe
+through the CLI with the JudgeScore callback every ``--every`` epochs, and prints one table row per
+(set, recipe, scored epoch): epochs, optimizer steps, training seconds (validation and judging excluded)
+and the share of prior samples the judge classifies as the requested class.
+
+    python scripts/write_real_sets.py --out data/real
+    python benchmarks/real_data_quality.py --root data/real --sets digits mnist5k --recipes cvae_baseline cvae
+
+Recipes are a config plus overrides (RECIPES below); the CPU time is shared with whatever else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name → (config, overrides of model.init_args, overrides of trainer, extra JudgeScore/evaluate sampling options)
+RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    # shapes_cvae.yaml's settings: v2, concat, latent 8, β 1 with warm-up
+    "cvae_baseline": ("configs/folder_cvae.yaml", {"injection": "concat", "class_loss_weight": 0.0}, {}),
+    "cvae_v1_baseline": ("configs/folder_cvae.yaml", {"variant": "v1", "injection": "concat", "class_loss_weight": 0.0}, {}),
+    "cvae_film": ("configs/folder_cvae.yaml", {"injection": "film", "class_loss_weight": 0.0}, {}),
+    "cvae_aux": ("configs/folder_cvae.yaml", {"injection": "concat"}, {}),
+    "cvae": ("configs/folder_cvae.yaml", {}, {}),  # the config as shipped: the default recipe
+    "cvae_v1": ("configs/folder_cvae.yaml", {"variant": "v1"}, {}),
+    "ddpm": ("configs/folder_ddpm.yaml", {}, {}),
+}
+
+
+class TrainingTime(pl.Callback):
+    """Logs ``time/train_seconds``: wall time spent in training epochs so far (validation and judging excluded)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.total += time.perf_counter() - self._start
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("time/train_seconds", self.total, batch_size=1)
+
+
+def environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("WANDB_MODE", "offline")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def fit(config: dict[str, Any], name: str, runs: Path, log: Path) -> Path:
+    """Runs ``fit`` on a written config; returns the run folder."""
+    path = runs / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "lightning_gen", "fit", "--config", str(path)]
+    with log.open("w") as out:
+        subprocess.run(command, cwd=REPO, env=environment(), stdout=out, stderr=subprocess.STDOUT, check=True)
+    versions = sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return versions[-1]
+
+
+def base_config(path: str, root: Path, runs: Path, name: str) -> dict[str, Any]:
+    config = yaml.safe_load((REPO / path).read_text())
+    config["data"]["init_args"]["root"] = str(root)
+    config["trainer"].update({"default_root_dir": str(runs), "enable_progress_bar": False})
+    config["tracking"] = {**config.get("tracking", {}), "name": name, "logger": "csv"}
+    return config
+
+
+def train_judge(root: Path, runs: Path, name: str) -> Path:
+    run = fit(base_config("configs/folder_judge.yaml", root, runs, name), name, runs, runs / f"{name}.log")
+    return run / "checkpoints" / "last.ckpt"
+
+
+def read_curve(run: Path) -> list[dict[str, float]]:
+    rows = []
+    with (run / "metrics.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row.get("val/judge_overall"):
+                rows.append({"epoch": int(row["epoch"]) + 1, "step": int(row["step"]) + 1,
+                             "seconds": float(row["time/train_seconds"]), "accuracy": float(row["val/judge_overall"])})
+    return rows
+
+
+def run_recipe(recipe: str, root: Path, judge: Path, runs: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    config_path, model_overrides, trainer_overrides = RECIPES[recipe]
+    name = f"{root.name}_{recipe}"
+    config = base_config(config_path, root, runs, name)
+    config["model"]["init_args"].update(model_overrides)
+    config["trainer"].update(trainer_overrides)
+    if args.epochs:
+        config["trainer"]["max_epochs"] = args.epochs
+    config["trainer"]["check_val_every_n_epoch"] = args.every
+    config["trainer"]["callbacks"] = [
+        {"class_path": "benchmarks.real_data_quality.TrainingTime"},
+        {"class_path": "lightning_gen.callbacks.judge_score.JudgeScore", "init_args": {"judge_ckpt": str(judge), "num_samples": args.samples}},
+    ]
+    started = time.perf_counter()
+    run = fit(config, name, runs, runs / f"{name}.log")
+    print(f"# {name}: {time.perf_counter() - started:.0f} s in all (with validation and judging), run {run}", flush=True)
+    return [{"set": root.name, "recipe": recipe, **row} for row in read_curve(run)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("data/real"), help="folder holding one ImageFolder per set")
+    parser.add_argument("--sets", nargs="+", default=["digits", "mnist5k"])
+    parser.add_argument("--recipes", nargs="+", default=["cvae_baseline", "cvae"], choices=sorted(RECIPES))
+    parser.add_argument("--runs", type=Path, default=Path("runs/real_data_quality"))
+    parser.add_argument("--judges", nargs="*", default=[], help="set=judge.ckpt pairs to reuse instead of training judges")
+    parser.add_argument("--epochs", type=int, default=0, help="override max_epochs (0 = the config's)")
+    parser.add_argument("--every", type=int, default=10, help="score prior samples every this many epochs")
+    parser.add_argument("--samples", type=int, default=500, help="prior samples judged per scoring")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    judges = dict(pair.split("=", 1) for pair in args.judges)
+    rows = []
+    for name in args.sets:
+        root = args.root / name
+        judge = Path(judges[name]) if name in judges else train_judge(root, args.runs, f"{name}_judge")
+        for recipe in args.recipes:
+            rows += run_recipe(recipe, root, judge, args.runs, args)
+            if args.out:
+                args.out.write_text(json.dumps(rows, indent=1))
+    print("| set | recipe | epochs | steps | training s | judged as requested |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['set']} | {row['recipe']} | {row['epoch']} | {row['step']} | {row['seconds']:.0f} | {100 * row['accuracy']:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A NaN/Inf loss or gradient never reaches the weights: the step is skipped, counted and warned about.
+
+Checked in ``on_before_optimizer_step`` (after backward and, under 16-mixed, after the grad scaler has
+unscaled the gradients; before clipping and the optimizer's update). Skipping drops every gradient
+(``grad = None``): torch optimizers leave a parameter without a gradient untouched, moments and step
+count included — the same thing Lightning does when ``training_step`` returns None. The decision is
+reduced over all ranks (any rank non-finite → every rank skips), so DDP replicas stay identical.
+Under 16-mixed, Inf gradients are the grad scaler's business (it skips the step and lowers its scale);
+only a non-finite loss counts there. After ``max_consecutive`` skipped steps in a row the run stops
+(NonFiniteStop), and RunEndSave keeps last.ckpt at the last good weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_gen.errors import UserError
+
+
+class NonFiniteStop(UserError):
+    """Raised on every rank at once when too many consecutive steps were non-finite."""
+
+
+class NonFiniteGuard(pl.Callback):
+    def __init__(self, max_consecutive: int = 20):
+        if max_consecutive < 1:
+            raise UserError(f"guard.max_consecutive_nonfinite is {max_consecutive}; it must be at least 1.")
+        self.max_consecutive = max_consecutive
+        self.skipped = 0
+        self.consecutive = 0
+        self._losses: list[torch.Tensor] = []
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        self._losses.append(loss.detach())  # one per accumulated micro-batch; checked once, at the optimizer step
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        finite = all(bool(torch.isfinite(loss).all()) for loss in self._losses)
+        self._losses = []
+        if finite and getattr(trainer.precision_plugin, "scaler", None) is None:
+            gradients = [parameter.grad for parameter in pl_module.parameters() if parameter.grad is not None]
+            finite = not gradients or bool(torch.isfinite(torch.nn.utils.get_total_norm(gradients, error_if_nonfinite=False)))
+        skip = trainer.strategy.reduce_boolean_decision(not finite, all=False)
+        if not skip:
+            self.consecutive = 0
+            return
+        for parameter in pl_module.parameters():
+            parameter.grad = None
+        self.skipped += 1
+        self.consecutive += 1
+        step = trainer.global_step + 1
+        if self.consecutive >= self.max_consecutive:
+            raise NonFiniteStop(
+                f"training stopped at step {step}: the loss or gradients were NaN/Inf in {self.consecutive} steps in a row "
+                f"(each skipped, so the weights are still those of step {step - self.consecutive}, saved to last.ckpt) — "
+                f"lower the learning rate, clip gradients (--trainer.gradient_clip_val) or check the data, then resume with --ckpt_path last."
+            )
+        rank_zero_warn(f"step {step}: NaN/Inf loss or gradients, step skipped (weights unchanged); "
+                       f"{self.consecutive} in a row, the run stops at {self.max_consecutive}.")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.skipped or trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            pl_module.log("train/skipped_nonfinite", float(self.skipped), on_step=True, on_epoch=False, batch_size=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict.get("skipped", 0)
+        self.consecutive = state_dict.get("consecutive", 0)

@@ -1,0 +1,182 @@
+"""Every way a fit ends saves ``last.ckpt`` first: max_steps, max_time, Ctrl-C, SIGTERM, SIGUSR1, an exception.
+
+Lightning's ModelCheckpoint saves last.ckpt only together with a periodic or validation save, so a run
+stopped by ``max_time`` between two of those loses everything since the previous one. A stop by
+``max_time`` or ``max_steps`` is saved at the end of its last step (StopStepSave), where a periodic
+save would be: once the loop has wound down Lightning counts the epoch as finished, and a resume
+would skip the rest of it. Lightning's
+OnExceptionCheckpoint would write at the wrong moment for this framework: checkpoint callbacks run
+after all others, i.e. after EMA has copied the average over the raw weights (end of training) and,
+mid-validation, while the EMA weights are swapped into the model. This callback sits before EMA and
+undoes an open validation swap before it saves.
+
+Signals are turned into Lightning's own graceful stop: SIGTERM already is one (Lightning finishes the
+current batch, raises SIGTERMException on every rank, and this callback saves in on_exception). The
+first Ctrl-C (SIGINT) and SIGUSR1 are routed to the same handler; a second Ctrl-C interrupts at once.
+Under SLURM with auto-requeue, SIGUSR1 saves last.ckpt and then requeues the job (instead of
+Lightning's hpc_ckpt file, which a run directory per version would never find again).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import Checkpoint, WeightAveraging
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_gen.callbacks.nonfinite_guard import NonFiniteStop
+
+GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGUSR1)
+
+
+def weights_are_finite(module: torch.nn.Module) -> bool:
+    tensors = [tensor for tensor in module.state_dict().values() if tensor.is_floating_point()]
+    return not tensors or bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, error_if_nonfinite=False)))
+
+
+def slurm_auto_requeue(trainer: pl.Trainer) -> bool:
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if isinstance(environment, SLURMEnvironment):
+        return environment.auto_requeue
+    return environment is None and SLURMEnvironment.detect()
+
+
+def requeue_slurm_job() -> None:
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    if result.returncode == 0:
+        rank_zero_info(f"Requeued SLURM job {job}; it resumes from last.ckpt when started with --ckpt_path last.")
+    else:
+        rank_zero_warn(f"Requeuing SLURM job {job} failed: {result.stderr.strip()}")
+
+
+def run_end_callbacks(directory: Path) -> list[pl.Callback]:
+    """RunEndSave (list it before EMA) and its StopStepSave (Lightning moves it after every other callback)."""
+    run_end = RunEndSave(directory)
+    return [run_end, StopStepSave(run_end)]
+
+
+class RunEndSave(pl.Callback):
+    """Saves ``<directory>/last.ckpt`` when a fit ends for any reason, unless it already holds this step."""
+
+    def __init__(self, directory: Path):
+        self.last_path = Path(directory) / "last.ckpt"
+        self._start_step: int | None = None  # None until training starts: a failed setup saves nothing
+        self._saved_step: int | None = None
+        self._in_validation_epoch = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._stop_requested = False
+        self._requeue = False
+
+    # -- what the newest checkpoint holds ---------------------------------------------------------
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # ModelCheckpoint(save_last=True) writes last.ckpt with every checkpoint it saves.
+        self._saved_step = trainer.global_step
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step = trainer.global_step
+        self._install_signal_handlers(trainer)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_validation_epoch = True  # EMA swaps its average into the model right after this
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_validation_epoch = False
+
+    # -- the ends of a run ------------------------------------------------------------------------
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_signal_handlers()
+        self._save_last(trainer, "training ended")
+        if self._requeue and trainer.is_global_zero:
+            requeue_slurm_job()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_signal_handlers()
+        if self._in_validation_epoch:
+            # Interrupted between EMA's swap and its swap back: put the raw weights back first.
+            for callback in trainer.callbacks:
+                if isinstance(callback, WeightAveraging):
+                    callback.on_validation_epoch_end(trainer, pl_module)
+            self._in_validation_epoch = False
+        synchronised = isinstance(exception, (SIGTERMException, NonFiniteStop))  # raised on every rank at once
+        if trainer.world_size > 1 and not synchronised:
+            rank_zero_warn(f"{type(exception).__name__} on one process of a multi-process run: last.ckpt not saved "
+                           "(the other processes cannot join the save); resume from the newest checkpoint.")
+        elif not weights_are_finite(pl_module):
+            rank_zero_warn(f"the weights hold NaN/Inf at step {trainer.global_step}: last.ckpt not overwritten.")
+        else:
+            self._save_last(trainer, f"{type(exception).__name__}")
+        if self._requeue and trainer.is_global_zero:
+            requeue_slurm_job()
+
+    def _save_last(self, trainer: pl.Trainer, reason: str) -> None:
+        if self._start_step is None or trainer.global_step == self._start_step:
+            return  # nothing trained since the run started or resumed
+        if self._saved_step == trainer.global_step and self.last_path.is_file():
+            return
+        try:
+            trainer.save_checkpoint(self.last_path)
+        except Exception as error:  # the run is ending anyway; the previous last.ckpt is intact (atomic writes)
+            rank_zero_warn(f"could not save {self.last_path} at the end of the run ({type(error).__name__}: {error}).")
+            return
+        self._saved_step = trainer.global_step
+        rank_zero_info(f"Saved {self.last_path} at step {trainer.global_step} ({reason}).")
+
+    # -- signals ----------------------------------------------------------------------------------
+    def _install_signal_handlers(self, trainer: pl.Trainer) -> None:
+        # After Lightning has registered its own (it does so after on_fit_start, before on_train_start).
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._stop_requested = False
+        for signum in GRACEFUL_SIGNALS:
+            self._previous_handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, partial(self._request_stop, trainer))
+
+    def _restore_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
+
+    def _request_stop(self, trainer: pl.Trainer, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._stop_requested:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop at once
+        self._stop_requested = True
+        if signum == signal.SIGUSR1 and slurm_auto_requeue(trainer):
+            self._requeue = True
+        rank_zero_info(f"\n{signal.Signals(signum).name}: finishing step {trainer.global_step + 1}, then saving {self.last_path}"
+                       + (" (Ctrl-C again to stop at once)." if signum == signal.SIGINT else "."))
+        # Lightning's SIGTERM handler is the graceful stop: it ends the batch, tells the other ranks and raises
+        # SIGTERMException, on which on_exception saves.
+        sigterm_handler = signal.getsignal(signal.SIGTERM)
+        if callable(sigterm_handler):
+            sigterm_handler(signal.SIGTERM, frame)
+        else:
+            trainer.should_stop = True
+
+
+class StopStepSave(Checkpoint):
+    """Saves last.ckpt at the end of the step where max_steps is reached or max_time (Lightning's Timer) stops the run.
+
+    A Checkpoint subclass, so that Lightning runs it after all other callbacks: after the Timer has decided
+    and EMA has updated its average, as ModelCheckpoint's periodic saves are taken.
+    """
+
+    def __init__(self, run_end: RunEndSave):
+        self.run_end = run_end
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
+            self.run_end._save_last(trainer, "the run stops after this step")

@@ -1,0 +1,53 @@
+"""The real data to compare against: the command's ``--config``/``--data``, else the checkpoint's run's saved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from jsonargparse import ArgumentParser, Namespace
+
+from lightning_gen.errors import UserError
+
+
+def datamodule_from_config(data: Any, where: str) -> pl.LightningDataModule:
+    """``data`` as a config holds it: ``{class_path, init_args}`` (dict or Namespace)."""
+    if isinstance(data, pl.LightningDataModule):
+        return data
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=True)
+    try:
+        config = parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})
+        return parser.instantiate_classes(config).data
+    except UserError:
+        raise
+    except Exception as error:
+        raise UserError(f"the data section of {where} could not be built ({str(error).splitlines()[0]}); fix its data.class_path / init_args.") from error
+
+
+def data_section(args: Any) -> Any:
+    data = args.get("data") if hasattr(args, "get") else None
+    if data is not None and (getattr(data, "class_path", None) or (isinstance(data, dict) and data.get("class_path"))):
+        return data
+    config = args.get("config") if hasattr(args, "get") else None
+    files = config if isinstance(config, list) else [config] if config else []
+    for file in files:
+        path = Path(str(getattr(file, "absolute", file)))
+        if path.is_file():
+            section = (yaml.safe_load(path.read_text()) or {}).get("data")
+            if section:
+                return section
+    return None
+
+
+def reference_datamodule(args: Any, run_directory: Path | None) -> pl.LightningDataModule:
+    section = data_section(args)
+    if section is not None:
+        return datamodule_from_config(section, "--config/--data")
+    if run_directory is not None:
+        section = (yaml.safe_load((run_directory / "config.yaml").read_text()) or {}).get("data")
+        if section:
+            return datamodule_from_config(section, str(run_directory / "config.yaml"))
+    raise UserError("no real data to compare against; pass --config with a data section (or --data.class_path ...), or --reference DIR.")

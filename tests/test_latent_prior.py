@@ -1,0 +1,100 @@
+"""The ex-post Gaussian mixture prior: EM, sampling, the checkpoint round trip and its use by ``sample``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_gen.checkpoints import load_model
+from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture
+from conftest import TINY_CONFIG, run_cli
+
+WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
+MEANS = torch.tensor([[-4.0, 1.0], [3.0, -2.0]], dtype=torch.float64)
+COVARIANCES = torch.tensor([[[1.0, 0.6], [0.6, 0.5]], [[0.3, -0.1], [-0.1, 2.0]]], dtype=torch.float64)
+
+
+def known_mixture() -> GaussianMixture:
+    return GaussianMixture(WEIGHTS, MEANS, torch.linalg.cholesky(COVARIANCES))
+
+
+def test_moments_by_hand():
+    mean, covariance = known_mixture().moments()
+    assert torch.allclose(mean, torch.tensor([0.9, -1.1], dtype=torch.float64))
+    # Σ w_k (Σ_k + μ_k μ_kᵀ) − mean meanᵀ, worked out on paper for these numbers.
+    expected = torch.tensor([[0.3 * 17 + 0.7 * 9.3, 0.3 * -3.4 + 0.7 * -6.1], [0.3 * -3.4 + 0.7 * -6.1, 0.3 * 1.5 + 0.7 * 6.0]], dtype=torch.float64)
+    expected -= mean[:, None] * mean[None, :]
+    assert torch.allclose(covariance, expected)
+
+
+def test_samples_reproduce_the_mixture_moments():
+    mixture = known_mixture()
+    generator = torch.Generator().manual_seed(0)
+    samples = mixture.sample(200_000, generator)
+    mean, covariance = mixture.moments()
+    assert torch.allclose(samples.mean(0), mean, atol=0.03)
+    assert torch.allclose(torch.cov(samples.T), covariance, atol=0.08)
+    # Each half of the plane holds its component's share.
+    assert abs((samples[:, 0] < -0.5).double().mean().item() - 0.3) < 0.01
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_em_recovers_two_separated_components(covariance):
+    data = known_mixture().sample(6000, torch.Generator().manual_seed(1))
+    fitted = fit_gaussian_mixture(data, components=2, covariance=covariance, seed=0)
+    order = fitted.means[:, 0].argsort()
+    assert torch.allclose(fitted.weights[order], WEIGHTS, atol=0.02)
+    assert torch.allclose(fitted.means[order], MEANS, atol=0.1)
+    if covariance == "full":
+        assert torch.allclose(fitted.covariances[order], COVARIANCES, atol=0.1)
+    else:
+        assert torch.allclose(fitted.covariances[order], torch.diag_embed(COVARIANCES.diagonal(dim1=1, dim2=2)), atol=0.1)
+
+
+def test_ring_keeps_the_most_recent_images():
+    prior = LatentPrior(latent_dim=2, fit_images=5)
+    for value in range(4):  # 4 batches of 2: images 0…7, the ring keeps 3…7
+        images = torch.tensor([2 * value, 2 * value + 1]).float().view(2, 1, 1, 1) / 10
+        prior.observe(images, torch.tensor([2 * value, 2 * value + 1]))
+    images, conditions = prior.kept()
+    assert sorted(conditions.long().tolist()) == [3, 4, 5, 6, 7]
+    assert sorted((images.flatten() * 10).round().long().tolist()) == [3, 4, 5, 6, 7]
+
+
+@pytest.fixture(scope="module")
+def gmm_checkpoint(tmp_path_factory, one_torch_thread) -> Path:
+    folder = tmp_path_factory.mktemp("gmm")
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"]["init_args"].update({"prior": "gmm", "gmm_components": 3, "prior_fit_images": 64})
+    config["trainer"]["default_root_dir"] = str(folder / "runs")
+    config["ema"] = {"decay": 0.9}
+    path = folder / "gmm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_cli("fit", "--config", path)
+    return next((folder / "runs").rglob("last.ckpt"))
+
+
+def test_checkpoint_holds_the_mixture_as_plain_tensors(gmm_checkpoint):
+    checkpoint = torch.load(gmm_checkpoint, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]["latent_prior._extra_state"]
+    assert state["fitted"] and state["means"].shape == (3, 8) and state["scale_tril"].shape == (3, 8, 8)
+    assert torch.isclose(state["weights"].sum(), torch.tensor(1.0, dtype=state["weights"].dtype))
+    model = load_model(gmm_checkpoint)
+    assert torch.equal(model.latent_prior.mixture.means, state["means"])
+    # The mixture was fitted on the codes the saved (EMA) encoder gives: its mean is near their mean.
+    codes = model.encode(torch.rand(4, 3, 16, 16))
+    assert codes.shape == (4, 8)
+
+
+def test_sample_draws_from_the_stored_mixture(gmm_checkpoint):
+    model = load_model(gmm_checkpoint)
+    mixture = model.latent_prior.mixture
+    expected = model.decode(mixture.sample(6, torch.Generator().manual_seed(3)).float())
+    assert torch.allclose(model.sample(6, generator=torch.Generator().manual_seed(3)), expected)
+    standard = model.decode(torch.randn(6, 8, generator=torch.Generator().manual_seed(3)))
+    assert torch.allclose(model.sample(6, generator=torch.Generator().manual_seed(3), prior="standard"), standard)
+    assert not torch.allclose(expected, standard)
