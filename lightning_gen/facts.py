@@ -7,7 +7,7 @@ knows its image size and its condition vocabulary (class and attribute names).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 
@@ -18,6 +18,11 @@ class DataFacts:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     attribute_names: tuple[str, ...] = field(default_factory=tuple)
     has_captions: bool = False
+    # How the datamodule turned a source image into a training image, so user images get the same:
+    # the centre crop side taken first (None: the largest centred square), then a resize to
+    # image_size with this PIL filter. Checkpoints written before these existed get the defaults.
+    crop_size: int | None = None
+    resize_filter: str = "bicubic"
 
     @property
     def num_classes(self) -> int:
@@ -40,7 +45,8 @@ class DataFacts:
             return cls()
         if isinstance(value, DataFacts):
             return value
-        value = dict(value)
+        known = {item.name for item in fields(cls)}
+        value = {key: item for key, item in dict(value).items() if key in known}
         value["class_names"] = tuple(value.get("class_names") or ())
         value["attribute_names"] = tuple(value.get("attribute_names") or ())
         return cls(**value)

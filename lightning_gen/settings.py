@@ -6,7 +6,7 @@ Each reads like a short list of hyperparameters in a YAML config, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 
@@ -101,13 +101,21 @@ class EMASettings:
 
 @dataclass
 class ImageSettings:
-    """Grids logged every ``every_n_epochs`` validation epochs (fixed images and fixed noise, so epochs compare)."""
+    """Grids logged every ``every_n_epochs`` validation epochs (fixed images and fixed noise, so epochs compare).
+
+    ``edit_attributes`` (models with latents, data with attributes): one ``edit_<name>`` grid each, the fixed
+    images (rows) moved along the attribute's direction by each of ``edit_strengths`` (columns); directions
+    from up to ``edit_references`` validation images, recomputed every time (the model changes).
+    """
 
     every_n_epochs: int = 1
     num_images: int = 8
     interpolation_pairs: int = 4
     interpolation_steps: int = 8
     seed: int = 1234
+    edit_attributes: list[str] = field(default_factory=list)
+    edit_strengths: list[float] = field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0, 2.0])
+    edit_references: int = 512
 
 
 # The groups the CLI adds beside trainer/model/data, for fit and every command alike.

@@ -3,6 +3,8 @@
 - ``reconstructions``: a fixed set of validation images (top row) above their reconstructions;
 - ``samples``: from the same noise every epoch (a generator re-seeded each time), so progress compares;
 - ``interpolations``: rows = fixed pairs of validation images, columns = steps between their latents;
+- ``edit_<attribute>`` for each of ``images.edit_attributes``: rows = the fixed images, columns = strengths
+  along the attribute's direction (mean latent with − without it over validation images);
 - whatever the model adds through ``validation_grids(batch, generator) -> {name: grid}``
   (condition rows, denoising progressions).
 Runs before the EMA callback swaps the raw weights back, so grids show the EMA weights.
@@ -17,6 +19,10 @@ import lightning.pytorch as pl
 import torch
 from torchvision.utils import make_grid
 
+from lightning_gen.errors import UserError
+from lightning_gen.latent.codec import Codec
+from lightning_gen.latent.directions import compute_directions
+from lightning_gen.latent.editing import edit_images
 from lightning_gen.protocol import Samples, batch_condition, has_latents
 from lightning_gen.settings import ImageSettings
 from lightning_gen.tracking.images import log_grid
@@ -92,6 +98,34 @@ class ImageGrids(pl.Callback):
             return
         for key, grid in self.grids(pl_module, batch).items():
             log_grid(trainer, f"images/{key}", grid, self.directory)
+        for key, grid in self.edit_grids(trainer, pl_module, batch).items():
+            log_grid(trainer, f"images/{key}", grid, self.directory)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        names = getattr(getattr(pl_module, "data_facts", None), "attribute_names", ())
+        for attribute in self.settings.edit_attributes:
+            if attribute not in names:
+                raise UserError(
+                    f"images.edit_attributes names '{attribute}', which the data does not have; use some of: {', '.join(names) or '(none: this data has no attributes)'}."
+                )
+
+    def edit_grids(self, trainer: pl.Trainer, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        settings = self.settings
+        if not settings.edit_attributes or not has_latents(model):
+            return {}
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        names = tuple(model.data_facts.attribute_names)
+        directions = compute_directions(model, iter(loader), names, settings.edit_references)
+        images = batch["image"][: settings.num_images]
+        codec = Codec(model, encode_condition=_take(batch_condition(model, batch), slice(0, len(images))))
+        grids = {}
+        for attribute in settings.edit_attributes:
+            if directions.with_counts[names.index(attribute)] == 0 or directions.without_counts[names.index(attribute)] == 0:
+                continue  # every (or no) validation image has it: there is no direction to show
+            edits = edit_images(codec, images, directions.vector(attribute), settings.edit_strengths)
+            grids[f"edit_{attribute}"] = make_grid(edits.flatten(0, 1), nrow=len(settings.edit_strengths), padding=1)
+        return grids
 
     def grids(self, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         settings = self.settings

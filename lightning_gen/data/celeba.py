@@ -56,7 +56,7 @@ class CelebADataModule(ImageFileDataModule):
 
     @property
     def facts(self) -> DataFacts:
-        return DataFacts(image_size=self.image_size, channels=3, attribute_names=ATTRIBUTE_NAMES)
+        return DataFacts(image_size=self.image_size, channels=3, attribute_names=ATTRIBUTE_NAMES, crop_size=self.crop_size)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import struct
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,38 +19,19 @@ from typing import Any, Sequence
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
-from PIL import Image
 from tqdm.auto import tqdm
 
+from lightning_gen.data.preprocess import DECODE_ERRORS, CropBox, Preprocessing, decode_file
 from lightning_gen.errors import UserError
 
 CACHE_FORMAT_VERSION = 1
 PROGRESS_BAR_MIN_FILES = 2000
 DECODE_CHUNK = 512  # bounds the number of decoded-but-unwritten images held at once
 SKIPPED_NAMED_IN_WARNING = 10
-DRAFT_REDUCING_GAP = 2.0
-# What PIL raises on corrupt, truncated, empty or unreadable files (UnidentifiedImageError is an OSError).
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
-
-CropBox = tuple[int, int, int, int]  # x, y, width, height in source pixels
 
 
 class SkippedImagesWarning(UserWarning):
     """Some source images could not be decoded and are left out of the dataset."""
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a source image becomes a cached square RGB image.
-
-    Args:
-        image_size: side of the cached square image, in pixels.
-        crop_size: side of the centre crop taken before resizing (e.g. 148 for CelebA faces);
-            None takes the largest centred square. Crops happen inside the crop box when one is given.
-    """
-
-    image_size: int
-    crop_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,32 +98,7 @@ def _is_file(source: Any) -> bool:
 
 def decode_image(path: "Path | ImageSource", preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
     """Returns the preprocessed image as a 3×S×S uint8 array; raises one of DECODE_ERRORS on a bad file."""
-    size = preprocessing.image_size
-    with Image.open(path if _is_file(path) else path.open()) as image:
-        width, height = image.size
-        left, top, box_width, box_height = _clip_box(crop_box, width, height)
-        side = min(box_width, box_height, preprocessing.crop_size or max(box_width, box_height))
-        left += (box_width - side) / 2
-        top += (box_height - side) / 2
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; like PIL's thumbnail, keep at least twice
-        # the final resolution so the bicubic resize, not the coarse DCT scaling, shapes the result.
-        reduction = max(side / (size * DRAFT_REDUCING_GAP), 1.0)
-        image.draft("RGB", (math.ceil(width / reduction), math.ceil(height / reduction)))
-        scale_x, scale_y = image.size[0] / width, image.size[1] / height
-        box = (left * scale_x, top * scale_y, (left + side) * scale_x, (top + side) * scale_y)
-        # Crop before resizing: resize(box=...) would blend in pixels from outside the box at its edges.
-        cropped = image.crop(tuple(round(value) for value in box)).convert("RGB")
-        resized = cropped.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
-
-
-def _clip_box(crop_box: CropBox | None, width: int, height: int) -> tuple[float, float, float, float]:
-    if crop_box is None:
-        return 0.0, 0.0, float(width), float(height)
-    x, y, box_width, box_height = crop_box
-    left, top = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
-    right, bottom = min(max(x + box_width, left + 1), width), min(max(y + box_height, top + 1), height)
-    return float(left), float(top), float(right - left), float(bottom - top)
+    return decode_file(path if _is_file(path) else path.open(), preprocessing, crop_box)
 
 
 def cache_key(files: Sequence[Path], root: Path, preprocessing: Preprocessing, crop_boxes: Sequence[CropBox | None]) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
@@ -379,6 +379,23 @@ class DDPM(GenerativeModel):
             if index in keep:
                 frames.append(step.pred_original_sample)
         return sample, frames
+
+    @torch.no_grad()
+    def invert(self, x: torch.Tensor, condition: Any = None, steps: int | None = None) -> torch.Tensor:
+        """DDIM inversion: the noise from which ``sample(..., initial_noise=noise, steps=steps, sampler="ddim",
+        guidance_scale=1.0)`` regenerates ``x`` (N×C×H×W in [0, 1]) approximately; the same ``condition``
+        (None: the null condition) must be given to both."""
+        # diffusers' inverse scheduler runs the DDIM steps backwards on the same (trailing) timesteps; no
+        # clipping of x0 here, it would make the path irreversible.
+        config = {key: value for key, value in self.schedule_config().items() if key not in ("thresholding", "dynamic_thresholding_ratio", "sample_max_value")}
+        scheduler = DDIMInverseScheduler(**{**config, "clip_sample": False})
+        scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
+        inputs = self.condition_inputs(condition, len(x))
+        sample = (x.to(self.device, self.dtype) * 2.0 - 1.0)
+        for timestep in scheduler.timesteps:
+            output = self.unet(sample, timestep.expand(len(sample)), **inputs).sample
+            sample = scheduler.step(output, timestep, sample).prev_sample
+        return sample
 
     @torch.no_grad()
     def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -1,0 +1,144 @@
+"""What the page does, without Gradio: the model loaded once, and the same functions as ``mix``, ``edit`` and ``sample``."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from lightning_gen.checkpoints import load_model
+from lightning_gen.commands.edit import DEFAULT_REFERENCES, load_directions
+from lightning_gen.commands.mix import make_codec
+from lightning_gen.commands.sample import resolve_condition, sampling_kwargs
+from lightning_gen.data.preprocess import load_user_image
+from lightning_gen.errors import UserError
+from lightning_gen.latent.codec import condition_by_names
+from lightning_gen.latent.directions import Directions
+from lightning_gen.latent.editing import condition_pair, edit_with_sliders
+from lightning_gen.latent.interpolate import Mode
+from lightning_gen.latent.mixing import EncodedPair, blend, encode_pair, mix_strip, strip_grid, to_pil
+from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data
+from lightning_gen.protocol import has_latents, is_invertible
+
+GALLERY_SIZE = 12
+MAX_SAMPLES = 64
+
+
+@dataclass
+class MixerService:
+    """One checkpoint, loaded once; each public method serves one tab (and one API endpoint)."""
+
+    ckpt_path: str
+    device: str = "cpu"
+    references: int = DEFAULT_REFERENCES
+    model: Any = field(init=False)
+    _encoded: dict[tuple, EncodedPair] = field(default_factory=dict, init=False)
+    _directions: Directions | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.model = load_model(self.ckpt_path, self.device)
+
+    # -- what the checkpoint offers ---------------------------------------------------------------
+    @property
+    def can_mix(self) -> bool:
+        return has_latents(self.model) or is_invertible(self.model)
+
+    @property
+    def can_edit(self) -> bool:
+        return has_latents(self.model) and bool(self.model.data_facts.attribute_names)
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(self.model.data_facts.attribute_names)
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """Names a condition can be built from: the CVAE's vocabulary, or a class DDPM's classes."""
+        if getattr(self.model, "condition_from_names", None) is None:
+            return ()
+        vocabulary = getattr(self.model, "vocabulary", None)
+        return tuple(vocabulary) if vocabulary is not None else tuple(self.model.data_facts.class_names)
+
+    @property
+    def needs_condition(self) -> bool:
+        return hasattr(self.model, "vocabulary")  # a CVAE cannot encode or decode without one
+
+    @property
+    def takes_prompt(self) -> bool:
+        return getattr(self.model, "condition_from_prompt", None) is not None
+
+    def gallery(self, count: int = GALLERY_SIZE) -> list[str]:
+        """Validation images of the run's data as PNG files (empty when the run's data is not at hand)."""
+        try:
+            datamodule = instantiate_data(data_section_of_run(self.ckpt_path))
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+            batch = next(iter(datamodule.val_dataloader()))
+        except (UserError, OSError, StopIteration):
+            return []
+        folder = Path(tempfile.mkdtemp(prefix="kitten_mixer_gallery_"))
+        paths = []
+        for index, image in enumerate(batch["image"][:count]):
+            path = folder / f"validation_{index:02d}.png"
+            to_pil(image).save(path)
+            paths.append(str(path))
+        return paths
+
+    # -- Mix ----------------------------------------------------------------------------------
+    def _pair(self, image_a: str, image_b: str, condition: str | None, inversion_steps: int | None) -> tuple[Any, EncodedPair]:
+        codec = make_codec(self.model, condition or None, inversion_steps)
+        key = (image_a, image_b, condition, inversion_steps)
+        if key not in self._encoded:  # moving the slider re-decodes; it never re-encodes
+            facts = self.model.data_facts
+            self._encoded = {key: encode_pair(codec, load_user_image(image_a, facts, "the first image"), load_user_image(image_b, facts, "the second image"))}
+        return codec, self._encoded[key]
+
+    def mix(self, image_a: str | None, image_b: str | None, ratio: float, steps: int = 8, mode: Mode = "slerp",
+            condition: str | None = None, inversion_steps: int | None = None) -> tuple[Image.Image, Image.Image]:
+        """The blend at ``ratio`` and the whole strip (A, the mixes from A's reconstruction to B's, B)."""
+        if not image_a or not image_b:
+            raise UserError("upload or pick two images first.")
+        codec, pair = self._pair(image_a, image_b, condition, inversion_steps)
+        blended = blend(codec, pair, float(ratio), mode)[0]
+        strip = mix_strip(codec, pair, int(steps), mode)
+        return to_pil(blended), to_pil(strip_grid(strip))
+
+    # -- Edit ---------------------------------------------------------------------------------
+    def directions(self) -> Directions:
+        if self._directions is None:
+            self._directions, _ = load_directions(self.model, self.ckpt_path, self.references, data_section_of_run(self.ckpt_path))
+        return self._directions
+
+    def edit(self, image: str | None, attributes: Sequence[str | None], strengths: Sequence[float],
+             image_condition: str | None = None, condition: str | None = None) -> Image.Image:
+        """The image with each chosen attribute applied at its slider's strength (all at once)."""
+        if not image:
+            raise UserError("upload or pick an image first.")
+        chosen: dict[str, float] = {}
+        for name, strength in zip(attributes, strengths):
+            if name:
+                chosen[name] = chosen.get(name, 0.0) + float(strength)
+        codec = condition_pair(self.model, condition_by_names(self.model, image_condition or None, "image condition"),
+                               condition_by_names(self.model, condition or None))
+        picture = load_user_image(image, self.model.data_facts)
+        return to_pil(edit_with_sliders(codec, picture, self.directions(), chosen)[0])
+
+    # -- Sample -------------------------------------------------------------------------------
+    def sample(self, num: int, seed: int, condition: str | None = None, prompt: str | None = None, steps: int | None = None) -> Image.Image:
+        num = int(num)
+        if not 1 <= num <= MAX_SAMPLES:
+            raise UserError(f"the number of samples must be between 1 and {MAX_SAMPLES}, got {num}.")
+        model = self.model
+        chosen_condition = resolve_condition(model, num, condition or None, prompt or None)
+        kwargs = sampling_kwargs(model, {"steps": int(steps) if steps else None})
+        generator = torch.Generator(device=model.device).manual_seed(int(seed))
+        with torch.no_grad():
+            images = model.sample(num, condition=chosen_condition, generator=generator, **kwargs)
+        # Laid out as the sample command lays out its grid.
+        return to_pil(make_grid(images.float().cpu(), nrow=math.ceil(math.sqrt(num)), padding=1))

@@ -1,0 +1,36 @@
+"""``python -m lightning_gen app --ckpt_path CKPT [--host 127.0.0.1] [--port 7860] [--share]``: the Kitten Mixer page.
+
+A Gradio page with Mix (two images, a mix-ratio slider, the strip), Edit (a slider per attribute)
+and Sample tabs; each tab is also an API endpoint (/mix, /edit, /sample) for ``gradio_client``.
+Bound to this machine only unless ``--host 0.0.0.0``; a public link only with ``--share`` (Colab).
+"""
+
+from __future__ import annotations
+
+from jsonargparse import ArgumentParser, Namespace
+
+from lightning_gen.commands.mix import device_of
+from lightning_gen.errors import UserError
+
+DESCRIPTION = "serve the Kitten Mixer page (mix, edit, sample) for a checkpoint with Gradio"
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--ckpt_path", type=str, required=True, help="a .ckpt file of a lightning_gen run")
+    parser.add_argument("--host", type=str, default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the page to the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    parser.add_argument("--share", type=bool, default=False, help="also open a public gradio.live link (e.g. on Colab)")
+    parser.add_argument("--references", type=int, default=2000, help="training images the Edit tab's directions are averaged over")
+    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+
+
+def run(args: Namespace) -> None:
+    try:
+        from lightning_gen.app.page import launch
+    except ImportError as error:
+        raise UserError(f"the app needs Gradio ({error}); install it with pip install 'lightning-gen[app]'.") from error
+    from lightning_gen.app.service import MixerService
+
+    service = MixerService(args.ckpt_path, device_of(args.device), args.references)  # loads the model once
+    launch(service, args.host, args.port, args.share)
+

@@ -1,0 +1,1 @@
+"""Using a model's latent space: interpolation (``mix``), attribute directions (``edit``)."""
