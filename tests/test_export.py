@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, save_checkpoint
 from PIL import Image
 
 from lightning_gen.commands.export import export
@@ -25,10 +25,7 @@ CPU = {"accelerator": "cpu"}
 
 
 def save(model, path: Path, global_step: int = 7) -> Path:
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "global_step": global_step}
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return path
+    return save_checkpoint(model, path, global_step=global_step)
 
 
 @pytest.fixture(scope="module")
