@@ -65,6 +65,7 @@ def environment() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("WANDB_MODE", "offline")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")  # one thread per run: the shared cores are oversubscribed anyway
     return env
 
 
