@@ -38,6 +38,7 @@ RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cvae_aux": ("configs/folder_cvae.yaml", {"injection": "concat"}, {}),
     "cvae": ("configs/folder_cvae.yaml", {}, {}),  # the config as shipped: the default recipe
     "cvae_v1": ("configs/folder_cvae.yaml", {"variant": "v1"}, {}),
+    "cvae_bce": ("configs/folder_cvae.yaml", {"reconstruction": "bce"}, {}),  # no sigmoid saturation (mnist5k collapse)
     "ddpm": ("configs/folder_ddpm.yaml", {}, {}),
 }
 
