@@ -48,13 +48,22 @@ class TrainingTime(pl.Callback):
 
     def __init__(self) -> None:
         self.total = 0.0
-        self._start = 0.0
+        self._start: float | None = None
+
+    def _stop(self) -> None:
+        if self._start is not None:
+            self.total += time.perf_counter() - self._start
+            self._start = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.total += time.perf_counter() - self._start
+        self._stop()
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation runs inside the training epoch, before on_train_epoch_end: the epoch's time is counted here.
+        self._stop()
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
