@@ -31,14 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 # name → (config, overrides of model.init_args, overrides of trainer, extra JudgeScore/evaluate sampling options)
 RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    # shapes_cvae.yaml's settings: v2, concat, latent 8, β 1 with warm-up
-    "cvae_baseline": ("configs/folder_cvae.yaml", {"injection": "concat", "class_loss_weight": 0.0}, {}),
-    "cvae_v1_baseline": ("configs/folder_cvae.yaml", {"variant": "v1", "injection": "concat", "class_loss_weight": 0.0}, {}),
-    "cvae_film": ("configs/folder_cvae.yaml", {"injection": "film", "class_loss_weight": 0.0}, {}),
+    # shapes_cvae.yaml's settings: v2, concat, MSE, latent 8, β 1 with warm-up
+    "cvae_baseline": ("configs/folder_cvae.yaml", {"injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"}, {}),
+    "cvae_v1_baseline": ("configs/folder_cvae.yaml", {"variant": "v1", "injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"}, {}),
+    "cvae_film": ("configs/folder_cvae.yaml", {"class_loss_weight": 0.0}, {}),
     "cvae_aux": ("configs/folder_cvae.yaml", {"injection": "concat"}, {}),
-    "cvae": ("configs/folder_cvae.yaml", {}, {}),  # the config as shipped: the default recipe
+    "cvae_mse": ("configs/folder_cvae.yaml", {"reconstruction": "mse"}, {}),  # collapsed on mnist5k
+    "cvae": ("configs/folder_cvae.yaml", {}, {}),  # the config as shipped (FiLM, class loss 20, BCE): the default recipe
+    "cvae_bce": ("configs/folder_cvae.yaml", {"reconstruction": "bce"}, {}),  # = cvae; the name of the first BCE runs
     "cvae_v1": ("configs/folder_cvae.yaml", {"variant": "v1"}, {}),
-    "cvae_bce": ("configs/folder_cvae.yaml", {"reconstruction": "bce"}, {}),  # no sigmoid saturation (mnist5k collapse)
     "ddpm": ("configs/folder_ddpm.yaml", {}, {}),
 }
 
