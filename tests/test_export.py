@@ -75,6 +75,14 @@ def test_layout_and_metadata_read_back_by_torchvision_and_datasets(checkpoints, 
         assert example["label"] == folder.class_to_idx[example["class_name"]]
         assert np.array_equal(np.asarray(example["image"].convert("RGB"), dtype=np.int16), pixels(out / file_name))
 
+    # The project's own folder datamodule reads it too: class names from `class_name`, no metadata column
+    # (seed, steps, ...) mistaken for an attribute, and the same class order as ImageFolder.
+    from lightning_gen.data import ImageFolderDataModule
+
+    datamodule = ImageFolderDataModule(root=str(out), image_size=16, val_fraction=0.25, cache_dir=str(tmp_path / "cache"))
+    datamodule.setup("fit")
+    assert datamodule.facts.class_names == tuple(folder.classes) and datamodule.facts.attribute_names == ()
+
 
 def test_images_match_an_independent_per_image_sample(checkpoints, tmp_path):
     """Image i of a class is the model's own DDIM sample from the noise of (seed, class, i), whatever the batch."""
