@@ -85,6 +85,14 @@ def run_process(*args: str, cwd: Path | None = None, timeout: float = 300) -> su
     )
 
 
+def save_checkpoint(model, path: Path, **entries) -> Path:
+    """A checkpoint as Lightning writes it, holding what load_model reads (plus any extra top-level entries)."""
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), **entries}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
 class SimulatedKill(Exception):
     pass
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY_CONFIG, process_env
+from conftest import REPO, TINY_CONFIG, process_env, save_checkpoint
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from lightning_gen.checkpoints import load_model
@@ -130,11 +130,7 @@ def judge_ckpt(tmp_path_factory) -> Path:
     from lightning_gen.models import Judge
 
     judge = Judge(ShapesDataModule(image_size=16).facts, channels=(8, 16), hidden=8)
-    checkpoint = {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams)}
-    judge.on_save_checkpoint(checkpoint)
-    path = tmp_path_factory.mktemp("judge") / "judge.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    return save_checkpoint(judge, tmp_path_factory.mktemp("judge") / "judge.ckpt")
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, save_checkpoint
 from PIL import Image
 
 from lightning_gen.commands.export import export
@@ -25,10 +25,7 @@ CPU = {"accelerator": "cpu"}
 
 
 def save(model, path: Path, global_step: int = 7) -> Path:
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "global_step": global_step}
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return path
+    return save_checkpoint(model, path, global_step=global_step)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +74,14 @@ def test_layout_and_metadata_read_back_by_torchvision_and_datasets(checkpoints, 
         file_name = f"{example['class_name']}/{example['index']:06d}.png"
         assert example["label"] == folder.class_to_idx[example["class_name"]]
         assert np.array_equal(np.asarray(example["image"].convert("RGB"), dtype=np.int16), pixels(out / file_name))
+
+    # The project's own folder datamodule reads it too: class names from `class_name`, no metadata column
+    # (seed, steps, ...) mistaken for an attribute, and the same class order as ImageFolder.
+    from lightning_gen.data import ImageFolderDataModule
+
+    datamodule = ImageFolderDataModule(root=str(out), image_size=16, val_fraction=0.25, cache_dir=str(tmp_path / "cache"))
+    datamodule.setup("fit")
+    assert datamodule.facts.class_names == tuple(folder.classes) and datamodule.facts.attribute_names == ()
 
 
 def test_images_match_an_independent_per_image_sample(checkpoints, tmp_path):

@@ -6,9 +6,8 @@ import copy
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from conftest import TINY_CONFIG, run_cli
+from conftest import TINY_CONFIG, run_cli, save_checkpoint
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import Judge
@@ -21,11 +20,7 @@ TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_gr
 @pytest.fixture(scope="module")
 def judge_ckpt(tmp_path_factory) -> Path:
     judge = Judge(ShapesDataModule(image_size=16).facts, channels=(8, 16), hidden=8)
-    checkpoint = {"state_dict": judge.state_dict(), "hyper_parameters": dict(judge.hparams)}
-    judge.on_save_checkpoint(checkpoint)
-    path = tmp_path_factory.mktemp("judge") / "judge.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    return save_checkpoint(judge, tmp_path_factory.mktemp("judge") / "judge.ckpt")
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG, run_cli
+from conftest import TINY_CONFIG, run_cli, save_checkpoint as save
 from test_awa2 import write_awa2
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import CVAE, Judge
 
 FACTS = ShapesDataModule(image_size=16).facts
-
-
-def save(model, path: Path) -> Path:
-    """A checkpoint as Lightning writes it, holding what load_model reads."""
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.errors import UserError
+from lightning_gen.metrics.runs import flatten
 
 DESCRIPTION = "run a grid of config overrides one after another in one W&B group (skips finished runs, resumes interrupted ones)"
 FINISHED_MARKER = "sweep_finished.json"
@@ -171,15 +172,6 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
 SWEEP_KEYS = ("set", "name", "wandb_sweep_yaml", "subprocess", "dry_run", "config", "__default_config__", "ckpt_path", "weights_only")
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flat(item, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: value}
-
-
 def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -195,8 +187,8 @@ def fit_arguments(args: Namespace) -> list[str]:
     configs = [str(getattr(path, "relative", None) or path) for path in (args.get("config") or [])]
     config_args = [item for path in configs for item in ("--config", path)]
     parser = command_parser("sweep", sys.modules[__name__])
-    files_only = _flat(parser.parse_args(config_args).as_dict())
-    given = _flat(args.as_dict())
+    files_only = flatten(parser.parse_args(config_args).as_dict())
+    given = flatten(args.as_dict())
     overrides = [
         f"--{key}={_encode(value)}"
         for key, value in given.items()

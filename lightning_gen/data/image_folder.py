@@ -6,8 +6,9 @@ Layouts (the Hugging Face ``imagefolder`` convention, as diffusers' ``--train_da
 - ``root/*.png`` — unlabelled;
 - ``root/train/…`` + ``root/val/…`` (or ``test/``, ``validation/``) — the official split, each laid out as above;
 - ``metadata.jsonl`` or ``metadata.csv`` at the root (or in each split folder): a ``file_name`` column (the image's
-  path relative to the table's folder) plus any of ``label``, ``caption`` or ``text``, ``split`` and 0/1
-  attribute columns. Listed images only are used; a label column overrides folder names.
+  path relative to the table's folder) plus any of ``label`` (or ``class_name``, which wins), ``caption`` or
+  ``text``, ``split`` and 0/1 attribute columns (the bookkeeping columns ``export`` writes are never taken for
+  attributes). Listed images only are used; a label column overrides folder names.
 
 Without a split, a seeded ``val_fraction`` of the images is held out.
 """
@@ -31,7 +32,10 @@ METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 SPLIT_VALUES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 CAPTION_COLUMNS = ("caption", "text")
-RESERVED_COLUMNS = ("file_name", "label", "split", *CAPTION_COLUMNS)
+# The bookkeeping columns `export` writes beside each generated image: never guessed to be attributes.
+EXPORT_COLUMNS = ("index", "noise_seed", "seed", "guidance_scale", "steps", "sampler", "model_class", "condition",
+                  "checkpoint_sha256", "global_step", "prompt", "attributes")
+RESERVED_COLUMNS = ("file_name", "label", "class_name", "split", *CAPTION_COLUMNS, *EXPORT_COLUMNS)
 TRUE_VALUES, FALSE_VALUES = ("1", "true", "1.0"), ("0", "false", "0.0")
 UNLISTED_NAMED_IN_WARNING = 5
 
@@ -118,7 +122,8 @@ def read_metadata(path: Path, split: str | None, attribute_columns: Sequence[str
             row_split = SPLIT_VALUES.get(str(row["split"]).strip().lower())
             if row_split is None:
                 raise UserError(f"{where}: split '{row['split']}' is not one of train, val, validation, test; fix the value.")
-        label = row.get("label")
+        # `class_name` (as `export` writes beside its integer `label`) names the class better than an index.
+        label = row.get("class_name") if row.get("class_name") not in (None, "") else row.get("label")
         caption = row.get(caption_column) if caption_column else None
         samples.append(
             RawSample(

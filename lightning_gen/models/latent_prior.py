@@ -39,9 +39,11 @@ class GaussianMixture:
 
     def log_prob_components(self, x: torch.Tensor) -> torch.Tensor:
         """N×K: log w_k + log N(x | μ_k, Σ_k)."""
-        diff = (x[:, None, :] - self.means[None]).unsqueeze(-1)  # N×K×D×1
-        solved = torch.linalg.solve_triangular(self.scale_tril[None].expand(len(x), -1, -1, -1), diff, upper=False)
-        mahalanobis = solved.squeeze(-1).pow(2).sum(-1)
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        inverse = torch.linalg.solve_triangular(self.scale_tril, eye.expand_as(self.scale_tril), upper=False)  # K×D×D
+        # L⁻¹ (x − μ) per component, without materialising an N×K×D×D batch.
+        solved = torch.einsum("kij,kj->ki", inverse, -self.means)[None] + torch.einsum("kij,nj->nki", inverse, x)
+        mahalanobis = solved.pow(2).sum(-1)
         log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         dim = x.shape[1]
         return self.weights.log()[None] - 0.5 * (dim * math.log(2 * math.pi) + mahalanobis) - log_det[None]
@@ -54,9 +56,10 @@ class GaussianMixture:
 
 
 def fit_gaussian_mixture(
-    x: torch.Tensor, components: int, covariance: Covariance = "full", iterations: int = 100, seed: int = 0, tolerance: float = 1e-5
+    x: torch.Tensor, components: int, covariance: Covariance = "full", iterations: int = 100, seed: int = 0, tolerance: float = 1e-3
 ) -> GaussianMixture:
-    """EM from means at randomly chosen points (seeded: every rank fitting the same data gets the same mixture)."""
+    """EM from means at randomly chosen points (seeded: every rank fitting the same data gets the same mixture),
+    until the mean log-likelihood gains less than ``tolerance`` (scikit-learn's default criterion)."""
     x = x.detach().double()
     count, dim = x.shape
     components = max(1, min(components, count))
@@ -78,12 +81,12 @@ def fit_gaussian_mixture(
         means = responsibility.T @ x / mass[:, None]
         diff = x[None] - means[:, None]  # K×N×D
         if covariance == "full":
-            covariances = torch.einsum("nk,kni,knj->kij", responsibility, diff, diff) / mass[:, None, None]
+            covariances = (responsibility.T[:, :, None] * diff).transpose(1, 2) @ diff / mass[:, None, None]
         else:
             covariances = torch.diag_embed(torch.einsum("nk,kni->ki", responsibility, diff.pow(2)) / mass[:, None])
         mixture = GaussianMixture(mass / count, means, torch.linalg.cholesky(covariances + REGULARISATION * eye))
         mean_log_likelihood = log_likelihood.mean().item()
-        if abs(mean_log_likelihood - previous) < tolerance * max(1.0, abs(mean_log_likelihood)):
+        if abs(mean_log_likelihood - previous) < tolerance:
             break
         previous = mean_log_likelihood
     return mixture
