@@ -5,8 +5,10 @@ whether they now show the target colour and still the same shape.
         --judge runs/shapes_judge/version_0/checkpoints/last.ckpt \
         [--cvae runs/shapes_cvae/version_0/checkpoints/last.ckpt] [--images 600] [--references 2000]
 
-Edits, all through the functions the ``edit`` command uses:
-- ``--from C --to T`` (β-VAE): z + s·(d_T − d_C), d = mean z with − without (seed 001);
+Edits, all through the functions the ``edit`` command uses, each with global directions
+(``--neighbours 0``: d = mean z with − mean z without, seed 001) and with local ones (``--neighbours k``:
+each image's k nearest references with minus its k nearest without):
+- ``--from C --to T`` (β-VAE): z + s·(d_T − d_C), locally: nearest T references minus nearest C references;
 - ``--attribute T`` (β-VAE): z + s·d_T;
 - CVAE condition swap: encode with the image's class (C, shape), decode with class (T, shape).
 Baseline, measured in the same run: the unedited reconstructions (strength 0): how often the judge
@@ -54,7 +56,7 @@ def score(judge, edited: torch.Tensor, target_colour: torch.Tensor, shape: torch
     return hit.float().mean().item(), kept.float().mean().item(), (hit & kept).float().mean().item()
 
 
-def recoloured(kind: str, model, images, labels, target: int, strength: float, directions=None) -> tuple[torch.Tensor, torch.Tensor]:
+def recoloured(kind: str, model, images, labels, target: int, strength: float, directions=None, neighbours: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Edited images of every validation image whose colour is not ``target``, and their shapes."""
     colour, shape = labels // len(SHAPE_NAMES), labels % len(SHAPE_NAMES)
     rows = colour != target
@@ -70,9 +72,9 @@ def recoloured(kind: str, model, images, labels, target: int, strength: float, d
             with torch.no_grad():
                 outputs.append((model.decode(model.encode(batch, own), swapped).float(), shape[chosen]))
             continue
-        offset = edit_offset(directions, attribute=COLOUR_NAMES[target]) if kind == "attribute" else edit_offset(
-            directions, source=COLOUR_NAMES[source], target=COLOUR_NAMES[target])
-        outputs.append((edit_images(Codec(model), batch, offset, [strength])[:, 0], shape[chosen]))
+        edit = edit_offset(directions, attribute=COLOUR_NAMES[target], neighbours=neighbours) if kind == "attribute" else edit_offset(
+            directions, source=COLOUR_NAMES[source], target=COLOUR_NAMES[target], neighbours=neighbours)
+        outputs.append((edit_images(Codec(model), batch, edit, [strength])[:, 0], shape[chosen]))
     return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
 
@@ -84,10 +86,10 @@ def table(title: str, rows: list[tuple[str, float, float, float, int]]) -> None:
         print(f"| {name:<10} | {hit:12.1%} | {kept:9.1%} | {both:5.1%} | {count:6d} |")
 
 
-def evaluate(kind: str, model, judge, images, labels, strength: float, directions=None) -> list[tuple[str, float, float, float, int]]:
+def evaluate(kind: str, model, judge, images, labels, strength: float, directions=None, neighbours: int = 0) -> list[tuple[str, float, float, float, int]]:
     rows, totals = [], []
     for target, name in enumerate(COLOUR_NAMES):
-        edited, shape = recoloured(kind, model, images, labels, target, strength, directions)
+        edited, shape = recoloured(kind, model, images, labels, target, strength, directions, neighbours)
         hit, kept, both = score(judge, edited, torch.full_like(shape, target), shape)
         rows.append((name, hit, kept, both, len(edited)))
         totals.append((hit * len(edited), kept * len(edited), both * len(edited), len(edited)))
@@ -102,8 +104,9 @@ def main() -> None:
     parser.add_argument("--judge", required=True, help="the shapes judge checkpoint (configs/shapes_judge.yaml)")
     parser.add_argument("--cvae", default=None, help="a class-conditional CVAE checkpoint (configs/shapes_cvae.yaml)")
     parser.add_argument("--images", type=int, default=600, help="validation images edited per target colour (at most)")
-    parser.add_argument("--references", type=int, default=2000, help="training images the directions are averaged over")
-    parser.add_argument("--strengths", default="0.5,1,1.5,2", help="edit strengths swept; the per-colour tables use --strength")
+    parser.add_argument("--references", type=int, default=8000, help="training images (at most) the directions come from")
+    parser.add_argument("--neighbours", default="0,16", help="k values compared (0 = global directions); the per-colour tables use each")
+    parser.add_argument("--strengths", default="1,2", help="edit strengths swept; the per-colour tables use --strength")
     parser.add_argument("--strength", type=float, default=1.0)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -124,18 +127,21 @@ def main() -> None:
     print(f"\nBaseline (same run): judge on the real images: colour {real_hit:.1%}, shape {real_kept:.1%}; "
           f"on the β-VAE's unedited reconstructions: colour {recon_hit:.1%}, shape {recon_kept:.1%}")
 
-    print("\nStrength sweep (all target colours):")
-    print("| edit                 | strength | target colour | shape kept | both  |")
-    print("|----------------------|----------|---------------|------------|-------|")
-    for kind in ("from_to", "attribute"):
-        for strength in [float(s) for s in args.strengths.split(",")]:
-            _, hit_all, kept_all, both_all, _ = evaluate(kind, vae, judge, images, labels, strength, directions)[-1]
-            label = "β-VAE --from C --to T" if kind == "from_to" else "β-VAE --attribute T"
-            print(f"| {label:<20} | {strength:8.2f} | {hit_all:12.1%} | {kept_all:9.1%} | {both_all:5.1%} |")
-
-    table(f"β-VAE, --from <colour> --to <target>, strength {args.strength} ({args.vae})",
-          evaluate("from_to", vae, judge, images, labels, args.strength, directions))
-    table(f"β-VAE, --attribute <target>, strength {args.strength}", evaluate("attribute", vae, judge, images, labels, args.strength, directions))
+    ks = [int(k) for k in args.neighbours.split(",")]
+    strengths = sorted({float(x) for x in args.strengths.split(",")} | {args.strength})
+    labels_of = {"from_to": "β-VAE --from C --to T", "attribute": "β-VAE --attribute T"}
+    results = {(kind, k, strength): evaluate(kind, vae, judge, images, labels, strength, directions, k)
+               for kind in labels_of for k in ks for strength in strengths}
+    print("\nSweep (all target colours):")
+    print("| edit                  | neighbours | strength | target colour | shape kept | both  |")
+    print("|-----------------------|------------|----------|---------------|------------|-------|")
+    for (kind, k, strength), rows in results.items():
+        _, hit_all, kept_all, both_all, _ = rows[-1]
+        print(f"| {labels_of[kind]:<21} | {k if k else 'global':>10} | {strength:8.2f} | {hit_all:12.1%} | {kept_all:9.1%} | {both_all:5.1%} |")
+    for k in ks:
+        where = f"{k} nearest references" if k else "global directions"
+        table(f"β-VAE, --from <colour> --to <target>, {where}, strength {args.strength} ({args.vae})", results[("from_to", k, args.strength)])
+        table(f"β-VAE, --attribute <target>, {where}, strength {args.strength}", results[("attribute", k, args.strength)])
     if args.cvae:
         cvae = load_model(args.cvae).eval()
         table(f"CVAE condition swap (encode with the image's class, decode with the target colour and the same shape) ({args.cvae})",

@@ -105,7 +105,8 @@ class ImageSettings:
 
     ``edit_attributes`` (models with latents, data with attributes): one ``edit_<name>`` grid each, the fixed
     images (rows) moved along the attribute's direction by each of ``edit_strengths`` (columns); directions
-    from up to ``edit_references`` validation images, recomputed every time (the model changes).
+    from up to ``edit_references`` validation images, recomputed every time (the model changes); each image's
+    own direction from its ``edit_neighbours`` nearest references (0: one global direction, seed 001).
     """
 
     every_n_epochs: int = 1
@@ -116,6 +117,7 @@ class ImageSettings:
     edit_attributes: list[str] = field(default_factory=list)
     edit_strengths: list[float] = field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0, 2.0])
     edit_references: int = 512
+    edit_neighbours: int = 16
 
 
 # The groups the CLI adds beside trainer/model/data, for fit and every command alike.

@@ -18,7 +18,8 @@ from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.latent import directions as directions_module
-from lightning_gen.latent.directions import require_attributes
+from lightning_gen.latent.directions import Directions, require_attributes
+from lightning_gen.latent.editing import edit_offset, slider_edit
 from lightning_gen.latent.mixing import to_pil
 from lightning_gen.models import VAE
 from test_awa2 import write_awa2
@@ -79,7 +80,7 @@ def hand_direction(model, attribute: str, references: int) -> torch.Tensor:
 def test_strip_moves_along_the_hand_computed_direction(runs, photo, tmp_path):
     out = tmp_path / "edit.png"
     run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--attribute", "blue", "--strengths=-1,0,2",
-            "--references", REFERENCES, "--out", out)
+            "--references", REFERENCES, "--neighbours", 0, "--out", out)
     shown = tiles(out, 4)
     model = load_model(runs["vae"])
     image = load_user_image(photo, model.data_facts)
@@ -91,6 +92,76 @@ def test_strip_moves_along_the_hand_computed_direction(runs, photo, tmp_path):
     for tile, image_expected in zip(shown[1:], expected):
         assert np.abs(tile - pixels(image_expected)).max() <= 1
     assert np.abs(pixels(expected[1]) - pixels(model.reconstruct(image).detach())).max() <= 1  # strength 0 = reconstruction
+
+
+def hand_local_offset(model, z: torch.Tensor, towards: str, away: str | None, k: int, references: int) -> torch.Tensor:
+    """Mean of the k nearest references with ``towards`` minus the k nearest with ``away`` (or without ``towards``),
+    distances taken after removing the span of the two global directions (least squares, numpy)."""
+    data = ShapesDataModule(**TINY_CONFIG["data"]["init_args"])
+    data.setup("fit")
+    latents, attributes = [], []
+    for batch in data.train_dataloader():
+        with torch.no_grad():
+            latents.append(model.encode(batch["image"]))
+        attributes.append(batch["attributes"] > 0.5)
+    latents, attributes = torch.cat(latents)[:references].double().numpy(), torch.cat(attributes)[:references].numpy()
+    names = list(data.attribute_names)
+    has_towards = attributes[:, names.index(towards)]
+    has_away = attributes[:, names.index(away)] if away else ~has_towards
+    spans = [hand_direction(model, name, references).double().numpy() for name in ([towards, away] if away else [towards])]
+    basis = np.stack(spans, 1)
+
+    def residual(points):
+        coefficients, *_ = np.linalg.lstsq(basis, points.T, rcond=None)
+        return points - (basis @ coefficients).T
+
+    query = residual(z.double().numpy())
+
+    def nearest_mean(rows):
+        group = latents[rows]
+        distances = ((query[:, None, :] - residual(group)[None]) ** 2).sum(-1)
+        return group[np.argsort(distances, axis=1, kind="stable")[:, :k]].mean(1)
+
+    return torch.from_numpy(nearest_mean(has_towards) - nearest_mean(has_away)).float()
+
+
+def test_local_directions_are_the_hand_computed_neighbour_differences(runs, photo, tmp_path):
+    # Strength 40 makes the small offsets of a tiny model visible in pixels, so global and local edits differ.
+    out = tmp_path / "local.png"
+    run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--from", "red", "--to", "blue", "--strengths", "40",
+            "--references", REFERENCES, "--neighbours", 5, "--out", out)
+    model = load_model(runs["vae"])
+    image = load_user_image(photo, model.data_facts)
+    with torch.no_grad():
+        z = model.encode(image)
+        local = model.decode(z + 40 * hand_local_offset(model, z, "blue", "red", 5, REFERENCES))
+        global_ = model.decode(z + 40 * (hand_direction(model, "blue", REFERENCES) - hand_direction(model, "red", REFERENCES)))
+    shown = tiles(out, 2)[1]
+    assert np.abs(shown - pixels(local)).max() <= 1
+    assert np.abs(pixels(local) - pixels(global_)).max() > 3
+
+
+def test_local_directions_follow_where_the_attribute_lives():
+    """An attribute written differently in two regions of the latent space: +1 along x above the x axis, +3
+    below it. The global direction averages them (+2 everywhere); each image's local direction finds its own."""
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for upper in (True, False):
+        for has in (False, True):
+            y = (1.0 if upper else -1.0) + 0.05 * torch.randn(50, generator=generator)
+            x = (1.0 if upper else 3.0) * has + 0.05 * torch.randn(50, generator=generator)
+            rows.append((torch.stack([x, y], 1), torch.full((50,), has)))
+    latents = torch.cat([r[0] for r in rows])
+    present = torch.cat([r[1] for r in rows])[:, None]
+    global_ = latents[present[:, 0]].mean(0) - latents[~present[:, 0]].mean(0)
+    directions = Directions(("shiny",), global_[None], present.sum(0).float(), (~present).sum(0).float(), latents, present)
+    queries = torch.tensor([[0.0, 1.0], [0.0, -1.0]])
+    local = edit_offset(directions, attribute="shiny", neighbours=10).offsets(queries)
+    assert torch.allclose(local, torch.tensor([[1.0, 0.0], [3.0, 0.0]]), atol=0.1)
+    glob = edit_offset(directions, attribute="shiny", neighbours=0).offsets(queries)
+    assert torch.allclose(glob, torch.tensor([[2.0, 0.0], [2.0, 0.0]]), atol=0.1)
+    # Sliders add each attribute's local direction times its strength; negative removes it.
+    assert torch.allclose(slider_edit(directions, {"shiny": -0.5}, neighbours=10).offsets(queries), -0.5 * local)
 
 
 def test_directions_are_cached_per_checkpoint(runs, photo, tmp_path, monkeypatch):
@@ -111,7 +182,7 @@ def test_directions_are_cached_per_checkpoint(runs, photo, tmp_path, monkeypatch
 def test_from_to_is_the_difference_of_two_directions(runs, photo, tmp_path):
     out = tmp_path / "swap.png"
     run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--from", "red", "--to", "cyan", "--strengths", "1",
-            "--references", REFERENCES, "--out", out)
+            "--references", REFERENCES, "--neighbours", 0, "--out", out)
     model = load_model(runs["vae"])
     image = load_user_image(photo, model.data_facts)
     direction = hand_direction(model, "cyan", REFERENCES) - hand_direction(model, "red", REFERENCES)

@@ -20,7 +20,7 @@ from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import condition_by_names
 from lightning_gen.latent.directions import Directions
-from lightning_gen.latent.editing import condition_pair, edit_with_sliders
+from lightning_gen.latent.editing import DEFAULT_NEIGHBOURS, condition_pair, edit_images, slider_edit
 from lightning_gen.latent.interpolate import Mode
 from lightning_gen.latent.mixing import EncodedPair, blend, encode_pair, mix_strip, strip_grid, to_pil
 from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data
@@ -37,6 +37,7 @@ class MixerService:
     ckpt_path: str
     device: str = "cpu"
     references: int = DEFAULT_REFERENCES
+    neighbours: int = DEFAULT_NEIGHBOURS
     model: Any = field(init=False)
     _encoded: dict[tuple, EncodedPair] = field(default_factory=dict, init=False)
     _directions: Directions | None = field(default=None, init=False)
@@ -127,7 +128,7 @@ class MixerService:
         codec = condition_pair(self.model, condition_by_names(self.model, image_condition or None, "image condition"),
                                condition_by_names(self.model, condition or None))
         picture = load_user_image(image, self.model.data_facts)
-        return to_pil(edit_with_sliders(codec, picture, self.directions(), chosen)[0])
+        return to_pil(edit_images(codec, picture, slider_edit(self.directions(), chosen, self.neighbours), [1.0])[0, 0])
 
     # -- Sample -------------------------------------------------------------------------------
     def sample(self, num: int, seed: int, condition: str | None = None, prompt: str | None = None, steps: int | None = None) -> Image.Image:

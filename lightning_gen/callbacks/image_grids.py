@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import Codec
 from lightning_gen.latent.directions import compute_directions
-from lightning_gen.latent.editing import edit_images
+from lightning_gen.latent.editing import edit_images, edit_offset
 from lightning_gen.protocol import Samples, batch_condition, has_latents
 from lightning_gen.settings import ImageSettings
 from lightning_gen.tracking.images import log_grid
@@ -123,7 +123,7 @@ class ImageGrids(pl.Callback):
         for attribute in settings.edit_attributes:
             if directions.with_counts[names.index(attribute)] == 0 or directions.without_counts[names.index(attribute)] == 0:
                 continue  # every (or no) validation image has it: there is no direction to show
-            edits = edit_images(codec, images, directions.vector(attribute), settings.edit_strengths)
+            edits = edit_images(codec, images, edit_offset(directions, attribute, neighbours=settings.edit_neighbours), settings.edit_strengths)
             grids[f"edit_{attribute}"] = make_grid(edits.flatten(0, 1), nrow=len(settings.edit_strengths), padding=1)
         return grids
 

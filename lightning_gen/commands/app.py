@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser, Namespace
 
+from lightning_gen.commands.edit import add_direction_arguments
 from lightning_gen.commands.mix import device_of
 from lightning_gen.errors import UserError
 
@@ -20,7 +21,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--host", type=str, default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the page to the network)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
     parser.add_argument("--share", type=bool, default=False, help="also open a public gradio.live link (e.g. on Colab)")
-    parser.add_argument("--references", type=int, default=2000, help="training images the Edit tab's directions are averaged over")
+    add_direction_arguments(parser)
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
 
 
@@ -31,6 +32,6 @@ def run(args: Namespace) -> None:
         raise UserError(f"the app needs Gradio ({error}); install it with pip install 'lightning-gen[app]'.") from error
     from lightning_gen.app.service import MixerService
 
-    service = MixerService(args.ckpt_path, device_of(args.device), args.references)  # loads the model once
+    service = MixerService(args.ckpt_path, device_of(args.device), args.references, args.neighbours)  # loads the model once
     launch(service, args.host, args.port, args.share)
 

@@ -1,9 +1,11 @@
 """``python -m lightning_gen edit --ckpt_path CKPT --image X.jpg --attribute Blond_Hair [--strengths -2,-1,0,1,2] [--references 2000] --out strip.png``
 (or ``--from Black_Hair --to Blond_Hair``).
 
-Moves the image's latent along an attribute direction (seed 001): the mean posterior mean of up to
-``--references`` training images with the attribute minus that of those without, computed once per
-checkpoint and cached in its run directory. The training data is rebuilt from the run's saved
+Moves the image's latent along an attribute direction (seed 001) built from the posterior means of up
+to ``--references`` training images, computed once per checkpoint and cached in its run directory:
+by default each image's own local direction (its ``--neighbours`` nearest references with the
+attribute minus its nearest references without it); ``--neighbours 0`` gives the global one (mean with
+minus mean without), the same for every image. The training data is rebuilt from the run's saved
 config.yaml (or ``--config``). A CVAE encodes with ``--image_condition`` and decodes with
 ``--condition``, which swaps the condition.
 """
@@ -22,12 +24,12 @@ from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import condition_by_names
 from lightning_gen.latent.directions import Directions, cached_directions, require_attributes
-from lightning_gen.latent.editing import condition_pair, edit_offset, edit_strip, parse_strengths
+from lightning_gen.latent.editing import DEFAULT_NEIGHBOURS, condition_pair, edit_offset, edit_strip, parse_strengths
 from lightning_gen.latent.mixing import strip_grid
 from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data, training_batches
 
 DESCRIPTION = "add or remove an attribute (CelebA's Blond_Hair, a shape's colour) in an image through latent directions"
-DEFAULT_REFERENCES = 2000
+DEFAULT_REFERENCES = 8000
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -37,11 +39,18 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--from", type=Optional[str], default=None, help="with --to: move from this attribute to that one")
     parser.add_argument("--to", type=Optional[str], default=None, help="with --from: the attribute to move to")
     parser.add_argument("--strengths", type=str, default="-2,-1,0,1,2", help="comma-separated multiples of the direction, one image each; write --strengths=-2,-1,0,1,2 (with =) when the list starts with a minus")
-    parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="training images the directions are averaged over")
+    add_direction_arguments(parser)
     parser.add_argument("--condition", type=Optional[str], default=None, help="CVAE: the condition to decode with (swaps the image's)")
     parser.add_argument("--image_condition", type=Optional[str], default=None, help="CVAE: the image's own condition, to encode with")
     parser.add_argument("--out", type=str, default="edit.png", help="PNG strip to write: the input, then one image per strength")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+
+
+def add_direction_arguments(parser: ArgumentParser) -> None:
+    """``--references`` and ``--neighbours``: how attribute directions are built (``edit`` and the app's Edit tab)."""
+    parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="training images (at most) whose latents the directions come from")
+    parser.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
+                        help="k: each image's direction is its k nearest references with the attribute minus its k nearest without; 0 = one global direction (seed 001)")
 
 
 def data_section(args: Namespace) -> dict[str, Any]:
@@ -69,8 +78,8 @@ def run(args: Namespace) -> None:
     image = load_user_image(args.image, model.data_facts)
     codec = condition_pair(model, condition_by_names(model, args.image_condition, "--image_condition"), condition_by_names(model, args.condition))
     directions, hit = load_directions(model, args.ckpt_path, args.references, data_section(args))
-    offset = edit_offset(directions, args.attribute, args["from"], args.to)
-    strip = edit_strip(codec, image, offset, strengths)
+    edit = edit_offset(directions, args.attribute, args["from"], args.to, args.neighbours)
+    strip = edit_strip(codec, image, edit, strengths)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(strip_grid(strip), out)

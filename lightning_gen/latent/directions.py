@@ -2,6 +2,13 @@
 attribute minus that of images without it, over up to N training images. Adding a multiple of a
 direction to an image's latent adds (or, negative, removes) the attribute.
 
+One global direction is the same for every image, but a VAE's latent space seldom holds an attribute
+along one straight line: how "blue" is written in z depends on where the shape is and how big. So the
+references' latents are kept too, and ``local`` gives each image its own direction: the mean of its k
+nearest references with the attribute minus the mean of its k nearest references without it
+(nearness measured with the global directions of the attributes involved projected out, so the
+neighbours share everything *but* the attribute). k = 0 is seed 001's global direction.
+
 One pass over the references yields every attribute's direction; they are cached per checkpoint in
 its run directory, keyed by the checkpoint file (size, mtime), the number of references and the data.
 """
@@ -20,6 +27,7 @@ from lightning_gen.errors import UserError
 from lightning_gen.protocol import batch_condition, has_latents
 
 CACHE_FOLDER = "directions"
+CACHE_FORMAT = 2  # 2: the references' latents and attributes are stored for local directions
 
 
 @dataclass
@@ -30,8 +38,11 @@ class Directions:
     vectors: torch.Tensor  # A×latent
     with_counts: torch.Tensor  # A
     without_counts: torch.Tensor  # A
+    latents: torch.Tensor | None = None  # N×latent: the references' posterior means (for local directions)
+    present: torch.Tensor | None = None  # N×A bool: which reference has which attribute
 
     def vector(self, name: str) -> torch.Tensor:
+        """The global direction of ``name``: mean latent with it minus mean latent without it."""
         check_attribute(name, self.names)
         index = self.names.index(name)
         if self.with_counts[index] == 0 or self.without_counts[index] == 0:
@@ -42,20 +53,48 @@ class Directions:
             )
         return self.vectors[index]
 
-    def combined(self, strengths: Mapping[str, float]) -> torch.Tensor:
-        """Σ strength × direction over the named attributes (the latent offset of an edit)."""
-        offset = torch.zeros_like(self.vectors[0])
-        for name, strength in strengths.items():
-            if strength:
-                offset = offset + float(strength) * self.vector(name)
-        return offset
+    @property
+    def has_references(self) -> bool:
+        return self.latents is not None and self.present is not None
+
+    def local(self, latents: torch.Tensor, towards: str, away: str | None = None, neighbours: int = 16) -> torch.Tensor:
+        """N×latent: for each latent, the mean of its ``neighbours`` nearest references with ``towards`` minus the
+        mean of its nearest references with ``away`` (None: without ``towards``).
+
+        Nearness is measured after projecting out the global directions of ``towards`` (and ``away``), so the
+        neighbours on both sides resemble the image in everything except the attribute being edited.
+        """
+        if not self.has_references:
+            raise UserError("these cached directions keep no reference latents; delete the run's directions/ folder to recompute them.")
+        involved = [towards] + ([away] if away is not None else [])
+        basis, _ = torch.linalg.qr(torch.stack([self.vector(name) for name in involved], 1).double())  # also checks the names
+        references = self.latents.to(latents.device, torch.float64)
+        queries = latents.double()
+
+        def projected(points: torch.Tensor) -> torch.Tensor:
+            return points - (points @ basis.to(points.device)) @ basis.to(points.device).T
+
+        present = self.present.to(latents.device)
+        towards_rows = present[:, self.names.index(towards)]
+        away_rows = present[:, self.names.index(away)] if away is not None else ~towards_rows
+        if not away_rows.any():
+            raise UserError(f"none of the {len(references)} reference images have '{away}', so it has no direction; raise --references or pick another attribute.")
+
+        def nearest_mean(rows: torch.Tensor) -> torch.Tensor:
+            group = references[rows]
+            k = min(neighbours, len(group))
+            nearest = torch.cdist(projected(queries), projected(group)).topk(k, dim=1, largest=False).indices
+            return group[nearest].mean(1)
+
+        return (nearest_mean(towards_rows) - nearest_mean(away_rows)).to(latents.dtype)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "vectors": self.vectors, "with_counts": self.with_counts, "without_counts": self.without_counts}
+        return {"names": list(self.names), "vectors": self.vectors, "with_counts": self.with_counts, "without_counts": self.without_counts,
+                "latents": self.latents, "present": self.present}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Directions":
-        return cls(tuple(data["names"]), data["vectors"], data["with_counts"], data["without_counts"])
+        return cls(tuple(data["names"]), data["vectors"], data["with_counts"], data["without_counts"], data.get("latents"), data.get("present"))
 
 
 def check_attribute(name: str, names: Sequence[str]) -> None:
@@ -81,6 +120,7 @@ def compute_directions(model: Any, batches: Iterable[dict[str, Any]], names: Seq
     sums_with = sums_without = None
     with_counts = torch.zeros(len(names))
     without_counts = torch.zeros(len(names))
+    kept_latents, kept_present = [], []
     seen = 0
     for batch in batches:
         if seen >= references:
@@ -99,11 +139,13 @@ def compute_directions(model: Any, batches: Iterable[dict[str, Any]], names: Seq
         sums_without += (1 - present).T @ latents
         with_counts += present.sum(0).float()
         without_counts += (1 - present).sum(0).float()
+        kept_latents.append(latents.float())
+        kept_present.append(present > 0.5)
         seen += take
     if sums_with is None:
         raise UserError("the datamodule served no training images to compute directions from; check its data settings.")
     vectors = sums_with / with_counts.double().clamp_min(1)[:, None] - sums_without / without_counts.double().clamp_min(1)[:, None]
-    return Directions(tuple(names), vectors.float(), with_counts, without_counts)
+    return Directions(tuple(names), vectors.float(), with_counts, without_counts, torch.cat(kept_latents), torch.cat(kept_present))
 
 
 def run_directory_of_checkpoint(ckpt_path: str | Path) -> Path:
@@ -115,7 +157,7 @@ def run_directory_of_checkpoint(ckpt_path: str | Path) -> Path:
 def cache_path(ckpt_path: str | Path, references: int, data_config: Mapping[str, Any]) -> Path:
     path = Path(ckpt_path).resolve()
     stat = path.stat()
-    key = json.dumps({"size": stat.st_size, "mtime": stat.st_mtime_ns, "references": references, "data": data_config}, sort_keys=True, default=str)
+    key = json.dumps({"format": CACHE_FORMAT, "size": stat.st_size, "mtime": stat.st_mtime_ns, "references": references, "data": data_config}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return run_directory_of_checkpoint(path) / CACHE_FOLDER / f"{path.stem}-{references}-{digest}.pt"
 
@@ -130,7 +172,7 @@ def cached_directions(
     path = cache_path(ckpt_path, references, data_config)
     if path.is_file():
         cached = Directions.from_dict(torch.load(path, map_location="cpu", weights_only=True))
-        if cached.names == names:
+        if cached.names == names and cached.has_references:
             return cached, True
     directions = compute_directions(model, batches(), names, references)
     try:

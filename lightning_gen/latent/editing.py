@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -21,39 +22,73 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
-def edit_offset(directions: Directions, attribute: str | None = None, source: str | None = None, target: str | None = None) -> torch.Tensor:
-    """The unit of an edit: ``attribute``'s direction, or ``target``'s minus ``source``'s (``--from``/``--to``)."""
+DEFAULT_NEIGHBOURS = 16
+
+
+@dataclass(frozen=True)
+class AttributeEdit:
+    """What an edit adds to a latent at strength 1, per image.
+
+    ``terms``: (towards, away, weight) — move towards attribute ``towards`` and away from ``away`` (None: from
+    its absence), scaled by ``weight``. ``neighbours`` > 0: each image's own local direction (its nearest
+    references, see ``Directions.local``); 0: seed 001's global mean-difference direction, the same for all.
+    """
+
+    directions: Directions
+    terms: tuple[tuple[str, str | None, float], ...]
+    neighbours: int = DEFAULT_NEIGHBOURS
+
+    def offsets(self, latents: torch.Tensor) -> torch.Tensor:
+        """N×latent: the offset of each latent at strength 1."""
+        total = torch.zeros_like(latents)
+        for towards, away, weight in self.terms:
+            if not weight:
+                continue
+            if self.neighbours > 0 and self.directions.has_references:
+                step = self.directions.local(latents, towards, away, self.neighbours)
+            else:
+                step = self.directions.vector(towards) - (self.directions.vector(away) if away is not None else 0)
+            total = total + float(weight) * step.to(latents)
+        return total
+
+
+def edit_offset(directions: Directions, attribute: str | None = None, source: str | None = None, target: str | None = None,
+                neighbours: int = DEFAULT_NEIGHBOURS) -> AttributeEdit:
+    """The edit of ``attribute``, or from ``source`` to ``target`` (``--from``/``--to``)."""
+    if neighbours < 0:
+        raise UserError(f"--neighbours must be 0 (one global direction) or more, got {neighbours}.")
     if attribute is not None and (source is not None or target is not None):
         raise UserError("pass either --attribute, or --from and --to, not both.")
     if attribute is not None:
-        return directions.vector(attribute)
+        directions.vector(attribute)  # checks the name and that it has a direction
+        return AttributeEdit(directions, ((attribute, None, 1.0),), neighbours)
     if source is None or target is None:
         raise UserError(f"pass --attribute NAME, or --from NAME --to NAME; attributes: {', '.join(directions.names)}.")
     for name in (source, target):
+        directions.vector(name)
+    return AttributeEdit(directions, ((target, source, 1.0),), neighbours)
+
+
+def slider_edit(directions: Directions, strengths: Mapping[str, float], neighbours: int = DEFAULT_NEIGHBOURS) -> AttributeEdit:
+    """Several attributes at once (the app's sliders), each at its own strength."""
+    for name in strengths:
         check_attribute(name, directions.names)
-    return directions.vector(target) - directions.vector(source)
+    return AttributeEdit(directions, tuple((name, None, float(strength)) for name, strength in strengths.items()), neighbours)
 
 
 @torch.no_grad()
-def edit_images(codec: Codec, images: torch.Tensor, offset: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
+def edit_images(codec: Codec, images: torch.Tensor, edit: AttributeEdit, strengths: Sequence[float]) -> torch.Tensor:
     """N×K×C×S×S: each image decoded at each strength (0 = its reconstruction)."""
     latents = codec.encode(images)
     weights = torch.as_tensor(list(strengths), dtype=latents.dtype, device=latents.device)
-    moved = latents[:, None] + weights[None, :, None] * offset.to(latents.device)[None, None]
+    moved = latents[:, None] + weights[None, :, None] * edit.offsets(latents)[:, None]
     decoded = codec.decode(moved.flatten(0, 1))
     return decoded.view(len(images), len(strengths), *decoded.shape[1:])
 
 
-@torch.no_grad()
-def edit_with_sliders(codec: Codec, image: torch.Tensor, directions: Directions, strengths: Mapping[str, float]) -> torch.Tensor:
-    """One image with several attributes applied at once (the app's sliders): 1×C×S×S."""
-    latent = codec.encode(image)
-    return codec.decode(latent + directions.combined(strengths).to(latent.device)[None])
-
-
-def edit_strip(codec: Codec, image: torch.Tensor, offset: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
+def edit_strip(codec: Codec, image: torch.Tensor, edit: AttributeEdit, strengths: Sequence[float]) -> torch.Tensor:
     """(1 + K)×C×S×S: the input, then its decodes at each strength."""
-    edits = edit_images(codec, image, offset, strengths)[0]
+    edits = edit_images(codec, image, edit, strengths)[0]
     return torch.cat([image.to(edits.device).float(), edits])
 
 
