@@ -4,7 +4,10 @@ The judge (a classifier trained on the dataset's real images, configs/*_judge.ya
 class probability; a sample a person would call an image of the dataset gets a confident judge, a blob does
 not. Printed per prior: the judge's mean top-class probability, the share of samples it is ≥ 90 % sure
 about, and how many classes the confident samples cover (a mixture that only reproduced a few modes would
-cover few). Real validation images give the ceiling in the same run.
+cover few). Real validation images give the ceiling in the same run. FID and KID of each
+prior's samples against the real validation images, in the judge's penultimate-layer features (as
+``evaluate --feature_extractor JUDGE.ckpt`` computes them), and for the ceiling the training images
+against the validation images.
 
 When the checkpoint has no fitted mixture (trained with ``prior: standard``) one is fitted here on the
 posterior means of ``--fit_images`` training images of the config's dataset, as the gmm prior does in training.
@@ -23,6 +26,8 @@ import torch
 import yaml
 
 from lightning_gen.checkpoints import load_model
+from lightning_gen.metrics.extractors import build_extractor
+from lightning_gen.metrics.formulas import fid, kid
 from lightning_gen.models.latent_prior import LatentPrior
 
 CONFIDENT = 0.9
@@ -79,17 +84,30 @@ def main() -> None:
         how = f"fitted here: {args.components} {args.covariance} components on {len(rows)} training images"
     classes = len(judge.data_facts.class_names)
     val = datamodule.val_set
-    real = val.__getitems__(list(range(min(args.num, len(val)))))["image"]
-    results = {"real validation images": judge_scores(judge, real, classes)}
+    order = torch.Generator().manual_seed(args.seed)
+    real = val.__getitems__(torch.randperm(len(val), generator=order)[: args.num].tolist())["image"]  # splits may be sorted by class
+    features = build_extractor(args.judge)
+    real_features = features(real)
+    train = datamodule.train_set
+    training = train.__getitems__(torch.randperm(len(train), generator=order)[: args.num].tolist())["image"]
+
+    def distance(images: torch.Tensor) -> dict[str, float]:
+        fake = features(images)
+        mean, std, _ = kid(real_features, fake)
+        return {"FID": fid(real_features, fake), "KID": mean, "KID std": std}
+
+    results = {"real training images (ceiling)": {**judge_scores(judge, training, classes), **distance(training)}}
     for prior, label in (("standard", "z ~ N(0, I)"), ("fitted", f"z ~ Gaussian mixture ({how})")):
         samples = model.sample(args.num, generator=torch.Generator().manual_seed(args.seed), prior=prior)
-        results[label] = judge_scores(judge, samples, classes)
+        results[label] = {**judge_scores(judge, samples, classes), **distance(samples)}
     keys = list(next(iter(results.values())))
-    print(f"VAE {args.vae}, judge {args.judge}, {args.num} samples per prior")
-    print("| source | " + " | ".join(keys[:-1]) + " |")
-    print("| --- |" + " ---: |" * (len(keys) - 1))
+    print(f"VAE {args.vae}, judge {args.judge}, {args.num} samples per prior; FID/KID against {len(real)} validation images "
+          f"in the judge's features ({features.name})")
+    print("| source | " + " | ".join(key for key in keys if key not in ("of classes", "KID std")) + " (± std over subsets) |")
+    print("| --- |" + " ---: |" * (len(keys) - 2))
     for label, scores in results.items():
-        cells = [f"{100 * scores[keys[0]]:.1f} %", f"{100 * scores[keys[1]]:.1f} %", f"{scores[keys[2]]:.0f} / {scores[keys[3]]:.0f}"]
+        cells = [f"{100 * scores[keys[0]]:.1f} %", f"{100 * scores[keys[1]]:.1f} %", f"{scores[keys[2]]:.0f} / {scores[keys[3]]:.0f}",
+                 f"{scores['FID']:.1f}", f"{scores['KID']:.1f} ± {scores['KID std']:.1f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from lightning_gen.checkpoints import load_model
 from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture
@@ -98,3 +100,16 @@ def test_sample_draws_from_the_stored_mixture(gmm_checkpoint):
     standard = model.decode(torch.randn(6, 8, generator=torch.Generator().manual_seed(3)))
     assert torch.allclose(model.sample(6, generator=torch.Generator().manual_seed(3), prior="standard"), standard)
     assert not torch.allclose(expected, standard)
+
+
+def test_sample_command_switches_between_the_priors(gmm_checkpoint, tmp_path):
+    model = load_model(gmm_checkpoint)
+    generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    expected = {"fitted": model.sample(4, generator=generator()), "standard": model.sample(4, generator=generator(), prior="standard")}
+    for prior, images in expected.items():
+        out = tmp_path / f"{prior}.png"
+        run_cli("sample", "--ckpt_path", gmm_checkpoint, "--num", 4, "--nrow", 4, "--seed", 5, "--prior", prior, "--device", "cpu", "--out", out)
+        shown = torch.from_numpy(np.asarray(Image.open(out).convert("RGB"))).permute(2, 0, 1).float() / 255
+        side = images.shape[-1]
+        tiles = torch.stack([shown[:, 1 : 1 + side, 1 + i * (side + 1) : 1 + i * (side + 1) + side] for i in range(4)])
+        assert (tiles - images.float()).abs().max() <= 1 / 255 + 1e-6, prior

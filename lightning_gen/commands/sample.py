@@ -1,8 +1,8 @@
 """``python -m lightning_gen sample --ckpt_path P --num N --out grid.png [--seed S] [--condition a,b | --prompt TEXT]``.
 
 Writes an N-image grid from a checkpoint alone, with the EMA weights when the run used EMA.
-Model-specific sampling options (``--steps``, ``--guidance_scale``, ``--sampler``) are passed to
-models whose ``sample`` accepts them.
+Model-specific sampling options (``--steps``, ``--guidance_scale``, ``--sampler``; ``--prior`` for VAEs)
+are passed to models whose ``sample`` accepts them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
@@ -19,7 +19,7 @@ from torchvision.utils import save_image
 from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
 
-SAMPLING_OPTIONS = ("steps", "guidance_scale", "sampler")
+SAMPLING_OPTIONS = ("steps", "guidance_scale", "sampler", "prior")
 
 
 DESCRIPTION = "write a grid of samples from a checkpoint (by class, attributes or prompt)"
@@ -36,6 +36,8 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
+    parser.add_argument("--prior", type=Optional[Literal["fitted", "standard"]], default=None,
+                        help="VAEs: fitted (the ex-post mixture stored in the checkpoint, when it has one) or standard (z ~ N(0, I))")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
 
 
