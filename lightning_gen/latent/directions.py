@@ -67,18 +67,18 @@ class Directions:
         if not self.has_references:
             raise UserError("these cached directions keep no reference latents; delete the run's directions/ folder to recompute them.")
         involved = [towards] + ([away] if away is not None else [])
-        basis, _ = torch.linalg.qr(torch.stack([self.vector(name) for name in involved], 1).double())  # also checks the names
+        # vector() also checks each name and that some references have it and some lack it.
+        spans = torch.stack([self.vector(name) for name in involved], 1).to(latents.device, torch.float64)
+        basis, _ = torch.linalg.qr(spans)
         references = self.latents.to(latents.device, torch.float64)
         queries = latents.double()
 
         def projected(points: torch.Tensor) -> torch.Tensor:
-            return points - (points @ basis.to(points.device)) @ basis.to(points.device).T
+            return points - (points @ basis) @ basis.T
 
         present = self.present.to(latents.device)
         towards_rows = present[:, self.names.index(towards)]
         away_rows = present[:, self.names.index(away)] if away is not None else ~towards_rows
-        if not away_rows.any():
-            raise UserError(f"none of the {len(references)} reference images have '{away}', so it has no direction; raise --references or pick another attribute.")
 
         def nearest_mean(rows: torch.Tensor) -> torch.Tensor:
             group = references[rows]
