@@ -8,6 +8,8 @@ the batch order, so ``real`` and ``real + synthetic`` of one seed differ only by
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -85,9 +87,24 @@ def train_and_test(train_set: Dataset, test_set: Dataset, setup: ClassifierSetup
     # The classifier is only ever tested at the end, on the real held-out split: no validation loop.
     owned = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "enable_progress_bar": False,
              "num_sanity_val_steps": 0, "limit_val_batches": 0, "callbacks": None}
-    trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **setup.trainer_options, **owned})
-    trainer.fit(module, train_loader)
-    return float(trainer.test(module, test_loader, verbose=False)[0]["test/accuracy"])
+    with quiet_lightning():  # dozens of classifiers: not "GPU available: …" and "max_steps reached" for each
+        trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **setup.trainer_options, **owned})
+        trainer.fit(module, train_loader)
+        return float(trainer.test(module, test_loader, verbose=False)[0]["test/accuracy"])
+
+
+@contextmanager
+def quiet_lightning():
+    """Lightning's info messages off (warnings stay) while the block runs."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def run_downstream(
