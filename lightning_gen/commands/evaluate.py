@@ -18,7 +18,7 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.commands.common import load_model, resolve_device
-from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
+from lightning_gen.commands.sample import SAMPLING_OPTIONS, add_sampling_arguments, sampling_kwargs
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
 
@@ -45,9 +45,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--log_to_run", type=bool, default=True, help="add the scores to the checkpoint's run directory and W&B run")
     parser.add_argument("--group_names", type=Optional[str], default=None, help="judge: comma-separated names of class-name word groups, e.g. colour,shape")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
-    parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
-    parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
+    add_sampling_arguments(parser)
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
 
 

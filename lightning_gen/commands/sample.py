@@ -33,12 +33,17 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--nrow", type=Optional[int], default=None, help="images per row (default: square-ish)")
     parser.add_argument("--condition", type=Optional[str], default=None, help="comma-separated class or attribute names")
     parser.add_argument("--prompt", type=Optional[str], default=None, help="free text (text models; attribute models map it)")
+    add_sampling_arguments(parser)
+    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+
+
+def add_sampling_arguments(parser: ArgumentParser) -> None:
+    """The model-specific sampling options (SAMPLING_OPTIONS), shared by ``sample`` and ``evaluate``."""
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
     parser.add_argument("--prior", type=Optional[Literal["fitted", "standard"]], default=None,
                         help="VAEs: fitted (the ex-post mixture stored in the checkpoint, when it has one) or standard (z ~ N(0, I))")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
 
 
 def resolve_condition(model: Any, num: int, condition: str | None, prompt: str | None) -> Any:
