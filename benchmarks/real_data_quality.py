@@ -42,6 +42,7 @@ RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cvae_bce": ("configs/folder_cvae.yaml", {"reconstruction": "bce"}, {}),  # = cvae; the name of the first BCE runs
     "cvae_v1": ("configs/folder_cvae.yaml", {"variant": "v1"}, {}),
     "ddpm": ("configs/folder_ddpm.yaml", {}, {}),
+    "ddpm_g5": ("configs/folder_ddpm.yaml", {"guidance_scale": 5.0}, {}),  # the same training, sampled and judged at guidance 5
 }
 
 
