@@ -30,7 +30,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name → (config, overrides of model.init_args, overrides of trainer, extra JudgeScore/evaluate sampling options)
+ADAMW_1E3 = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.001, "weight_decay": 0.01}}
+
+# name → (config, overrides of model.init_args, overrides of trainer)
 RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # shapes_cvae.yaml's settings: v2, concat, MSE, latent 8, β 1 with warm-up
     "cvae_baseline": ("configs/folder_cvae.yaml", {"injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"}, {}),
@@ -41,8 +43,10 @@ RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cvae": ("configs/folder_cvae.yaml", {}, {}),  # the config as shipped (FiLM, class loss 20, BCE): the default recipe
     "cvae_bce": ("configs/folder_cvae.yaml", {"reconstruction": "bce"}, {}),  # = cvae; the name of the first BCE runs
     "cvae_v1": ("configs/folder_cvae.yaml", {"variant": "v1"}, {}),
-    "ddpm": ("configs/folder_ddpm.yaml", {}, {}),
-    "ddpm_g5": ("configs/folder_ddpm.yaml", {"guidance_scale": 5.0}, {}),  # the same training, sampled and judged at guidance 5
+    "ddpm": ("configs/folder_ddpm.yaml", {}, {}),  # the config as shipped: AdamW 2e-3, guidance 5
+    # the first shipped recipe (AdamW 1e-3, guidance 3), and the same training sampled and judged at guidance 5
+    "ddpm_lr1e3_g3": ("configs/folder_ddpm.yaml", {"guidance_scale": 3.0, "optimizer": ADAMW_1E3}, {}),
+    "ddpm_lr1e3_g5": ("configs/folder_ddpm.yaml", {"guidance_scale": 5.0, "optimizer": ADAMW_1E3}, {}),
 }
 
 
