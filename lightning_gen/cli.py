@@ -24,6 +24,7 @@ from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.callbacks.run_end import run_end_callbacks
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
@@ -32,9 +33,11 @@ from lightning_gen.commands import COMMANDS, command_module, run_command
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, one_sentence
+from lightning_gen.quiet import quiet, take_verbose
 from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
 from lightning_gen.settings import SETTINGS
+from lightning_gen.threads import LONG_COMMANDS, ThreadAdvice, advise
 from lightning_gen.tracking.loggers import make_logger
 
 def program_name() -> str:
@@ -143,7 +146,8 @@ class GenerativeCLI(LightningCLI):
         if self.subcommand == "fit":
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         configured = config.trainer.get("callbacks") or []
-        kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
+        configured = configured if isinstance(configured, list) else [configured]
+        kwargs["callbacks"] = [*configured, *callbacks, *progress_callbacks(config.trainer.get("enable_progress_bar"), configured), ThreadAdvice()]
         kwargs.setdefault("logger", make_logger(tracking, run))
         kwargs["plugins"] = with_checkpoint_io(config.trainer.get("plugins"))
         kwargs.setdefault("default_root_dir", str(run.directory))
@@ -247,7 +251,8 @@ def find_user_error(error: BaseException) -> UserError | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, verbose = take_verbose(list(sys.argv[1:] if argv is None else argv))
+    quiet(verbose)  # the known noise of torch and Lightning off, unless --verbose
     program, saved_argv = sys.argv[:1], sys.argv
     name = program_name()
     if not argv or argv[0] in ("-h", "--help"):
@@ -255,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     try:
         if argv[0] in COMMANDS:
+            if argv[0] in LONG_COMMANDS and not {"-h", "--help"} & set(argv):
+                advise()  # fit-like commands advise once their Trainer exists
             run_command(argv[0], argv[1:])
         elif not argv[0].startswith("-") and argv[0] not in TRAINER_COMMANDS:
             raise unknown_command(argv[0], name)

@@ -117,3 +117,66 @@ def test_evaluate_a_text_model_through_class_prompts(checkpoints, tmp_path, caps
             "--prompt_template", "a large {name}", "--out", tmp_path / "scores.json")
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert len([key for key in scores if key.startswith("class/")]) == 24
+
+
+class MeanFeatures(torch.nn.Module):
+    """A feature extractor for tests: the per-channel means and standard deviations (N×6)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
+
+
+def image_folder_with_splits(root: Path, counts: dict[str, int]) -> Path:
+    """``root/<split>/<class>/<i>.png`` with ``counts[split]`` images per class (classes a and b)."""
+    from torchvision.utils import save_image
+
+    generator = torch.Generator().manual_seed(0)
+    for split, per_class in counts.items():
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for index in range(per_class):
+                save_image(torch.rand(3, 16, 16, generator=generator), root / split / name / f"{index}.png")
+    return root
+
+
+def test_evaluate_split_test_names_the_test_split_and_its_size(tmp_path, capsys):
+    root = image_folder_with_splits(tmp_path / "folder", {"train": 4, "val": 2, "test": 5})
+    data = {"class_path": "lightning_gen.data.ImageFolderDataModule", "init_args": {"root": str(root), "image_size": 16, "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": data}))
+    torch.manual_seed(0)
+    from lightning_gen.models import VAE
+
+    checkpoint = save(VAE(FACTS, channels=(8, 16), latent_dim=4), tmp_path / "vae.ckpt")
+    common = ("--ckpt_path", checkpoint, "--config", tmp_path / "data.yaml", "--metrics", "fid", "--num", 6, "--log_to_run", "false",
+              "--feature_extractor", "test_stats_evaluate.MeanFeatures", "--cache_dir", tmp_path / "features")  # fmt: skip
+    run_cli("evaluate", *common, "--split", "test", "--out", tmp_path / "test.json")
+    out = capsys.readouterr().out
+    assert "Real features of ImageFolderDataModule test: 10 images" in out and "no test split" not in out
+    scores = json.loads((tmp_path / "test.json").read_text())["scores"]  # fid of samples and of reconstructions
+    assert [(row["data"], row["real"]) for row in scores] == [("ImageFolderDataModule test", 10)] * 2  # 5 test images a class
+    run_cli("evaluate", *common, "--split", "val", "--out", tmp_path / "val.json")
+    assert "Real features of ImageFolderDataModule val: 4 images" in capsys.readouterr().out
+
+
+def test_evaluate_split_test_without_a_test_split_says_it_used_val(checkpoints, tmp_path, capsys):
+    from lightning_gen.models import VAE
+
+    data = {"class_path": "lightning_gen.data.ShapesDataModule", "init_args": {"num_images": 40, "image_size": 16, "val_fraction": 0.25}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": data}))
+    checkpoint = save(VAE(FACTS, channels=(8, 16), latent_dim=4), tmp_path / "vae.ckpt")
+    run_cli("evaluate", "--ckpt_path", checkpoint, "--config", tmp_path / "data.yaml", "--metrics", "fid", "--num", 6, "--split", "test",
+            "--log_to_run", "false", "--feature_extractor", "test_stats_evaluate.MeanFeatures", "--cache_dir", tmp_path / "features")  # fmt: skip
+    assert "Real features of ShapesDataModule val (no test split): 10 images" in capsys.readouterr().out
+
+
+def test_stats_labels_its_splits(tmp_path, capsys):
+    root = image_folder_with_splits(tmp_path / "folder", {"train": 4, "val": 2, "test": 5})
+    data = {"class_path": "lightning_gen.data.ImageFolderDataModule", "init_args": {"root": str(root), "image_size": 8, "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "folder.yaml").write_text(yaml.safe_dump({"data": data}))
+    run_cli("stats", "--config", tmp_path / "folder.yaml")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ImageFolderDataModule: 22 images in 3 splits: train 8, val 4, test 10 (counts below: all splits together, then each split)"
+    assert [line.split() for line in lines if line.strip().startswith(("a ", "b "))] == [
+        ["a", "11", "50.0", "%", "train", "4", "val", "2", "test", "5"],
+        ["b", "11", "50.0", "%", "train", "4", "val", "2", "test", "5"],
+    ]

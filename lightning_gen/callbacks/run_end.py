@@ -152,7 +152,7 @@ class RunEndSave(pl.Callback):
         if self._saved_step == trainer.global_step and self.last_path.is_file():
             return
         try:
-            trainer.save_checkpoint(self.last_path)
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # the full, resumable state (said, so Lightning does not log its default)
         except Exception as error:  # the run is ending anyway; the previous last.ckpt is intact (atomic writes)
             rank_zero_warn(f"could not save {self.last_path} at the end of the run ({type(error).__name__}: {error}).")
             return

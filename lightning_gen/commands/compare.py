@@ -18,11 +18,13 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
+from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
 from lightning_gen.metrics import comparison
 from lightning_gen.metrics.datamodules import datamodule_from_config
 from lightning_gen.metrics.runs import RunRecord, check_comparable, find_group, record_of, short_key, varying_keys
+from lightning_gen.progress import track
 
 DESCRIPTION = "a sweep's runs side by side: reconstruction/interpolation/sample grids, a metric table and plots"
 VALIDATION_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/psnr", "val/ssim")
@@ -49,8 +51,9 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def validation_scores(model: Any, datamodule: Any) -> dict[str, float]:
     """The model's own validation step over the whole split, the same data for every run."""
-    trainer = pl.Trainer(accelerator="auto" if model.device.type != "cpu" else "cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    lines = progress_callbacks(None, [])  # batch lines in a pipe, no bar in a terminal
+    trainer = pl.Trainer(accelerator="auto" if model.device.type != "cpu" else "cpu", devices=1, logger=False, callbacks=lines,
+                         enable_checkpointing=False, enable_progress_bar=bool(lines), enable_model_summary=False)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = trainer.validate(model, datamodule=datamodule, verbose=False)
@@ -110,7 +113,7 @@ def run(args: Namespace) -> None:
     if len(records) < 2:
         raise UserError(f"compare needs at least two runs, found {len(records)} ({', '.join(record.name for record in records)}).")
     device = resolve_device(args.device)
-    models = [load_model(record.checkpoint, device) for record in records]
+    models = [load_model(record.checkpoint, device) for record in track(records, "compare: loading checkpoints", unit="runs")]
     check_comparable(records, [model.data_facts.image_size for model in models])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,7 @@ def run(args: Namespace) -> None:
 
     keys = varying_keys(records)
     rows: list[dict[str, Any]] = []
-    for record, model in zip(records, models):
+    for record, model in track(list(zip(records, models)), "compare: validating the runs", unit="runs"):
         row: dict[str, Any] = {"run": record.name}
         row.update({short_key(key): record.settings.get(key) for key in keys})
         row.update(training_facts(record, model))

@@ -22,6 +22,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.errors import UserError
 from lightning_gen.metrics.runs import flatten
+from lightning_gen.progress import Progress, duration
 
 DESCRIPTION = "run a grid of config overrides one after another in one W&B group (skips finished runs, resumes interrupted ones)"
 FINISHED_MARKER = "sweep_finished.json"
@@ -150,6 +151,8 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
         print(f"Wrote the W&B sweep config {wandb_sweep_yaml} (wandb sweep {wandb_sweep_yaml}; wandb agent <sweep id>)")
     outcomes = []
     runs = combinations(grid)
+    to_run = sum(run_state(root, f"{name}-{run_label(values)}") != "finished" for values in runs)
+    clock = Progress(f"sweep {name}", to_run, "runs", enabled=False)  # no lines of its own: each fit prints its progress
     for number, values in enumerate(runs, 1):
         experiment = f"{name}-{run_label(values)}"
         state = run_state(root, experiment)
@@ -160,11 +163,15 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
         argv = [*fit_args, *(f"--{key}={value}" for key, value in values.items()), "--tracking.name", experiment, "--tracking.group", name]
         if state == "interrupted":
             argv += ["--ckpt_path", "last"]
-        print(f"[{number}/{len(runs)}] {experiment}: {'resuming' if state == 'interrupted' else 'starting'}: fit {' '.join(argv)}", flush=True)
+        so_far = f" (sweep: {clock.status()})" if clock.done else ""
+        print(f"[{number}/{len(runs)}] {experiment}: {'resuming' if state == 'interrupted' else 'starting'}{so_far}: fit {' '.join(argv)}", flush=True)
         if not dry_run:
             fit(argv)
             mark_finished(root, experiment, values)
+            clock.update()
         outcomes.append((experiment, "resumed" if state == "interrupted" else "ran"))
+    if clock.done:
+        print(f"Sweep {name}: {clock.done} runs in {duration(clock.elapsed)}")
     print(f"Compare the runs with:\n  python -m lightning_gen compare --group {name} --root {root} --out {root / (name + '_compare')}")
     return outcomes
 

@@ -19,13 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
-from tqdm.auto import tqdm
-
 from lightning_gen.data.preprocess import DECODE_ERRORS, CropBox, Preprocessing, decode_file
 from lightning_gen.errors import UserError
+from lightning_gen.progress import Progress
 
 CACHE_FORMAT_VERSION = 1
-PROGRESS_BAR_MIN_FILES = 2000
 DECODE_CHUNK = 512  # bounds the number of decoded-but-unwritten images held at once
 SKIPPED_NAMED_IN_WARNING = 10
 
@@ -213,9 +211,7 @@ def _build(
             failures[index] = reason or type(error).__name__
 
     try:
-        progress = tqdm(
-            total=len(files), desc=f"Decoding {dataset} once", unit="img", disable=len(files) <= PROGRESS_BAR_MIN_FILES
-        )
+        progress = Progress(f"Decoding {dataset} once", total=len(files), unit="img")  # a line every 30 s in a pipe
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, progress:
             for start in range(0, len(files), DECODE_CHUNK):
                 chunk = range(start, min(start + DECODE_CHUNK, len(files)))

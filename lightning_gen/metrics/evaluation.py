@@ -14,6 +14,7 @@ import torch
 from lightning_gen.metrics import formulas
 from lightning_gen.metrics.extractors import FeatureExtractor
 from lightning_gen.metrics.feature_cache import FeatureCache, describe_datamodule
+from lightning_gen.progress import track
 from lightning_gen.protocol import batch_condition
 
 DISTRIBUTION_METRICS = ("fid", "kid", "pr")
@@ -46,8 +47,21 @@ def split_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
     yield from loader
 
 
+def split_size(datamodule: Any, split: str) -> int | None:
+    """Images in the split ``split_batches`` serves (None when the datamodule does not say)."""
+    datamodule.setup("test" if split == "test" else "validate")
+    dataset = getattr(datamodule, "test_set", None) if split == "test" else None
+    dataset = dataset if dataset is not None else getattr(datamodule, "val_set", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
 def split_name(datamodule: Any, split: str) -> str:
-    """``test`` falls back to the validation split when the dataset has no test split: say so."""
+    """``test`` falls back to the validation split when the dataset has no test split: say so. The datamodule is
+    set up first: before that no split exists, and a dataset with a test split was named "val (no test split)"."""
+    datamodule.setup("test" if split == "test" else "validate")
     if split == "test" and getattr(datamodule, "test_set", None) is None:
         return f"{type(datamodule).__name__} val (no test split)"
     return f"{type(datamodule).__name__} {split}"
@@ -60,21 +74,23 @@ def real_features(
     description = {"data": describe_datamodule(datamodule), "split": split, "extractor": extractor.identity}
 
     def compute() -> torch.Tensor:
-        return torch.cat([extractor(batch["image"], batch_size) for batch in split_batches(datamodule, split)])
+        batches = track(split_batches(datamodule, split), f"real features of {split_name(datamodule, split)}", split_size(datamodule, split), "img", count=lambda batch: len(batch["image"]))
+        return torch.cat([extractor(batch["image"], batch_size) for batch in batches])
 
     return cache.get_or_compute(description, compute)
 
 
 def folder_features(images: torch.Tensor, description: dict[str, Any], extractor: FeatureExtractor, cache: FeatureCache) -> tuple[torch.Tensor, bool]:
-    return cache.get_or_compute({"data": description, "extractor": extractor.identity}, lambda: extractor(images))
+    return cache.get_or_compute({"data": description, "extractor": extractor.identity}, lambda: extractor(images, progress="real features"))
 
 
 @torch.no_grad()
-def sample_batched(model: Any, num: int, seed: int, batch_size: int, condition_for: Callable[[int, int], Any] | None = None, **sampling: Any) -> Iterator[torch.Tensor]:
+def sample_batched(model: Any, num: int, seed: int, batch_size: int, condition_for: Callable[[int, int], Any] | None = None,
+                   progress: bool = True, **sampling: Any) -> Iterator[torch.Tensor]:  # fmt: skip
     """``num`` samples in batches from one seeded generator: the same seed gives the same images at any batch size
     only for models whose noise is drawn per image in order; the seed always gives the same images at one batch size."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    for start in range(0, num, batch_size):
+    for start in track(range(0, num, batch_size), f"sampling {num} images", num, "img", count=lambda start: min(batch_size, num - start), enabled=progress):
         count = min(batch_size, num - start)
         condition = condition_for(start, count) if condition_for is not None else None
         yield model.sample(count, condition=condition, generator=generator, **sampling).float().clamp(0, 1)
@@ -83,7 +99,7 @@ def sample_batched(model: Any, num: int, seed: int, batch_size: int, condition_f
 @torch.no_grad()
 def reconstruct_split(model: Any, datamodule: Any, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(originals, reconstructions) batch by batch over the whole split, with the batch's condition where the model takes one."""
-    for batch in split_batches(datamodule, split):
+    for batch in track(split_batches(datamodule, split), f"reconstructing {split_name(datamodule, split)}", split_size(datamodule, split), "img", count=lambda batch: len(batch["image"])):
         batch = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
         originals = batch["image"].float()
         yield originals, model.reconstruct(originals, batch_condition(model, batch)).float().clamp(0, 1)

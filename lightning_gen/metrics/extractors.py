@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lightning_gen.errors import UserError
+from lightning_gen.progress import track
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -37,11 +38,15 @@ class FeatureExtractor:
     identity: str  # name + content hash: part of the real-feature cache key
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """N×C×H×W images in [0, 1] (any device) → N×D float64 features on the CPU."""
+    def __call__(self, images: torch.Tensor, batch_size: int = 256, progress: str | None = None) -> torch.Tensor:
+        """N×C×H×W images in [0, 1] (any device) → N×D float64 features on the CPU; ``progress`` names the work
+        in progress lines (none when None)."""
         device = next(self.module.parameters(), torch.empty(0)).device
         features = []
-        for start in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        if progress is not None:
+            starts = track(starts, f"{progress} of {len(images)} images ({self.name})", len(images), "img", count=lambda start: min(batch_size, len(images) - start))
+        for start in starts:
             batch = images[start : start + batch_size].to(device, torch.float32)
             if batch.shape[1] == 1:
                 batch = batch.expand(-1, 3, -1, -1)

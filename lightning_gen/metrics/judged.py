@@ -8,6 +8,7 @@ import torch
 
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
+from lightning_gen.progress import track
 
 
 def judged_kind(model: Any) -> str:
@@ -38,7 +39,7 @@ def sample_spread(
     generator = torch.Generator(device=model.device).manual_seed(seed)
     images = [
         model.sample(len(given[start : start + batch_size]), condition=given[start : start + batch_size], generator=generator, **sampling)
-        for start in range(0, num, batch_size)
+        for start in track(range(0, num, batch_size), f"sampling {num} images for the judge", num, "img", count=lambda start: min(batch_size, num - start))
     ]
     return torch.cat(images), expected
 

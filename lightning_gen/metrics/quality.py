@@ -158,5 +158,5 @@ def evaluate_folder(request: QualityRequest, args: Any) -> list[Score]:
         data = split_name(datamodule, request.split)
         real, cached = real_features(datamodule, request.split, extractor, request.cache, request.batch_size)
     announce(data, len(real), cached)
-    fake = extractor(load_folder(args.images, size), request.batch_size)
+    fake = extractor(load_folder(args.images, size), request.batch_size, progress=f"features of the images in {args.images}")
     return distribution_scores(real, fake, request.distribution_metrics, f"images in {args.images}", data, None, extractor.name)

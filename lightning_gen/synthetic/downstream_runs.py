@@ -17,7 +17,9 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.errors import UserError
+from lightning_gen.progress import Progress
 from lightning_gen.synthetic.classifiers import ClassifierName, DownstreamClassifier, build_network
 
 REAL, MIXED, SYNTHETIC = "real", "real + synthetic", "synthetic only"
@@ -85,8 +87,9 @@ def train_and_test(train_set: Dataset, test_set: Dataset, setup: ClassifierSetup
     )
     test_loader = DataLoader(test_set, batch_size=256, num_workers=setup.num_workers)
     # The classifier is only ever tested at the end, on the real held-out split: no validation loop.
-    owned = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "enable_progress_bar": False,
-             "num_sanity_val_steps": 0, "limit_val_batches": 0, "callbacks": None}
+    lines = progress_callbacks(None, [])  # step lines in a pipe (a ResNet-18 on a CPU trains for minutes); no bar
+    owned = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "enable_progress_bar": bool(lines),
+             "num_sanity_val_steps": 0, "limit_val_batches": 0, "callbacks": lines}
     with quiet_lightning():  # dozens of classifiers: not "GPU available: …" and "max_steps reached" for each
         trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **setup.trainer_options, **owned})
         trainer.fit(module, train_loader)
@@ -118,6 +121,7 @@ def run_downstream(
 ) -> list[dict[str, Any]]:
     """One row per trained classifier: training data, real fraction (None for synthetic only), seed, sizes, accuracy."""
     rows = []
+    progress = Progress("downstream classifiers", seeds * (1 + 2 * len(fractions)), "classifiers", every=0)
 
     def train(data: str, fraction: float | None, seed: int, real: Dataset | None) -> None:
         parts = [part for part in (real, synthetic if data != REAL else None) if part is not None]
@@ -133,6 +137,7 @@ def run_downstream(
         }
         rows.append(row)
         report(row)
+        progress.update()
 
     for seed in range(seeds):
         train(SYNTHETIC, None, seed, None)
@@ -140,4 +145,5 @@ def run_downstream(
             subset = RealImages(real_train, real_rows(len(real_train), fraction, seed))
             train(REAL, fraction, seed, subset)
             train(MIXED, fraction, seed, subset)
+    progress.close()
     return rows

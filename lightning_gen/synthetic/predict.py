@@ -16,8 +16,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import write_png
-from tqdm import tqdm
-
+from lightning_gen.progress import Progress
 from lightning_gen.synthetic.generate import PerImageSampler, to_uint8
 from lightning_gen.synthetic.plan import ExportItem
 
@@ -66,12 +65,12 @@ class ImageWriter(BasePredictionWriter):
         self.total = total
         self.when_all_written = when_all_written
         self.seconds = 0.0
-        self.progress: tqdm | None = None
+        self.progress: Progress | None = None
         self.written = 0
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            self.progress = tqdm(total=self.total, unit="img", desc="export", dynamic_ncols=True)
+            self.progress = Progress(f"export to {self.root}", total=self.total, unit="img")
         self.started = time.perf_counter()
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
@@ -84,7 +83,7 @@ class ImageWriter(BasePredictionWriter):
         self.written += len(prediction["items"])
         if self.progress is not None:
             # Every rank writes an equal share (the distributed sampler pads the last one).
-            self.progress.update(min(len(prediction["items"]) * trainer.world_size, self.total - self.progress.n))
+            self.progress.update(min(len(prediction["items"]) * trainer.world_size, self.total - self.progress.done))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seconds = time.perf_counter() - self.started

@@ -18,6 +18,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from lightning_gen.progress import track
 from lightning_gen.seeding import process_rank
 from lightning_gen.text.t5 import FrozenT5, encoder_fingerprint
 
@@ -86,7 +87,11 @@ class CaptionEmbeddingCache:
             self._encoder = self._load_encoder()
         encoder = self._encoder.to(device)
         try:
-            for start in range(0, len(captions), ENCODE_CHUNK):
+            starts = range(0, len(captions), ENCODE_CHUNK)
+            if len(starts) > 1:  # a bulk fill shows progress; one training batch's misses do not (the fit's lines do)
+                starts = track(starts, f"encoding {len(captions)} captions with {self.encoder_name}", len(captions), "captions",
+                               count=lambda start: min(ENCODE_CHUNK, len(captions) - start))  # fmt: skip
+            for start in starts:
                 chunk = captions[start : start + ENCODE_CHUNK]
                 embeddings, masks = encoder.encode(chunk, self.max_length)
                 for caption, embedding, mask in zip(chunk, embeddings.float().cpu(), masks.bool().cpu()):
