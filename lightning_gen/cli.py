@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import lightning.pytorch as pl
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.loggers import WandbLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
@@ -25,7 +28,7 @@ from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 from lightning_gen.callbacks.progress import progress_callbacks
-from lightning_gen.callbacks.run_end import run_end_callbacks
+from lightning_gen.callbacks.run_end import Stop, run_end_callbacks, stop_of
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
@@ -250,6 +253,18 @@ def find_user_error(error: BaseException) -> UserError | None:
     return None
 
 
+def report_stop(stop: Stop, program: str, argv: list[str]) -> None:
+    """One line on stderr: how to continue a fit stopped by a signal (the same command line with --ckpt_path last)."""
+    if stop.requeued or not stop.global_zero:
+        return
+    args = [arg for index, arg in enumerate(argv) if not (arg.startswith("--ckpt_path") or index and argv[index - 1] == "--ckpt_path")]
+    name = signal.Signals(stop.signum).name
+    if stop.last_ckpt is None:
+        print(f"Stopped by {name} before any step was saved; start again with: {program} {shlex.join(args)}", file=sys.stderr)
+    else:
+        print(f"Stopped by {name}; continue from {stop.last_ckpt} with: {program} {shlex.join([*args, '--ckpt_path', 'last'])}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv, verbose = take_verbose(list(sys.argv[1:] if argv is None else argv))
     quiet(verbose)  # the known noise of torch and Lightning off, unless --verbose
@@ -272,6 +287,14 @@ def main(argv: list[str] | None = None) -> None:
     except ParseFailure as failure:
         print(f"error: {explain(failure, argv, name)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SystemExit as exit_:
+        stop = stop_of(exit_)  # a fit stopped by a signal: 128 + the signal (Lightning would exit 0), or 0 when requeued
+        if stop is not None:
+            report_stop(stop, name, argv)
+            raise SystemExit(stop.exit_code) from None
+        if isinstance(exit_, SIGTERMException):  # validate/test/predict: Lightning's SIGTERM stop
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:

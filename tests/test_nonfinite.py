@@ -134,6 +134,49 @@ def test_an_exploding_run_stops_with_one_sentence_and_a_finite_checkpoint(tiny_c
         assert all(torch.isfinite(tensor).all() for tensor in weights.values() if tensor.is_floating_point())
 
 
+def test_an_exploding_mixture_prior_run_ends_in_the_guards_sentence(tiny_config, tmp_path, one_torch_thread, capsys):
+    """The quickstart's kind of model: the latent prior's mixture is extra state (a dict) in the state_dict, and a
+    validation on diverged weights (here after 6 skipped steps, before the guard's 8th) must not refit it on NaN codes."""
+    with pytest.raises(SystemExit) as stopped, pytest.warns(UserWarning, match="the latent codes hold NaN/Inf, so the latent mixture is not refitted"):
+        run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_epochs", "20",
+                "--model.init_args.prior", "gmm", "--model.init_args.gmm_components", "2",
+                "--model.init_args.optimizer.init_args.lr", "1e12", "--guard.max_consecutive_nonfinite", "8")
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: training stopped at step ") and "Traceback" not in err
+    checkpoint = last_checkpoint(tmp_path)
+    step = int(err.strip().splitlines()[-1].split("training stopped at step ")[1].split(":")[0])
+    assert checkpoint["global_step"] == step - 1
+    for weights in (checkpoint["state_dict"], checkpoint["current_model_state"]):
+        assert all(torch.isfinite(tensor).all() for tensor in weights.values() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point())
+
+
+def test_a_skipped_step_puts_batchnorm_statistics_back():
+    """The forward pass of a NaN batch has already moved the running statistics; the skipped step undoes that too,
+    so the model after it is exactly the one before (and RunEndSave can still save it: every tensor is finite)."""
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    trainer = SimpleNamespace(strategy=SingleProcess(), precision_plugin=SimpleNamespace(scaler=None), global_step=0)
+    guard = NonFiniteGuard(max_consecutive=3)
+    guard.on_train_start(trainer, module)
+
+    def step(batch: torch.Tensor) -> None:
+        guard.on_train_batch_start(trainer, module, batch, 0)
+        loss = module(batch).sum()
+        guard.on_before_backward(trainer, module, loss)
+        loss.backward()
+        guard.on_before_optimizer_step(trainer, module, None)
+        module.zero_grad(set_to_none=True)
+
+    step(torch.randn(4, 2))
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    step(torch.full((4, 2), float("nan")))
+    assert guard.skipped == 1
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    step(torch.randn(4, 2))  # a good step moves them again
+    assert guard.consecutive == 0 and not torch.equal(module[1].running_mean, before["1.running_mean"])
+
+
 def test_every_rank_skips_when_another_rank_saw_a_nan():
     """Under DDP the decision is reduced with "any": a rank whose own values are finite skips too, so replicas stay equal."""
     class OtherRankSawNaN:

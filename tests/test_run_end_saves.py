@@ -70,8 +70,10 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow), pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)])
 def test_a_signal_mid_training_saves_last_ckpt_at_the_step_reached(tmp_path, signum):
+    """... and the process exits 128 + the signal (143 for SIGTERM, 130 for Ctrl-C), saying how to continue:
+    a scheduler or script must not read a stopped run as a finished one."""
     config = {**TINY_CONFIG, "trainer": {**TINY_CONFIG["trainer"], "max_epochs": 1000}}
     config_path = tmp_path / "signalled.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -94,6 +96,11 @@ def test_a_signal_mid_training_saves_last_ckpt_at_the_step_reached(tmp_path, sig
     assert checkpoint["global_step"] == reached >= 3
     assert reached < 100  # stopped, not run to the end
     assert f"Saved {last} at step {reached}" in output
+    assert process.returncode == 128 + signum, output[-3000:]
+    name = signal.Signals(signum).name
+    assert f"Stopped by {name}; continue from {last} with: python -m lightning_gen fit --config {config_path} " in output
+    assert output.rstrip().endswith(" --ckpt_path last")
+    assert "Traceback" not in output
     # Raw and EMA weights are stored apart (the save came before EMA's end-of-training copy).
     assert any(not torch.equal(checkpoint["state_dict"][k], checkpoint["current_model_state"][k]) for k in checkpoint["state_dict"])
     assert not list(last.parent.glob(".*.partial"))

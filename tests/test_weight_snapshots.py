@@ -79,3 +79,20 @@ def test_a_snapshot_naming_a_class_outside_lightning_gen_is_refused(tmp_path):
     with pytest.raises(UserError, match="names the model class 'os.system', which is not a lightning_gen model"):
         load_model(path)
     assert not (tmp_path / "pwned").exists() and not (REPO / "pwned").exists()
+
+
+def test_a_mixture_prior_vae_snapshot_keeps_its_fitted_mixture(tiny_config, tmp_path, one_torch_thread):
+    """The quickstart's kind of model: the mixture is the latent prior's extra state (a dict of float64 tensors, not a
+    weight), written at its own dtype beside the bf16 weights and loaded back, so a snapshot samples like the .ckpt."""
+    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--model.init_args.prior", "gmm",
+            "--model.init_args.gmm_components", "2", "--checkpointing.every_n_steps", "7", "--snapshots.every_n_steps", "7")
+    checkpoints = tmp_path / "tiny/version_0/checkpoints"
+    # Step 7 comes after the first validation (5 steps an epoch), which fitted the mixture; the periodic .ckpt of that step holds the same one.
+    mixture = torch.load(checkpoints / "periodic-step0000007.ckpt", map_location="cpu", weights_only=True)["state_dict"]["latent_prior._extra_state"]
+    assert mixture["fitted"]
+    model = load_model(checkpoints / "snapshot-step0000007.safetensors")
+    fitted = model.latent_prior.mixture
+    assert fitted is not None and fitted.scale_tril.dtype == torch.float64
+    for name in ("weights", "means", "scale_tril"):
+        assert torch.equal(getattr(fitted, name), mixture[name]), name
+    assert model.sample_latents(3).shape == (3, 8)

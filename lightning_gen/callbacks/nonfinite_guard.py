@@ -3,7 +3,10 @@
 Checked in ``on_before_optimizer_step`` (after backward and, under 16-mixed, after the grad scaler has
 unscaled the gradients; before clipping and the optimizer's update). Skipping drops every gradient
 (``grad = None``): torch optimizers leave a parameter without a gradient untouched, moments and step
-count included — the same thing Lightning does when ``training_step`` returns None. The decision is
+count included — the same thing Lightning does when ``training_step`` returns None. The forward pass has
+already moved BatchNorm's running statistics towards the bad batch's (NaN, for a NaN image), so a skipped
+step also puts them back as they were before it: the model after a skipped step is exactly the one before
+(every state_dict tensor, not only the weights — RunEndSave saves it only when all are finite). The decision is
 reduced over all ranks (any rank non-finite → every rank skips), so DDP replicas stay identical.
 Under 16-mixed, Inf gradients are the grad scaler's business (it skips the step and lowers its scale);
 only a non-finite loss counts there. After ``max_consecutive`` skipped steps in a row the run stops
@@ -17,12 +20,24 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from torch.nn.modules.batchnorm import _NormBase
 
 from lightning_gen.errors import UserError
 
 
 class NonFiniteStop(UserError):
     """Raised on every rank at once when too many consecutive steps were non-finite."""
+
+
+def running_statistics(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The buffers a training forward pass changes: BatchNorm's (and InstanceNorm's, when tracked) running statistics."""
+    return [
+        buffer
+        for norm in module.modules()
+        if isinstance(norm, _NormBase) and norm.track_running_stats
+        for buffer in (norm.running_mean, norm.running_var, norm.num_batches_tracked)
+        if buffer is not None
+    ]
 
 
 class NonFiniteGuard(pl.Callback):
@@ -33,6 +48,17 @@ class NonFiniteGuard(pl.Callback):
         self.skipped = 0
         self.consecutive = 0
         self._losses: list[torch.Tensor] = []
+        self._statistics: list[torch.Tensor] = []
+        self._statistics_before: list[torch.Tensor] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The model is on its device and any checkpoint restored in place: these tensors are the ones every step updates.
+        self._statistics = running_statistics(pl_module)
+        self._statistics_before = [buffer.detach().clone() for buffer in self._statistics]
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._statistics and not self._losses:  # the first micro-batch of an optimizer step
+            torch._foreach_copy_(self._statistics_before, self._statistics)
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         self._losses.append(loss.detach())  # one per accumulated micro-batch; checked once, at the optimizer step
@@ -49,6 +75,9 @@ class NonFiniteGuard(pl.Callback):
             return
         for parameter in pl_module.parameters():
             parameter.grad = None
+        if self._statistics:
+            with torch.no_grad():
+                torch._foreach_copy_(self._statistics, self._statistics_before)
         self.skipped += 1
         self.consecutive += 1
         step = trainer.global_step + 1

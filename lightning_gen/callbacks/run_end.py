@@ -15,6 +15,10 @@ current batch, raises SIGTERMException on every rank, and this callback saves in
 first Ctrl-C (SIGINT) and SIGUSR1 are routed to the same handler; a second Ctrl-C interrupts at once.
 Under SLURM with auto-requeue, SIGUSR1 saves last.ckpt and then requeues the job (instead of
 Lightning's hpc_ckpt file, which a run directory per version would never find again).
+
+The run's own error stays the one raised: nothing this callback does at an exception may raise in turn
+(a failed save is one warning line). A stop by a signal is recorded on the exception (``stop_of``), so the
+command line exits with 128 + the signal's number (0 when SLURM requeued the job) and says how to continue.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,9 +46,53 @@ from lightning_gen.callbacks.run_state import capture_rng, restore_rng
 GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGUSR1)
 
 
+def floating_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The floating-point tensors in a state_dict (or any value of one): besides tensors, a state_dict holds each
+    module's extra state, any object — the VAE's latent prior keeps its mixture there as a dict of tensors."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from floating_tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from floating_tensors(item)
+
+
 def weights_are_finite(module: torch.nn.Module) -> bool:
-    tensors = [tensor for tensor in module.state_dict().values() if tensor.is_floating_point()]
-    return not tensors or bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, error_if_nonfinite=False)))
+    # Tensor by tensor: a norm of all of them would overflow to Inf for large but finite weights.
+    return all(bool(torch.isfinite(tensor).all()) for tensor in floating_tensors(module.state_dict()))
+
+
+@dataclass
+class Stop:
+    """How a run stopped by a signal ended: recorded on the exception that ends it, read by the command line."""
+
+    signum: int
+    requeued: bool  # SLURM requeued the job, which continues on its own
+    last_ckpt: Path | None  # what `--ckpt_path last` continues from; None when nothing was saved
+    global_zero: bool  # the process that reports it
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.requeued else 128 + self.signum
+
+
+STOP_ATTRIBUTE = "lightning_gen_stop"
+
+
+def stop_of(error: BaseException | None) -> Stop | None:
+    """The signal stop recorded on ``error`` or an exception it was raised while handling (Lightning turns a second
+    Ctrl-C's KeyboardInterrupt into sys.exit(1))."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        stop = getattr(error, STOP_ATTRIBUTE, None)
+        if isinstance(stop, Stop):
+            return stop
+        seen.add(id(error))
+        error = error.__context__
+    return None
 
 
 def slurm_auto_requeue(trainer: pl.Trainer) -> bool:
@@ -52,14 +102,19 @@ def slurm_auto_requeue(trainer: pl.Trainer) -> bool:
     return environment is None and SLURMEnvironment.detect()
 
 
-def requeue_slurm_job() -> None:
+def requeue_slurm_job() -> bool:
     array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
-    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    except OSError as error:  # no scontrol on this node
+        rank_zero_warn(f"Requeuing SLURM job {job} failed: {error}")
+        return False
     if result.returncode == 0:
         rank_zero_info(f"Requeued SLURM job {job}; it resumes from last.ckpt when started with --ckpt_path last.")
-    else:
-        rank_zero_warn(f"Requeuing SLURM job {job} failed: {result.stderr.strip()}")
+        return True
+    rank_zero_warn(f"Requeuing SLURM job {job} failed: {result.stderr.strip()}")
+    return False
 
 
 def run_end_callbacks(directory: Path) -> list[pl.Callback]:
@@ -78,6 +133,7 @@ class RunEndSave(pl.Callback):
         self._in_validation_epoch = False
         self._previous_handlers: dict[int, Any] = {}
         self._stop_requested = False
+        self._stop_signal: int | None = None  # the signal routed to the graceful stop (SIGTERM goes to Lightning directly)
         self._requeue = False
         self._boundary_rng: dict[str, Any] | None = None
         self._boundary_step: int | None = None
@@ -127,13 +183,32 @@ class RunEndSave(pl.Callback):
             requeue_slurm_job()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Whatever goes wrong here, the run's own error stays the one raised (not buried under a second traceback).
         self._restore_signal_handlers()
+        try:
+            self._save_at_exception(trainer, pl_module, exception)
+        except Exception as error:
+            rank_zero_warn(f"could not save {self.last_path} after {type(exception).__name__} ({type(error).__name__}: {error}); "
+                           f"the newest checkpoint is the one saved before.")
+        requeued = False
+        if self._requeue and trainer.is_global_zero:
+            try:
+                requeued = requeue_slurm_job()
+            except Exception as error:  # e.g. no SLURM_JOB_ID: the job is not requeued, the run's own stop stays
+                rank_zero_warn(f"could not requeue the SLURM job ({type(error).__name__}: {error}).")
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            signum = signal.SIGINT if isinstance(exception, KeyboardInterrupt) else self._stop_signal or signal.SIGTERM
+            last = self.last_path if self.last_path.is_file() else None
+            requeued = requeued or (self._requeue and not trainer.is_global_zero)  # rank 0 requeues the job
+            setattr(exception, STOP_ATTRIBUTE, Stop(int(signum), requeued, last, trainer.is_global_zero))
+
+    def _save_at_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self._in_validation_epoch:
             # Interrupted between EMA's swap and its swap back: put the raw weights back first.
+            self._in_validation_epoch = False
             for callback in trainer.callbacks:
                 if isinstance(callback, WeightAveraging):
                     callback.on_validation_epoch_end(trainer, pl_module)
-            self._in_validation_epoch = False
         synchronised = isinstance(exception, (SIGTERMException, NonFiniteStop))  # raised on every rank at once
         if trainer.world_size > 1 and not synchronised:
             rank_zero_warn(f"{type(exception).__name__} on one process of a multi-process run: last.ckpt not saved "
@@ -143,8 +218,6 @@ class RunEndSave(pl.Callback):
         else:
             self._rewind_to_step_boundary(trainer)
             self._save_last(trainer, f"{type(exception).__name__}")
-        if self._requeue and trainer.is_global_zero:
-            requeue_slurm_job()
 
     def _save_last(self, trainer: pl.Trainer, reason: str) -> None:
         if self._start_step is None or trainer.global_step == self._start_step:
@@ -165,6 +238,7 @@ class RunEndSave(pl.Callback):
         if threading.current_thread() is not threading.main_thread():
             return
         self._stop_requested = False
+        self._stop_signal = None
         for signum in GRACEFUL_SIGNALS:
             self._previous_handlers[signum] = signal.getsignal(signum)
             signal.signal(signum, partial(self._request_stop, trainer))
@@ -180,6 +254,7 @@ class RunEndSave(pl.Callback):
         if signum == signal.SIGINT and self._stop_requested:
             raise KeyboardInterrupt  # the second Ctrl-C: stop at once
         self._stop_requested = True
+        self._stop_signal = self._stop_signal or signum
         if signum == signal.SIGUSR1 and slurm_auto_requeue(trainer):
             self._requeue = True
         rank_zero_info(f"\n{signal.Signals(signum).name}: finishing step {trainer.global_step + 1}, then saving {self.last_path}"

@@ -20,12 +20,16 @@ from lightning_gen.weight_snapshots import save_snapshot, snapshot_metadata
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def inference_state_dict(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, torch.Tensor], str]:
-    """The EMA weights when an EMA callback runs (through its public on_save_checkpoint, as a .ckpt gets them), else the raw ones."""
+def inference_state_dict(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, Any], str]:
+    """The EMA weights when an EMA callback runs (through its public on_save_checkpoint, as a .ckpt gets them), else the raw ones.
+
+    Then the model's own on_save_checkpoint, as Lightning calls it after the callbacks': the VAE writes its current latent
+    mixture over the averaged copy's (extra state, not averaged)."""
     checkpoint: dict[str, Any] = {"state_dict": pl_module.state_dict()}
     averaging = [callback for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]
     for callback in averaging:
         callback.on_save_checkpoint(trainer, pl_module, checkpoint)
+    pl_module.on_save_checkpoint(checkpoint)
     return checkpoint["state_dict"], "ema" if averaging and "current_model_state" in checkpoint else "raw"
 
 

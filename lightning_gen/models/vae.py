@@ -6,6 +6,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
@@ -135,8 +136,12 @@ class VAE(GenerativeModel):
         for start in range(0, len(images), 256):
             condition = None if conditions is None else conditions[start : start + 256].to(self.device)
             codes.append(self.encode(images[start : start + 256].to(self.device), condition).float())
-        gathered = self.all_gather(torch.cat(codes))  # same codes, same seed: every rank fits the same mixture
-        self.latent_prior.fit(gathered.reshape(-1, self.latent_dim))
+        gathered = self.all_gather(torch.cat(codes)).reshape(-1, self.latent_dim)  # same codes, same seed: every rank fits the same mixture
+        if not bool(torch.isfinite(gathered).all()):  # diverged weights (the NaN guard is skipping their steps): no fit
+            rank_zero_warn(f"step {self.global_step}: the latent codes hold NaN/Inf, so the latent mixture is not refitted "
+                           "(the previous one, or N(0, I), stays).")
+            return
+        self.latent_prior.fit(gathered)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
