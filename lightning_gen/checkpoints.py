@@ -1,7 +1,10 @@
 """Load a model from a lightning_gen checkpoint alone (class, hyperparameters, data facts, EMA weights).
 
 Every load is ``torch.load(weights_only=True)``: a checkpoint is data (tensors, dicts, lists, strings,
-numbers), never code, so one shared by someone else cannot run anything when it is read.
+numbers), never code, so one shared by someone else cannot run anything when it is read. Its
+``hyper_parameters``, passed to the model class, are checked against lightning_gen's allow-list
+(``lightning_gen.config_trust``) first; Lightning's own ``_class_path``/``_instantiator`` entries are
+dropped unread.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lightning_gen.config_trust import CHECKPOINT_FIX, check_config
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import GenerativeModel, model_class_from_checkpoint
 from lightning_gen.weight_snapshots import load_weight_snapshot
@@ -57,6 +61,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
     checkpoint = load_checkpoint_file(path)
     model_class = model_class_from_checkpoint(checkpoint, path)
     hyperparameters = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    check_config(hyperparameters, f"checkpoint {path}", CHECKPOINT_FIX, "hyper_parameters", strings=False)
     model = model_class(**hyperparameters)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()

@@ -33,6 +33,7 @@ from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
 from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
 from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.config_trust import check_config_arguments
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, one_sentence
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         print_help(name, file=sys.stdout if argv else sys.stderr)
         raise SystemExit(0 if argv else 2)
     try:
+        check_config_arguments(argv)  # a config file of a run names only allowed classes, before anything parses it
         if argv[0] in COMMANDS:
             if argv[0] in LONG_COMMANDS and not {"-h", "--help"} & set(argv):
                 advise()  # fit-like commands advise once their Trainer exists

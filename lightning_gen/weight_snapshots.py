@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 
 from lightning_gen.checkpoint_io import atomic_write
+from lightning_gen.config_trust import CHECKPOINT_FIX, check_config
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, GenerativeModel, model_class_from_checkpoint
 
@@ -122,6 +123,7 @@ def load_weight_snapshot(path: str | Path, device: str | torch.device = "cpu") -
     """The model of a snapshot, in float32 (bf16 weights widened), in eval mode, on ``device``."""
     info = read_snapshot_info(path)
     model_class = model_class_from_checkpoint({CHECKPOINT_KEY: info}, path)  # lightning_gen models only, never an import of other code
+    check_config(info["hyper_parameters"], f"weight snapshot {path}", CHECKPOINT_FIX, "hyper_parameters", strings=False)  # the allow-list
     model = model_class(**info["hyper_parameters"])
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as snapshot:

@@ -170,3 +170,96 @@ def test_every_torch_load_in_the_package_is_weights_only():
                 if not (isinstance(flag, ast.Constant) and flag.value is True):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
+
+
+# -- YAML: python tags never build objects, and the refusal is one sentence ----------------------------------
+PYTHON_TAG = "!!python/object/apply:os.system"
+
+
+def tagged_config(path: Path, marker: Path) -> Path:
+    path.write_text(f"seed_everything: 7\ndata: {PYTHON_TAG} [\"touch {marker}\"]\n")
+    return path
+
+
+@pytest.mark.parametrize("command", ["fit", "sample", "evaluate", "sweep"])
+def test_a_python_tag_in_a_config_is_one_sentence_naming_the_file_and_line(tmp_path, capsys, command):
+    marker = tmp_path / "marker"
+    config = tagged_config(tmp_path / "tagged.yaml", marker)
+    code, stderr = run_in_process(capsys, command, "--config", config)
+    assert_one_sentence_exit_2(code, stderr, str(config), "line 2", PYTHON_TAG, "refuses python tags")
+    assert not marker.exists()
+
+
+def test_a_python_tag_in_a_runs_config_is_refused_by_edit(checkpoint, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "model.ckpt").write_bytes(checkpoint.read_bytes())
+    config = tagged_config(folder / "config.yaml", marker)
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "x.png")
+    code, stderr = run_in_process(capsys, "edit", "--ckpt_path", folder / "model.ckpt", "--image", tmp_path / "x.png", "--attribute", "red",
+                                  "--references", "16", "--out", tmp_path / "edit.png")  # fmt: skip
+    assert_one_sentence_exit_2(code, stderr, str(config.resolve()), "line 2", PYTHON_TAG, "refuses python tags")
+    assert not marker.exists()
+
+
+def test_python_tags_are_refused_without_building_anything(tmp_path):
+    from lightning_gen.config_trust import read_config
+
+    marker = tmp_path / "marker"
+    with pytest.raises(UserError, match="refuses python tags"):
+        read_config(tagged_config(tmp_path / "tagged.yaml", marker))
+    assert not marker.exists()
+
+
+# -- weights files a library unpickles fully ---------------------------------------------------------------
+def test_inception_weights_whose_pickle_runs_code_are_refused_before_torch_fidelity_reads_them(tmp_path):
+    """torch-fidelity loads the FID Inception weights with weights_only=False; lightning_gen reads them weights-only first."""
+    pytest.importorskip("torch_fidelity")
+    from lightning_gen.metrics.extractors import build_extractor
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "weights-inception.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": RunsCode(marker)}, evil)
+    with pytest.raises(UserError, match="could run code"):
+        build_extractor("inception", str(evil))
+    assert not marker.exists()
+
+
+# -- guards for code added later ---------------------------------------------------------------------------
+def _calls(path: Path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node, ast.unparse(node.func)
+
+
+def test_no_yaml_loader_that_builds_objects_and_no_lightning_hparams_loading_in_the_package():
+    """Every YAML read is safe_load (or the safe loader); nothing calls load_from_checkpoint / load_hparams_from_yaml,
+    which would instantiate what a checkpoint or hparams.yaml names."""
+    offenders = []
+    for path in sorted((REPO / "lightning_gen").rglob("*.py")):
+        for node, name in _calls(path):
+            short = name.rsplit(".", 1)[-1]
+            loader = next((keyword.value for keyword in node.keywords if keyword.arg == "Loader"), None)
+            unsafe_yaml = name in ("yaml.full_load", "yaml.unsafe_load", "yaml.load_all", "yaml.full_load_all", "yaml.unsafe_load_all") or (
+                name == "yaml.load" and (loader is None or "Safe" not in __import__("ast").unparse(loader))
+            )
+            if unsafe_yaml or short in ("load_from_checkpoint", "load_hparams_from_yaml"):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
+    assert offenders == []
+
+
+def test_configs_are_built_only_where_the_allow_list_was_applied():
+    """``instantiate_class`` builds whatever class path it is given; its one caller builds data sections that
+    ``data_section_of_run`` checked (or the user's own --config/--data)."""
+    users = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "lightning_gen").rglob("*.py")
+        if any(name.rsplit(".", 1)[-1] == "instantiate_class" for _, name in _calls(path))
+    )
+    assert users == ["lightning_gen/latent/reference_data.py"]

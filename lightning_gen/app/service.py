@@ -23,7 +23,7 @@ from lightning_gen.latent.directions import Directions
 from lightning_gen.latent.editing import DEFAULT_NEIGHBOURS, condition_pair, edit_images, slider_edit
 from lightning_gen.latent.interpolate import Mode
 from lightning_gen.latent.mixing import EncodedPair, blend, encode_pair, mix_strip, strip_grid, to_pil
-from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data
+from lightning_gen.latent.reference_data import check_run_config, data_section_of_run, instantiate_data
 from lightning_gen.protocol import has_latents, is_invertible
 
 GALLERY_SIZE = 12
@@ -43,6 +43,7 @@ class MixerService:
     _directions: Directions | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        check_run_config(self.ckpt_path)  # the run's config.yaml builds the gallery and directions: refuse a hostile one at start-up
         self.model = load_model(self.ckpt_path, self.device)
 
     # -- what the checkpoint offers ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 
+from lightning_gen.config_trust import read_config
 from lightning_gen.errors import UserError
 from lightning_gen.metrics.runs import flatten
 from lightning_gen.progress import Progress, duration
@@ -77,7 +78,7 @@ def config_settings(fit_args: list[str]) -> dict[str, Any]:
             path = Path(fit_args[index + 1])
             if not path.is_file():
                 raise UserError(f"--config {path} does not exist; pass a YAML config such as configs/quickstart.yaml.")
-            for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+            for key, value in read_config(path).items():
                 merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
     return merged
 

@@ -1,13 +1,18 @@
-"""The datamodule a checkpoint was trained on, rebuilt from its run's saved ``config.yaml`` (or a given data section)."""
+"""The datamodule a checkpoint was trained on, rebuilt from its run's saved ``config.yaml`` (or a given data section).
+
+The run's config (``<run>/config.yaml``, or the ``config.yaml`` in the folder of a checkpoint outside
+``checkpoints/``) may come from someone else: it is read as data and checked against lightning_gen's
+allow-list (``lightning_gen.config_trust``) before its data section is built.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from lightning.pytorch.cli import instantiate_class
 
+from lightning_gen.config_trust import trusted_config
 from lightning_gen.errors import UserError
 from lightning_gen.latent.directions import run_directory_of_checkpoint
 
@@ -18,13 +23,21 @@ def data_section_of_run(ckpt_path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{config_path} does not exist, so the training data of {ckpt_path} is unknown; pass the training config with --config."
         )
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data")
+    data = trusted_config(config_path).get("data")
     if not data:
         raise UserError(f"{config_path} has no data section; pass the training config with --config.")
     return data
 
 
+def check_run_config(ckpt_path: str | Path) -> None:
+    """Refuses (one sentence) a run config of ``ckpt_path`` naming a class outside the allow-list; none there is fine."""
+    config_path = run_directory_of_checkpoint(ckpt_path) / "config.yaml"
+    if config_path.is_file():
+        trusted_config(config_path, "remove it, or if you wrote that file yourself and trust it, move it away from the checkpoint")
+
+
 def instantiate_data(section: Mapping[str, Any]) -> Any:
+    """Builds a data section: one from a run via ``data_section_of_run`` (checked), or the user's own ``--config``/``--data``."""
     if "class_path" not in section:
         raise UserError("the data section names no class_path (e.g. lightning_gen.data.ShapesDataModule); fix the config.")
     return instantiate_class((), {"class_path": section["class_path"], "init_args": dict(section.get("init_args") or {})})

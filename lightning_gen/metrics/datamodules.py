@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import yaml
 from jsonargparse import ArgumentParser, Namespace
 
+from lightning_gen.config_trust import read_config, trusted_config
 from lightning_gen.errors import UserError
 
 
@@ -36,7 +36,7 @@ def data_section(args: Any) -> Any:
     for file in files:
         path = Path(str(getattr(file, "absolute", file)))
         if path.is_file():
-            section = (yaml.safe_load(path.read_text()) or {}).get("data")
+            section = read_config(path).get("data")  # the user's own --config (one in a run directory was checked by cli.main)
             if section:
                 return section
     return None
@@ -47,7 +47,7 @@ def reference_datamodule(args: Any, run_directory: Path | None) -> pl.LightningD
     if section is not None:
         return datamodule_from_config(section, "--config/--data")
     if run_directory is not None:
-        section = (yaml.safe_load((run_directory / "config.yaml").read_text()) or {}).get("data")
+        section = trusted_config(run_directory / "config.yaml").get("data")
         if section:
             return datamodule_from_config(section, str(run_directory / "config.yaml"))
     raise UserError("no real data to compare against; pass --config with a data section (or --data.class_path ...), or --reference DIR.")

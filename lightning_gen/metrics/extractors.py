@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.request
@@ -79,6 +80,7 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: Path):
         super().__init__()
+        readable_as_weights_only(weights)  # torch-fidelity reads the file with weights_only=False
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
         except ImportError as error:  # pragma: no cover - torchmetrics always ships it
@@ -90,6 +92,24 @@ class InceptionFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inception((images * 255).round().to(torch.uint8))
+
+
+def readable_as_weights_only(path: Path) -> None:
+    """Refuses (one sentence) a weights file whose pickle holds more than plain data, before a library unpickles it fully.
+
+    torch-fidelity loads the Inception weights with ``torch.load(weights_only=False)``; a file the weights-only
+    unpickler accepts references only tensors and plain containers, so that load cannot run code either.
+    """
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UserError(
+            f"the Inception weights {path} hold pickled objects that are not plain data, which lightning_gen does not load "
+            f"because unpickling them could run code; download {INCEPTION_URL} again and pass it with --inception_weights."
+        ) from error
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise UserError(f"could not read the Inception weights {path} ({first}); download {INCEPTION_URL} again and pass it with --inception_weights.") from error
 
 
 def hub_weights_path() -> Path:

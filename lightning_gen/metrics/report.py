@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
+from lightning_gen.config_trust import trusted_config
 from lightning_gen.metrics.evaluation import Score
 
 
@@ -31,13 +30,17 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def run_directory_of(ckpt_path: str | Path) -> Path | None:
-    """``<run>/checkpoints/x.ckpt`` with ``<run>/config.yaml`` beside it → ``<run>``."""
+    """``<run>/checkpoints/x.ckpt`` with ``<run>/config.yaml`` beside it → ``<run>``; a config naming a class outside
+    the allow-list is refused here, before anything is computed (``lightning_gen.config_trust``)."""
     directory = Path(ckpt_path).resolve().parent.parent
-    return directory if Path(ckpt_path).resolve().parent.name == "checkpoints" and (directory / "config.yaml").is_file() else None
+    if Path(ckpt_path).resolve().parent.name != "checkpoints" or not (directory / "config.yaml").is_file():
+        return None
+    trusted_config(directory / "config.yaml")
+    return directory
 
 
 def saved_config(run_directory: Path) -> dict[str, Any]:
-    return yaml.safe_load((run_directory / "config.yaml").read_text()) or {}
+    return trusted_config(run_directory / "config.yaml")
 
 
 def log_to_wandb_run(run_directory: Path, run_id: str, scores: Sequence[Score], pngs: Sequence[Path]) -> bool:

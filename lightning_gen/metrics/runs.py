@@ -1,4 +1,8 @@
-"""A sweep's runs on disk: found by the ``tracking.group`` in their saved ``config.yaml``, whatever logger they used."""
+"""A sweep's runs on disk: found by the ``tracking.group`` in their saved ``config.yaml``, whatever logger they used.
+
+Each run's config is read as data and checked against lightning_gen's allow-list (``lightning_gen.config_trust``)
+before ``compare`` builds its datamodule.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lightning_gen.config_trust import check_config, read_config, trusted_config
 from lightning_gen.errors import UserError
+
+COMPARE_FIX = "remove it, or leave that run out of the comparison"
 
 # Keys that differ between any two runs without making them different experiments.
 NOT_A_SETTING = ("trainer.default_root_dir", "tracking.name", "tracking.group", "ckpt_path", "config", "trainer.logger", "trainer.callbacks")
@@ -56,7 +61,7 @@ def record_of(path: str | Path) -> RunRecord:
         raise UserError(f"{path} is not a run directory (no config.yaml at {config_path}); pass run directories, checkpoints inside them or --group.")
     if not checkpoint.is_file():
         raise UserError(f"run {directory} has no checkpoint at {checkpoint}; finish or resume its training first, or leave it out.")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = trusted_config(config_path, COMPARE_FIX)
     return RunRecord(directory, checkpoint, config, flatten(config))
 
 
@@ -67,9 +72,10 @@ def find_group(group: str, root: str | Path) -> list[RunRecord]:
         directory = config_path.parent
         if not (directory / "checkpoints" / "last.ckpt").is_file():
             continue
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = read_config(config_path)
         tracking = config.get("tracking") or {}
         if (tracking.get("group") or directory.parent.name) == group:
+            check_config(config, config_path, COMPARE_FIX)
             found.append(RunRecord(directory, directory / "checkpoints" / "last.ckpt", config, flatten(config)))
     if not found:
         raise UserError(f"no finished run of group '{group}' under {root} (looked for */config.yaml with tracking.group: {group} and checkpoints/last.ckpt); check --group and --root.")
