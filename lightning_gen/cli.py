@@ -36,7 +36,7 @@ from lightning_gen.commands import COMMANDS, command_module, run_command
 from lightning_gen.config_trust import check_config_arguments
 from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
-from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, one_sentence
+from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
 from lightning_gen.quiet import quiet, take_verbose
 from lightning_gen.run_agreement import agreed_run_location, requeued_run
 from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
@@ -60,6 +60,11 @@ class ConfigToLoggers(SaveConfigCallback):
 
 class GenerativeCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True):
+        # Out of memory, or a runs folder that cannot be written: one sentence (batch size tried / the path).
+        with explained_resource_errors(self._batch_in_memory, self._write_hint):
+            self._start(args, run)
+
+    def _start(self, args: list[str] | None, run: bool) -> None:
         super().__init__(
             model_class=pl.LightningModule,
             datamodule_class=pl.LightningDataModule,
@@ -69,12 +74,32 @@ class GenerativeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs", "logger": False, "enable_checkpointing": True},
             auto_configure_optimizers=False,
-            # A parse error is raised, not printed with the usage, so main() can make it one sentence.
+            # A parse error is raised, not printed with the usage, so main() can make it one sentence;
+            # no abbreviated options (--trainer.max_epoch is refused, never taken as --trainer.max_epochs).
             parser_class=ExplainingParser,
-            parser_kwargs={"prog": program_name()},
+            parser_kwargs={"prog": program_name(), "allow_abbrev": False},
             args=args,
             run=run,
         )
+
+    def _batch_in_memory(self) -> tuple[str, int | None]:
+        batch_size = getattr(getattr(self, "datamodule", None), "batch_size", None)
+        return "--data.init_args.batch_size", batch_size if isinstance(batch_size, int) else None
+
+    def _write_hint(self, path: Path) -> str | None:
+        config = getattr(self, "config", None)
+        if config is not None and getattr(self, "subcommand", None):
+            config = config.get(self.subcommand, config)
+        trainer = config.get("trainer") if config is not None else None
+        root = Path((trainer.get("default_root_dir") if trainer is not None else None) or "runs").absolute()
+        path = path.absolute()
+        if path == root or root in path.parents or path in root.parents:
+            return f"point --trainer.default_root_dir at a folder you can write (now {root})"
+        return None
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # The main parser and each subcommand's: --help shows model/data first, the config groups one line each.
+        return super().init_parser(**{"allow_abbrev": False, "short_help": True, "short_help_first": ("model", "data"), **kwargs})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key, settings in SETTINGS.items():
@@ -227,7 +252,8 @@ def print_help(program: str, file: Any = None) -> None:
                 "commands:",
                 *(f"  {name.ljust(width)}  {description}" for name, description in descriptions.items()),
                 "",
-                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} COMMAND --help` lists its options.",
+                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} COMMAND --help` lists its options "
+                "(--help-all: those of every config group too).",
             ]
         ),
         file=file or sys.stdout,
@@ -271,13 +297,13 @@ def main(argv: list[str] | None = None) -> None:
     quiet(verbose)  # the known noise of torch and Lightning off, unless --verbose
     program, saved_argv = sys.argv[:1], sys.argv
     name = program_name()
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or argv[0] in ("-h", "--help", "--help-all"):
         print_help(name, file=sys.stdout if argv else sys.stderr)
         raise SystemExit(0 if argv else 2)
     try:
         check_config_arguments(argv)  # a config file of a run names only allowed classes, before anything parses it
         if argv[0] in COMMANDS:
-            if argv[0] in LONG_COMMANDS and not {"-h", "--help"} & set(argv):
+            if argv[0] in LONG_COMMANDS and not {"-h", "--help", "--help-all"} & set(argv):
                 advise()  # fit-like commands advise once their Trainer exists
             run_command(argv[0], argv[1:])
         elif not argv[0].startswith("-") and argv[0] not in TRAINER_COMMANDS:

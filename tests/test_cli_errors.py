@@ -117,3 +117,27 @@ def test_judge_score_is_importable_where_the_readme_names_it(tiny_config, capsys
     with pytest.raises(SystemExit) as exit_:
         run_cli("fit", "--config", tiny_config, "--trainer.callbacks+", callback, "--print_config")
     assert exit_.value.code in (0, None) and "JudgeScore" in capsys.readouterr().out
+
+
+def test_an_abbreviated_option_is_refused_with_the_full_name_not_taken_for_it(tiny_config, tmp_path, capsys):
+    """argparse's prefix matching would read --trainer.max_epoch 3 as --trainer.max_epochs 3 without a word."""
+    code, err = in_process(capsys, "fit", "--config", tiny_config, "--trainer.max_epoch", "3", "--trainer.default_root_dir", tmp_path / "runs")
+    assert code == 2 and "\n" not in err and err.startswith("error: --trainer.max_epoch is not an option; did you mean --trainer.max_epochs"), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_commands_abbreviated_option_is_refused_too(capsys):
+    code, err = in_process(capsys, "sample", "--ckpt_path", "x.ckpt", "--nu", "3")
+    assert code == 2 and err.startswith("error: --nu is not an option; did you mean --num"), err
+
+
+def test_a_negative_list_value_parses_without_an_equals_sign(tiny_config, capsys):
+    assert in_process(capsys, "fit", "--config", tiny_config, "--images.edit_strengths", "[-1,0,1]", "--print_config")[0] in (0, None)
+    code, err = in_process(capsys, "fit", "--config", tiny_config, "--images.edit_strengths", "-1,0,1", "--print_config")
+    assert code == 2 and err.endswith("--images.edit_strengths -1,0,1 is not valid: expected a list, written [-1,0,1]."), err
+
+
+def test_a_text_value_that_starts_with_a_minus_says_to_write_it_with_equals(tiny_config, capsys):
+    code, err = in_process(capsys, "fit", "--config", tiny_config, "--tracking.name", "-run", "--print_config")
+    assert code == 2 and "\n" not in err
+    assert err == "error: --tracking.name needs a value and -run was read as an option; write --tracking.name=-run (with =) for a value that starts with '-'."

@@ -59,3 +59,29 @@ def test_a_command_without_a_dataset_says_how_to_give_one():
     parser = command_parser("stats", command_module("stats"))
     with pytest.raises(Exception, match="needs a dataset: pass --config"):
         instantiate_datamodule(parser.parse_args([]), "stats")
+
+
+def test_a_value_that_starts_with_a_minus_is_joined_to_its_option():
+    from lightning_gen.option_errors import join_dash_values
+
+    assert join_dash_values(["--strengths", "-1,0,1", "--seed", "-3", "--x", "-.5,-2e-3"]) == ["--strengths=-1,0,1", "--seed=-3", "--x=-.5,-2e-3"]
+    # Options, option-like text and values already joined stay as typed.
+    unchanged = ["--ckpt_path", "-c", "x.yaml", "--strengths=-1,0", "--name", "-abc", "--", "-1", "-x", "-1"]
+    assert join_dash_values(unchanged) == unchanged
+
+
+def test_edit_takes_negative_strengths_without_an_equals_sign():
+    parser = command_parser("edit", command_module("edit"))
+    for strengths in ("-1,0,1", "-2.5,-1", "-1"):
+        assert parser.parse_args(["--ckpt_path", "x.ckpt", "--strengths", strengths]).strengths == strengths
+    assert parser.parse_args(["--ckpt_path", "x.ckpt", "--strengths", "0,1"]).strengths == "0,1"
+
+
+def test_no_parser_of_the_cli_expands_an_abbreviated_option():
+    from lightning_gen.option_errors import ParseFailure
+
+    for name in COMMANDS:
+        parser = command_parser(name, command_module(name))
+        assert parser.allow_abbrev is False, name
+        with pytest.raises(ParseFailure, match="unrecognized arguments: --trainer.max_epoch"):
+            parser.parse_args(["--ckpt_path", "x.ckpt", "--trainer.max_epoch", "3"])

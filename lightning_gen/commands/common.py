@@ -10,6 +10,7 @@ groups as ``fit`` (``trainer``, ``model``, ``data``, ``tracking``, ``checkpointi
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, Union
@@ -55,10 +56,46 @@ def add_fit_arguments(parser: LightningArgumentParser) -> None:
 
 def command_parser(name: str, module: ModuleType) -> LightningArgumentParser:
     # Raises ParseFailure instead of printing the whole usage: main() explains a mistake in one sentence.
-    parser = ExplainingParser(prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None))
+    # No abbreviated options (--nu is not taken as --num); --help: the command's own options, fit's groups one line each.
+    parser = ExplainingParser(prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None), allow_abbrev=False, short_help=True)
     module.add_arguments(parser)
     add_fit_arguments(parser)
     return parser
+
+
+def batch_in_memory(args: Namespace) -> tuple[str, int | None]:
+    """The command's option that sets how many images are in memory at once, and its value, for the
+    out-of-memory sentence: ``--batch_size`` (evaluate, export, compare), else ``--num`` (sample), else the data's."""
+    for key in ("batch_size", "num"):
+        if isinstance(args.get(key), int):
+            return f"--{key}", args[key]
+    data = args.get("data")
+    init_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    value = init_args.get("batch_size") if init_args is not None and hasattr(init_args, "get") else None
+    return "--data.init_args.batch_size", value if isinstance(value, int) else None
+
+
+def write_hint(args: Namespace, path: Path) -> str | None:
+    """What to do about ``path`` that cannot be written: the option that chose it, or the checkpoint's run
+    directory; None for a path the command was not told to write (a dataset file it reads)."""
+    path = Path(path).absolute()
+    # The command's own options (--out, --save_images, --cache_dir, ...): the path lies in one's, or is a folder on
+    # the way to one written with a folder in it (--out /file/grid.png, /file a regular file).
+    chosen = {key: Path(value).expanduser().absolute() for key, value in args.items()
+              if "." not in key and key != "ckpt_path" and isinstance(value, str) and value}
+    for key, folder in chosen.items():
+        if path == folder or folder in path.parents:
+            return f"choose a writable --{key}"
+    for key, folder in chosen.items():
+        if os.sep in str(args[key]) and path in folder.parents:
+            return f"choose a writable --{key}"
+    ckpt_path = args.get("ckpt_path")
+    run = Path(ckpt_path).absolute().parent.parent if isinstance(ckpt_path, str) else None
+    if run is not None and (path == run or run in path.parents):
+        if "log_to_run" in args:
+            return f"the checkpoint's run directory {run} is not writable: pass --log_to_run false (with --out FILE for the scores) or make it writable"
+        return f"it lies in the checkpoint's run directory {run}: make that writable or copy the run somewhere writable"
+    return None
 
 
 def instantiate_datamodule(args: Namespace, required_for: str = "this command") -> pl.LightningDataModule:

@@ -38,7 +38,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--attribute", type=Optional[str], default=None, help="the attribute to add (positive strengths) or remove")
     parser.add_argument("--from", type=Optional[str], default=None, help="with --to: move from this attribute to that one")
     parser.add_argument("--to", type=Optional[str], default=None, help="with --from: the attribute to move to")
-    parser.add_argument("--strengths", type=str, default="-2,-1,0,1,2", help="comma-separated multiples of the direction, one image each; write --strengths=-2,-1,0,1,2 (with =) when the list starts with a minus")
+    parser.add_argument("--strengths", type=str, default="-2,-1,0,1,2", help="comma-separated multiples of the direction, one image each (--strengths -2,-1,0,1,2 and --strengths=-2,-1,0,1,2 both work)")
     add_direction_arguments(parser)
     parser.add_argument("--condition", type=Optional[str], default=None, help="CVAE: the condition to decode with (swaps the image's)")
     parser.add_argument("--image_condition", type=Optional[str], default=None, help="CVAE: the image's own condition, to encode with")

@@ -12,8 +12,11 @@ from lightning_gen.data.augment import augment_batch, step_generator
 from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
 from lightning_gen.data.resumable_loader import ResumableDataLoader
 from lightning_gen.data.sampler import seeded_batches
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.option_errors import whole_number
 
 
 class GenerativeDataModule(pl.LightningDataModule):
@@ -31,14 +34,16 @@ class GenerativeDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 64,
+        num_workers: NonNegativeInt = 0,
         val_fraction: float = 0.05,
         seed: int = 0,
         hflip: bool = True,
         max_rotation_degrees: float = 0.0,
     ):
+        image_size, batch_size = whole_number(image_size, "data.image_size"), whole_number(batch_size, "data.batch_size")
+        num_workers = whole_number(num_workers, "data.num_workers", minimum=0)
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be in [0, 1), got {val_fraction}; set e.g. --data.val_fraction 0.05.")

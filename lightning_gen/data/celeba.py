@@ -6,11 +6,14 @@ from typing import Any
 
 from pathlib import Path
 
+from jsonargparse.typing import PositiveInt
+
 from lightning_gen.data.image_cache import Preprocessing
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
 from lightning_gen.data.index_files import parse_attribute_table, parse_partition, read_index_text
 from lightning_gen.errors import MissingDatasetError, UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.option_errors import whole_number
 
 DOWNLOAD_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (or Kaggle: jessicali9530/celeba-dataset)"
 EXPECTED_LAYOUT = "img_align_celeba/*.jpg and list_attr_celeba.txt (list_eval_partition.txt optional)"
@@ -44,13 +47,15 @@ class CelebADataModule(ImageFileDataModule):
     def __init__(
         self,
         root: str,
-        crop_size: int | None = 148,
-        max_images: int | None = None,
+        crop_size: PositiveInt | None = 148,
+        max_images: PositiveInt | None = None,
         **kwargs: Any,
     ):
-        super().__init__(root, **kwargs)
-        if max_images is not None and max_images < 1:
+        crop_size = None if crop_size is None else whole_number(crop_size, "data.crop_size")
+        if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
             raise UserError(f"data.max_images must be a positive number of images or null, got {max_images}.")
+        max_images = None if max_images is None else int(max_images)
+        super().__init__(root, **kwargs)
         self.crop_size = crop_size
         self.max_images = max_images
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from lightning_gen.data.base import GenerativeDataModule
 from lightning_gen.data.batched_dataset import BatchedImageDataset
 from lightning_gen.data.shapes_render import COLOURS, SHAPES, SIZES, render_shapes
 from lightning_gen.facts import DataFacts
+from lightning_gen.option_errors import whole_number
 
 
 class ShapesDataModule(GenerativeDataModule):
@@ -26,15 +28,16 @@ class ShapesDataModule(GenerativeDataModule):
 
     def __init__(
         self,
-        num_images: int = 8000,
-        image_size: int = 32,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        num_images: PositiveInt = 8000,
+        image_size: PositiveInt = 32,
+        batch_size: PositiveInt = 64,
+        num_workers: NonNegativeInt = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
         hflip: bool = False,
         max_rotation_degrees: float = 0.0,
     ):
+        num_images = whole_number(num_images, "data.num_images")
         super().__init__(image_size, batch_size, num_workers, val_fraction, seed, hflip, max_rotation_degrees)
         self.num_images = num_images
 

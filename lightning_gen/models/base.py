@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.schedules import RunLengthSchedule
+from lightning_gen.option_errors import check_optimizer
 from lightning_gen.protocol import has_latents
 from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
@@ -56,6 +57,7 @@ class GenerativeModel(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
     ):
+        check_optimizer(optimizer)  # lr -1: one sentence naming model.init_args.optimizer.init_args.lr, before the run starts
         super().__init__()
         self.data_facts = DataFacts.coerce(data_facts)
         self._optimizer_factory = SharedOnCopy(optimizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchvision.utils import make_grid
@@ -53,7 +54,7 @@ class CVAE(VAE):
         variant: Literal["v1", "v2"] = "v2",
         injection: Literal["concat", "add", "film"] = "concat",
         condition: ConditionKind = "class",
-        latent_dim: int = 128,
+        latent_dim: PositiveInt = 128,
         class_loss_weight: float = 0.0,
         **kwargs: Any,
     ):

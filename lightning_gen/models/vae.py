@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import torch
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -15,6 +16,7 @@ from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
 from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
+from lightning_gen.option_errors import whole_number
 
 
 class VAE(GenerativeModel):
@@ -41,7 +43,7 @@ class VAE(GenerativeModel):
         self,
         data_facts: DataFacts | None = None,
         channels: Sequence[int] = (32, 64, 128, 256),
-        latent_dim: int = 128,
+        latent_dim: PositiveInt = 128,
         decoder_dense: Sequence[int] = (),
         batchnorm: bool = False,
         dropout: float = 0.0,
@@ -59,6 +61,7 @@ class VAE(GenerativeModel):
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
     ):
+        latent_dim = whole_number(latent_dim, "model.latent_dim")
         super().__init__(data_facts, optimizer, lr_scheduler, scheduler_interval)
         self.save_model_hyperparameters()
         channels_in, image_size = self.data_facts.channels, self.data_facts.image_size
