@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
+from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 from lightning_gen.callbacks.progress import progress_callbacks
@@ -168,6 +169,7 @@ class GenerativeCLI(LightningCLI):
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
             callbacks += run_end_callbacks(run.checkpoints)  # before EMA, whose on_train_end copies the average over the raw weights
+            callbacks += validation_callbacks(images)  # after run_end's: the last step is saved before its final validation
             if guard.enabled:
                 callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:

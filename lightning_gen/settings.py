@@ -101,15 +101,34 @@ class EMASettings:
 
 @dataclass
 class ImageSettings:
-    """Grids logged every ``every_n_epochs`` validation epochs (fixed images and fixed noise, so epochs compare).
+    """Validation grids (fixed images and fixed noise, so validations compare), and the validations a fit runs
+    beyond its trainer cadence (``check_val_every_n_epoch``) so that every run shows metrics and grids.
+    Under ``fast_dev_run`` the grids are tiny (2 images, 2 denoising steps), so a smoke run stays quick.
 
     ``edit_attributes`` (models with latents, data with attributes): one ``edit_<name>`` grid each, the fixed
     images (rows) moved along the attribute's direction by each of ``edit_strengths`` (columns); directions
     from up to ``edit_references`` validation images, recomputed every time (the model changes); each image's
     own direction from its ``edit_neighbours`` nearest references (0: one global direction, seed 001).
+
+    Args:
+        every_n_epochs: grids at every N-th validation epoch, and always at the final and the requested validations.
+        every_n_minutes: validate (metrics and grids) when this many minutes of training have passed since the last
+            validation, mid-epoch too; null or 0: only the trainer's cadence.
+        validate_at_end: the run's last step validates (metrics, grids, best-k) whatever limit ended it (max_epochs,
+            max_steps, max_time, early stopping), unless it validated anyway; a signal or an exception does not.
+        num_images: images per grid row (reconstructions, samples).
+        interpolation_pairs: rows of the interpolation grid.
+        interpolation_steps: columns between each pair's endpoints.
+        seed: the grids' noise seed, the same at every validation.
+        edit_attributes: attributes with an ``edit_<name>`` grid each.
+        edit_strengths: the edit grids' columns.
+        edit_references: validation images the attribute directions are computed from.
+        edit_neighbours: nearest references per image's own direction (0: one global direction).
     """
 
     every_n_epochs: int = 1
+    every_n_minutes: Optional[float] = 30.0
+    validate_at_end: bool = True
     num_images: int = 8
     interpolation_pairs: int = 4
     interpolation_steps: int = 8

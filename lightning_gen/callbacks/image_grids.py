@@ -8,10 +8,16 @@
 - whatever the model adds through ``validation_grids(batch, generator) -> {name: grid}``
   (condition rows, denoising progressions).
 Runs before the EMA callback swaps the raw weights back, so grids show the EMA weights.
+
+Drawn every ``images.every_n_epochs`` validation epochs, at the run's final validation, and at every validation
+lightning_gen.callbacks.end_validation requests (the run's end, ``images.every_n_minutes``). Under ``fast_dev_run``
+every grid is tiny (SMOKE_IMAGES images, SMOKE_STEPS denoising steps): a smoke run checks the code, not the pictures.
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 from torchvision.utils import make_grid
 
+from lightning_gen.callbacks.end_validation import requested_validation
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import Codec
 from lightning_gen.latent.directions import compute_directions
@@ -26,6 +33,8 @@ from lightning_gen.latent.editing import edit_images, edit_offset
 from lightning_gen.protocol import Samples, batch_condition, has_latents
 from lightning_gen.settings import ImageSettings
 from lightning_gen.tracking.images import log_grid
+
+SMOKE_IMAGES, SMOKE_STEPS, SMOKE_REFERENCES = 2, 2, 16  # the grids of a fast_dev_run
 
 
 def _take(condition: Any, rows: torch.Tensor | slice) -> Any:
@@ -73,10 +82,23 @@ def is_final_validation(trainer: pl.Trainer) -> bool:
     return max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
 
 
+def smoke_settings(settings: ImageSettings) -> ImageSettings:
+    """The grids of a ``fast_dev_run``: as few images, pairs, steps and references as still draw each grid."""
+    return replace(
+        settings,
+        num_images=min(settings.num_images, SMOKE_IMAGES),
+        interpolation_pairs=min(settings.interpolation_pairs, 1),
+        interpolation_steps=min(settings.interpolation_steps, 3),
+        edit_references=min(settings.edit_references, SMOKE_REFERENCES),
+        edit_neighbours=min(settings.edit_neighbours, SMOKE_REFERENCES),
+    )
+
+
 class ImageGrids(pl.Callback):
     def __init__(self, directory: Path, settings: ImageSettings | None = None):
         self.directory = Path(directory)
         self.settings = settings or ImageSettings()
+        self.sampling_steps: int | None = None  # denoising steps of the samples grid (None: the model's own)
         self._batch: dict[str, Any] | None = None
 
     def _fixed_batch(self, trainer: pl.Trainer, device: torch.device) -> dict[str, Any] | None:
@@ -91,7 +113,8 @@ class ImageGrids(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(pl_module, Samples):
             return  # e.g. the Judge: a classifier trained through the same CLI has nothing to draw
-        if (trainer.current_epoch + 1) % self.settings.every_n_epochs != 0 and not is_final_validation(trainer):
+        scheduled = (trainer.current_epoch + 1) % self.settings.every_n_epochs == 0
+        if not scheduled and not is_final_validation(trainer) and requested_validation(trainer) is None:
             return
         batch = self._fixed_batch(trainer, pl_module.device)
         if batch is None:
@@ -102,6 +125,8 @@ class ImageGrids(pl.Callback):
             log_grid(trainer, f"images/{key}", grid, self.directory)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.fast_dev_run:
+            self.settings, self.sampling_steps = smoke_settings(self.settings), SMOKE_STEPS
         names = getattr(getattr(pl_module, "data_facts", None), "attribute_names", ())
         for attribute in self.settings.edit_attributes:
             if attribute not in names:
@@ -140,7 +165,8 @@ class ImageGrids(pl.Callback):
             pairs = min(settings.interpolation_pairs, len(images) // 2)
             if pairs > 0:
                 grids["interpolations"] = interpolation_grid(model, images, condition, pairs, settings.interpolation_steps)
-        samples = model.sample(n, condition=_take(condition, slice(0, n)), generator=generator)
+        steps = {"steps": self.sampling_steps} if self.sampling_steps and "steps" in inspect.signature(model.sample).parameters else {}
+        samples = model.sample(n, condition=_take(condition, slice(0, n)), generator=generator, **steps)
         grids["samples"] = make_grid(samples.float(), nrow=n, padding=1)
         extra = getattr(model, "validation_grids", None)
         if extra is not None:

@@ -6,6 +6,10 @@ weights are swapped in)::
     - class_path: lightning_gen.callbacks.sample_quality.SampleQuality
       init_args: {every_n_epochs: 5, num_samples: 2048, feature_extractor: inception}
 
+Scored at every ``every_n_epochs``-th validation epoch and at the run's final validation (its last epoch, its
+max_steps, or the end-of-run validation of lightning_gen.callbacks.end_validation after a max_time stop); not at
+the ``images.every_n_minutes`` ones. Under ``fast_dev_run`` it scores SMOKE_SAMPLES samples (a check that it runs).
+
 The real split's features are computed once per run (and cached on disk, shared with ``evaluate``).
 Under DDP every rank samples its own share with its own seed, the features are gathered, rank 0
 scores them and broadcasts the numbers, so every rank logs the same value and none waits forever.
@@ -19,6 +23,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_gen.callbacks.end_validation import END, requested_validation
+from lightning_gen.callbacks.image_grids import is_final_validation
 from lightning_gen.errors import UserError
 from lightning_gen.metrics import formulas
 from lightning_gen.metrics.evaluation import real_features, sample_batched
@@ -27,6 +33,7 @@ from lightning_gen.metrics.feature_cache import FeatureCache
 from lightning_gen.metrics.quality import condition_source
 
 RANK_SEED_STRIDE = 1_000_003  # distinct noise per rank
+SMOKE_SAMPLES = 4  # per scoring under fast_dev_run
 
 
 class SampleQuality(pl.Callback):
@@ -60,12 +67,21 @@ class SampleQuality(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if getattr(pl_module, "condition_kind", "none") == "text":
             raise UserError("SampleQuality in trainer.callbacks scores unconditional or class/attribute samples; a text model needs prompts, so score it with evaluate --prompt_template.")
+        if trainer.fast_dev_run:
+            self.num_samples, self.batch_size = min(self.num_samples, SMOKE_SAMPLES), min(self.batch_size, SMOKE_SAMPLES)
         # Built on every rank at setup, so a missing weights file stops the run before training, not after an epoch.
         self.extractor = build_extractor(self.extractor_spec, self.inception_weights, pl_module.device)
 
     def _due(self, trainer: pl.Trainer) -> bool:
-        final = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        return not trainer.sanity_checking and ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or final)
+        if trainer.sanity_checking:
+            return False
+        reason = requested_validation(trainer)
+        if reason == END:
+            return True
+        scheduled = (trainer.current_epoch + 1) % self.every_n_epochs == 0 or is_final_validation(trainer)
+        if reason is not None:  # an images.every_n_minutes validation stays cheap, unless it is also the epoch's own
+            return scheduled and bool(getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False))
+        return scheduled
 
     def _shard(self, trainer: pl.Trainer) -> tuple[int, int]:
         per_rank = math.ceil(self.num_samples / trainer.world_size)

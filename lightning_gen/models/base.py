@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from typing import Any, Literal
 
@@ -13,7 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.models.schedules import RunLengthSchedule
+from lightning_gen.models.schedules import fit_schedule_to_run
 from lightning_gen.option_errors import check_optimizer
 from lightning_gen.protocol import has_latents
 from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
@@ -79,20 +78,9 @@ class GenerativeModel(pl.LightningModule):
         if self._scheduler_factory is None:
             return optimizer
         scheduler = self._scheduler_factory(optimizer)
-        if isinstance(scheduler, RunLengthSchedule) and scheduler.total_steps is None:
-            scheduler.set_total_steps(self._scheduler_steps_of_run())
+        # A run-length schedule gets the run's steps (max_steps/max_epochs) and its max_time; see models.schedules.
+        fit_schedule_to_run(scheduler, self.trainer, self.scheduler_interval)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
-
-    def _scheduler_steps_of_run(self) -> int:
-        """How often the scheduler steps in this run: optimizer steps (all devices and accumulation counted) or epochs."""
-        trainer = self.trainer
-        total = trainer.estimated_stepping_batches if self.scheduler_interval == "step" else trainer.max_epochs
-        if total is None or total < 0 or math.isinf(total):
-            raise UserError(
-                "the LR schedule needs the run's length, but the run is limited by neither trainer.max_steps nor trainer.max_epochs; "
-                "set one of them or lr_scheduler.init_args.total_steps."
-            )
-        return int(total)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
