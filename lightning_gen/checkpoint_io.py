@@ -23,6 +23,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_gen.errors import UserError
+from lightning_gen.processes import pid_alive
 
 TEMPORARY_SUFFIX = ".partial"
 
@@ -32,14 +33,27 @@ def _is_local(path: _PATH) -> bool:
 
 
 def temporary_path(target: Path) -> Path:
-    """A hidden sibling of ``target``: same directory, hence same filesystem, so the final rename is atomic."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    """A hidden sibling of ``target`` named after the writing process (``.last.ckpt.<pid>.<random>.partial``):
+    same directory, hence same filesystem, so the final rename is atomic."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+
+
+def _writer_pid(temporary: Path, target: Path) -> int | None:
+    middle = temporary.name[len(f".{target.name}."): -len(TEMPORARY_SUFFIX)]
+    pid, _, token = middle.partition(".")
+    return int(pid) if pid.isdigit() and token else None  # None: written before the pid was in the name
 
 
 def remove_stale_temporaries(target: Path) -> None:
-    """Half-written files of ``target`` left by a session killed mid-save (each may be as big as a checkpoint)."""
+    """Half-written files of ``target`` left by a session killed mid-save (each may be as big as a checkpoint).
+
+    Only those of a process that no longer runs on this host (or of this process): one save never deletes
+    another live process's file in flight. (The run lock keeps a second process out of a run anyway.)
+    """
     for stale in target.parent.glob(f".{target.name}.*{TEMPORARY_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+        pid = _writer_pid(stale, target)
+        if pid is None or pid == os.getpid() or not pid_alive(pid):
+            stale.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -78,7 +92,8 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """``write(file)`` into a temporary file beside ``target``, fsynced, then renamed over it.
 
     On any failure (full disk, kill, exception) the previous ``target`` is untouched and the
-    temporary file is removed (a SIGKILL leaves it; the next save of the same target removes it).
+    temporary file is removed (a SIGKILL leaves it; the next save of the same target removes it once its
+    process is gone).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,12 @@ from lightning_gen.errors import UserError
 from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
 from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
 from lightning_gen.quiet import quiet, take_verbose
-from lightning_gen.run_agreement import agreed_run_location, requeued_run
-from lightning_gen.run_dir import RunLocation, latest_checkpoint, new_run, read_run_info, resumed_run
+from lightning_gen.run_agreement import agreed_run_location, is_deciding_rank, requeued_run
+from lightning_gen.run_dir import (
+    RunLocation, RunLock, abandon_failed_start, checked_experiment_name, experiment_of_config_file, latest_checkpoint,
+    lock_run, new_run, read_run_info, resumed_run,
+)
+from lightning_gen.run_records import check_compatible, keep_earlier_config, resume_step
 from lightning_gen.settings import SETTINGS
 from lightning_gen.threads import LONG_COMMANDS, ThreadAdvice, advise
 from lightning_gen.tracking.loggers import make_logger
@@ -51,7 +55,17 @@ def program_name() -> str:
 
 
 class ConfigToLoggers(SaveConfigCallback):
-    """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config."""
+    """Saves the resolved config as ``config.yaml`` in the run directory and as the W&B run config.
+
+    A resume first keeps the run's earlier config as ``config.resume-<N>.yaml``.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.already_saved and self.save_to_log_dir:
+            log_dir = trainer.log_dir  # on every rank: it broadcasts
+            if trainer.is_global_zero and log_dir:
+                keep_earlier_config(Path(log_dir) / self.config_filename)
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
@@ -61,9 +75,19 @@ class ConfigToLoggers(SaveConfigCallback):
 
 class GenerativeCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True):
-        # Out of memory, or a runs folder that cannot be written: one sentence (batch size tried / the path).
-        with explained_resource_errors(self._batch_in_memory, self._write_hint):
-            self._start(args, run)
+        self.run_location: RunLocation | None = None
+        self._run_lock: RunLock | None = None
+        try:
+            # Out of memory, or a runs folder that cannot be written: one sentence (batch size tried / the path).
+            with explained_resource_errors(self._batch_in_memory, self._write_hint):
+                self._start(args, run)
+        except BaseException:
+            self._release_run()
+            trainer = getattr(self, "trainer", None)
+            abandon_failed_start(self.run_location, trainer.global_step if trainer is not None else 0)  # a failed start leaves no run behind
+            raise
+        if run:
+            self._release_run()
 
     def _start(self, args: list[str] | None, run: bool) -> None:
         super().__init__(
@@ -120,9 +144,10 @@ class GenerativeCLI(LightningCLI):
     # -- run directory and resume ---------------------------------------------------------------
     def _experiment_name(self, config: Any) -> str:
         if config.tracking.name:
-            return config.tracking.name
+            return checked_experiment_name(config.tracking.name)
         config_files = config.get("config") or []
-        return Path(str(config_files[0])).stem if config_files else "default"
+        # A run's saved config.yaml names its run's experiment, not 'config'.
+        return experiment_of_config_file(str(config_files[0])) if config_files else "default"
 
     def _run_location(self, config: Any) -> RunLocation:
         root = config.trainer.default_root_dir or "runs"
@@ -150,7 +175,9 @@ class GenerativeCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
             raise UserError("--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a shared one cannot run code; drop the option.")
-        experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / self._experiment_name(config)
+        experiment = self._experiment_name(config)
+        experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / experiment
+        config.tracking.name = experiment  # config.yaml records it: a run's config used as --config continues that experiment
 
         def decide() -> tuple[RunLocation, str | None]:
             location = self._run_location(config)
@@ -179,13 +206,23 @@ class GenerativeCLI(LightningCLI):
         configured = config.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [*configured, *callbacks, *progress_callbacks(config.trainer.get("enable_progress_bar"), configured), ThreadAdvice()]
-        kwargs.setdefault("logger", make_logger(tracking, run))
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():  # before anything is written into the run directory
+            check_compatible(ckpt_path, self.model, resuming=run.resume_from is not None)
+        if self.subcommand == "fit" and is_deciding_rank():  # one process per run: a second resume of it is refused
+            self._run_lock = lock_run(run)
+        kwargs.setdefault("logger", make_logger(tracking, run, resume_step(run.resume_from)))
         kwargs["plugins"] = with_checkpoint_io(config.trainer.get("plugins"))
         kwargs.setdefault("default_root_dir", str(run.directory))
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as error:  # Trainer(...) checking its arguments
             raise UserError(one_sentence(str(error), prefix="the trainer settings are invalid: ")[:-1] + "; fix them in the config or with --trainer.* options.") from error
+
+    def _release_run(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def _finish_tracking(self) -> None:
         # Close the W&B run now, not at interpreter exit: a notebook (Colab) keeps the process alive,
@@ -194,7 +231,11 @@ class GenerativeCLI(LightningCLI):
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.finish()
 
-    after_fit = after_validate = after_test = after_predict = _finish_tracking
+    after_validate = after_test = after_predict = _finish_tracking
+
+    def after_fit(self) -> None:
+        self._finish_tracking()
+        self._release_run()
 
 
 def with_checkpoint_io(plugins: Any) -> list[Any]:
