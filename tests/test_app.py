@@ -50,8 +50,8 @@ def photos(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint):
-    """``python -m lightning_gen app`` as a user starts it, on a free port of 127.0.0.1."""
+def app_process(checkpoint):
+    """``python -m lightning_gen app`` as a user starts it, on a free port of 127.0.0.1: (the process, its URL)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lightning_gen", "app", "--ckpt_path", str(checkpoint), "--port", str(port), "--references", "64"],
@@ -70,9 +70,14 @@ def server(checkpoint):
     else:
         process.kill()
         pytest.fail("the app did not answer within 240 s")
-    yield url
+    yield process, url
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(app_process) -> str:
+    return app_process[1]
 
 
 def mix_strip_tiles(checkpoint: Path, photos, tmp_path: Path) -> list[np.ndarray]:
@@ -135,15 +140,98 @@ def test_bad_uploads_are_messages_not_crashes(server, photos, tmp_path):
     client = gradio_client.Client(server, verbose=False)
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    with pytest.raises(Exception, match="not an image"):
+    with pytest.raises(Exception, match=r"the upload notes\.txt could not be read as an image \(UnidentifiedImageError\)"):
         client.predict(gradio_client.handle_file(str(text)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix")
     huge = tmp_path / "huge.png"
     Image.new("1", (12000, 9000)).save(huge)  # 108 megapixels in a few kilobytes
-    with pytest.raises(Exception, match="more than 100,000,000"):
+    with pytest.raises(Exception, match=(
+        r"the upload huge\.png is 12000×9000 pixels, more than the limit of 50,000,000; "
+        r"set the environment variable LIGHTNING_GEN_MAX_IMAGE_PIXELS=108000000 \(or more\) to decode it"
+    )):
         client.predict(gradio_client.handle_file(str(huge)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix")
     # The server is still up and answering.
     blended, _ = client.predict(*[gradio_client.handle_file(str(p)) for p in photos], 0.5, 8, "slerp", None, None, api_name="/mix")
     assert pixels(blended).shape == (SIDE, SIDE, 3)
+
+
+def test_api_parameters_are_named_like_the_command_options_with_their_defaults(server, checkpoint, photos, tmp_path):
+    client = gradio_client.Client(server, verbose=False)
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+    def signature(endpoint):
+        return [(p["parameter_name"], p["parameter_has_default"], p["parameter_default"]) for p in api[endpoint]["parameters"]]
+
+    assert signature("/mix") == [
+        ("image_a", False, None), ("image_b", False, None), ("ratio", True, 0.5), ("steps", True, 8), ("mode", True, "slerp"),
+        ("condition", True, None), ("inversion_steps", True, None),
+    ]
+    assert signature("/sample") == [("num", True, 16), ("seed", True, 0), ("condition", True, None), ("prompt", True, None), ("steps", True, None)]
+    slots = [(f"{kind}_{slot}", True, "red" if (kind, slot) == ("attribute", 1) else None if kind == "attribute" else 0.0)
+             for slot in range(1, 5) for kind in ("attribute", "strength")]
+    assert signature("/edit") == [("image", False, None), *slots, ("image_condition", True, None), ("condition", True, None)]
+    # A VAE takes no condition: the API says so instead of offering an empty Literal[].
+    described = client.view_api(print_info=False, return_format="str")
+    assert "Literal[]" not in described and "condition: str | None (not required, defaults to:   None)  (this checkpoint takes none" in described
+
+    # Only the images: the rest are the commands' defaults (8 steps, slerp; the slider starts at the strip's middle).
+    blended, strip = client.predict(image_a=gradio_client.handle_file(str(photos[0])), image_b=gradio_client.handle_file(str(photos[1])), api_name="/mix")
+    assert np.abs(pixels(blended) - mix_strip_tiles(checkpoint, photos, tmp_path)[1 + 10]).max() <= 1
+    assert pixels(strip).shape == (TILE + 1, (8 + 2) * TILE + 1, 3)
+    grid = client.predict(api_name="/sample")
+    out = tmp_path / "samples.png"
+    run_cli("sample", "--ckpt_path", checkpoint, "--out", out)
+    assert np.array_equal(pixels(grid), pixels(out))
+
+
+def rss(pid: int) -> int:
+    return 1024 * int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to read the page's memory")
+def test_big_uploads_leave_no_memory_behind(app_process, photos, tmp_path):
+    process, url = app_process
+    client = gradio_client.Client(url, verbose=False)
+    client.predict(*[gradio_client.handle_file(str(p)) for p in photos], 0.5, 8, "slerp", None, None, api_name="/mix")  # warm
+    before = rss(process.pid)
+    big = []
+    for colour in ((200, 120, 40), (40, 120, 200)):
+        big.append(tmp_path / f"{colour[0]}.png")
+        Image.new("RGB", (6000, 8000), colour).save(big[-1], compress_level=1)  # 48 megapixels: 144 MB decoded
+    for _ in range(2):
+        blended, _ = client.predict(*[gradio_client.handle_file(str(p)) for p in big], 0.5, 8, "slerp", None, None, api_name="/mix")
+        assert pixels(blended).shape == (SIDE, SIDE, 3)
+    grown = rss(process.pid) - before
+    assert grown < 80e6, f"the page kept {grown / 1e6:.0f} MB after two uploads of 144 MB images"
+
+
+def test_an_upload_is_decoded_once_at_the_model_size(checkpoint, photos, tmp_path):
+    from lightning_gen.app.service import MixerService
+
+    service = MixerService(str(checkpoint), references=64)
+    big = write_photo(tmp_path / "big.jpg", (3000, 2000), (230, 30, 30))
+    small = service.prepare_upload(str(big), "big.jpg")
+    assert service.prepare_upload(str(big), "big.jpg") == small  # remembered
+    assert Image.open(small).size == (SIDE, SIDE)
+    facts = service.model.data_facts
+    assert torch.equal(load_user_image(small, facts), load_user_image(big, facts))
+
+
+def test_listening_beyond_this_machine_prints_one_warning_line(checkpoint, monkeypatch, capsys):
+    from lightning_gen.app import page
+    from lightning_gen.commands.app import exposure_warning
+
+    launched = []
+    monkeypatch.setattr(page, "launch", lambda service, host, port, share: launched.append((host, port)))
+    run_cli("app", "--ckpt_path", checkpoint, "--references", 64)
+    assert "Warning" not in capsys.readouterr().err
+    assert all(exposure_warning(host, 7860) is None for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
+    run_cli("app", "--ckpt_path", checkpoint, "--host", "0.0.0.0", "--port", 7999, "--references", 64)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "Warning" in line]
+    assert lines == [
+        "Warning: --host 0.0.0.0 opens the page to every machine that can reach this one on port 7999, with no login, "
+        "so anyone there can upload images and run the checkpoint; use --host 127.0.0.1 to keep it on this machine."
+    ]
+    assert launched == [("127.0.0.1", 7860), ("0.0.0.0", 7999)]
 
 
 def test_the_model_loads_once(checkpoint, photos, monkeypatch):

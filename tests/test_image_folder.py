@@ -224,3 +224,43 @@ def test_fit_sample_by_class_name_and_evaluate_on_a_folder(folder_runs, tmp_path
     assert set(scores) == {"overall", "class/blue", "class/green", "class/red"}
     # Three flat colours: 36 steps make the requested colour (the judge itself is exact on them).
     assert scores["overall"] > 0.9
+
+
+def test_linked_folders_are_followed_and_broken_links_counted_in_one_warning(tmp_path):
+    root = class_folders(tmp_path / "images", per_class=2, suffixes=(".png",))
+    elsewhere = tmp_path / "elsewhere" / "purple"
+    write_image(elsewhere / "0.png", (128, 0, 128))
+    (root / "purple").symlink_to(elsewhere, target_is_directory=True)  # a linked class folder: followed
+    (root / "red" / "gone.png").symlink_to(root / "red" / "deleted.png")  # dangling
+    (root / "red" / "self.png").symlink_to("self.png")  # a loop of one link
+    (root / "blue" / "again").symlink_to(root, target_is_directory=True)  # back into a folder above it
+    with pytest.warns(UserWarning) as record:
+        datamodule = make(root, tmp_path)
+        class_names = datamodule.facts.class_names
+    messages = [str(warning.message) for warning in record if "symbolic link" in str(warning.message)]
+    assert messages == [f"3 symbolic links under {root} are dangling or loop and are left out, e.g. blue/again; fix or delete them."]
+    assert class_names == ("blue", "green", "purple", "red")
+    assert len(datamodule.samples) == 7
+
+
+def test_dataset_file_lists_report_a_dangling_link(tmp_path):
+    from lightning_gen.data.image_files import BrokenLinksWarning, find_image_files
+
+    write_image(tmp_path / "cats" / "a.jpg", (1, 2, 3))
+    (tmp_path / "cats" / "b.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.warns(BrokenLinksWarning, match=rf"^1 symbolic link under {tmp_path} is dangling or loops and is left out: cats/b\.jpg; fix or delete it\.$"):
+        assert find_image_files(tmp_path) == [tmp_path / "cats" / "a.jpg"]
+
+
+def test_a_class_model_on_a_one_class_folder_is_refused(tmp_path):
+    from lightning_gen.models import CVAE, DDPM, VAE
+
+    for number in range(3):
+        write_image(tmp_path / "images" / "cats" / f"{number}.png", (200, 100, 50))
+    facts = make(tmp_path / "images", tmp_path).facts
+    assert facts.class_names == ("cats",)
+    with pytest.raises(UserError, match=r"^model.condition is 'class' but the dataset has one class \('cats'\), so the condition tells the model nothing; "):
+        CVAE(facts, channels=(8, 16))
+    with pytest.raises(UserError, match=r"^model.conditioning is 'class' but the data has one class \('cats'\), so the condition tells the model nothing; "):
+        DDPM(facts, conditioning="class", unet={"block_out_channels": [16, 32], "layers_per_block": 1})
+    VAE(facts, channels=(8, 16))  # the labels are not used: one folder of cats is fine

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import hashlib
 import math
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +33,25 @@ from lightning_gen.protocol import has_latents, is_invertible
 
 GALLERY_SIZE = 12
 MAX_SAMPLES = 64
+UPLOADS_KEPT = 32  # uploads remembered as their small, model-size PNG (the newest ones)
+
+
+def release_memory() -> None:
+    """Hands memory freed while serving a request back to the system: glibc keeps the freed blocks of a
+    decoded photo in its arenas (the page's RSS would stay gigabytes up after a few big uploads). No
+    gc.collect(): decoded images are freed as their last reference goes, and a collection takes a second."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
 
 
 @dataclass
@@ -41,6 +65,9 @@ class MixerService:
     model: Any = field(init=False)
     _encoded: dict[tuple, EncodedPair] = field(default_factory=dict, init=False)
     _directions: Directions | None = field(default=None, init=False)
+    _uploads: dict[str, str] = field(default_factory=dict, init=False)
+    _upload_folder: Path | None = field(default=None, init=False)
+    _uploads_lock: threading.Lock = field(default_factory=threading.Lock, init=False)  # the page serves tabs in threads
 
     def __post_init__(self) -> None:
         check_run_config(self.ckpt_path)  # the run's config.yaml builds the gallery and directions: refuse a hostile one at start-up
@@ -91,6 +118,30 @@ class MixerService:
             to_pil(image).save(path)
             paths.append(str(path))
         return paths
+
+    # -- Uploads ------------------------------------------------------------------------------
+    def prepare_upload(self, path: str, name: str | None = None) -> str:
+        """The uploaded image decoded once, like the training images (the pixel limit, JPEG draft decoding and
+        box reduction bound its memory), as a small PNG at the model's size that the tabs read from then on."""
+        if path in self._uploads:
+            return self._uploads[path]
+        label = f"the upload {name}" if name else "the upload"
+        try:
+            with open(path, "rb") as stream:
+                picture = load_user_image(stream, self.model.data_facts, label)
+        except OSError as error:
+            raise UserError(f"{label} could not be read ({error.strerror or error}); upload it again.") from error
+        finally:
+            release_memory()
+        with self._uploads_lock:
+            if self._upload_folder is None:
+                self._upload_folder = Path(tempfile.mkdtemp(prefix="kitten_mixer_uploads_"))
+            small = self._upload_folder / f"{hashlib.sha1(path.encode()).hexdigest()[:16]}.png"
+            to_pil(picture[0]).save(small)
+            self._uploads[path] = str(small)
+            while len(self._uploads) > UPLOADS_KEPT:
+                Path(self._uploads.pop(next(iter(self._uploads)))).unlink(missing_ok=True)
+        return str(small)
 
     # -- Mix ----------------------------------------------------------------------------------
     def _pair(self, image_a: str, image_b: str, condition: str | None, inversion_steps: int | None) -> tuple[Any, EncodedPair]:

@@ -2,10 +2,14 @@
 
 A Gradio page with Mix (two images, a mix-ratio slider, the strip), Edit (a slider per attribute)
 and Sample tabs; each tab is also an API endpoint (/mix, /edit, /sample) for ``gradio_client``.
-Bound to this machine only unless ``--host 0.0.0.0``; a public link only with ``--share`` (Colab).
+Bound to this machine only unless ``--host 0.0.0.0`` (which prints a warning line); a public link only
+with ``--share`` (Colab).
 """
 
 from __future__ import annotations
+
+import ipaddress
+import sys
 
 from jsonargparse import ArgumentParser, Namespace
 
@@ -25,6 +29,20 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
 
 
+def exposure_warning(host: str, port: int) -> str | None:
+    """One line when ``host`` lets other machines reach the page, None when it is this machine's own (loopback) address."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    if loopback:
+        return None
+    return (
+        f"Warning: --host {host} opens the page to every machine that can reach this one on port {port}, with no login, "
+        "so anyone there can upload images and run the checkpoint; use --host 127.0.0.1 to keep it on this machine."
+    )
+
+
 def run(args: Namespace) -> None:
     try:
         from lightning_gen.app.page import launch
@@ -32,6 +50,9 @@ def run(args: Namespace) -> None:
         raise UserError(f"the app needs Gradio ({error}); install it with pip install 'lightning-gen[app]'.") from error
     from lightning_gen.app.service import MixerService
 
+    warning = exposure_warning(args.host, args.port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     service = MixerService(args.ckpt_path, device_of(args.device), args.references, args.neighbours)  # loads the model once
     launch(service, args.host, args.port, args.share)
 

@@ -3,7 +3,9 @@
 Training then reads batches from a memory map instead of decoding JPEGs every epoch. The cache
 is keyed by the preprocessing settings and the (path, size, mtime, crop box) of every file, so
 a changed setting or file list builds a new cache; old caches stay until the user deletes them.
-Files that cannot be decoded are left out with one warning that names them, never silently.
+Files that cannot be decoded (corrupt, truncated, or over the pixel limit of ``preprocess.max_image_pixels()``)
+are left out with one warning that names them, never silently; a file left out for its size is decoded
+once the limit is raised above it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning_gen.data.preprocess import DECODE_ERRORS, CropBox, Preprocessing, decode_file
+from lightning_gen.data.preprocess import DECODE_ERRORS, CropBox, ImageTooLargeError, Preprocessing, decode_file, max_image_pixels
 from lightning_gen.errors import UserError
 from lightning_gen.progress import Progress
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: EXIF orientation applied, 16-bit images scaled instead of clipped
 DECODE_CHUNK = 512  # bounds the number of decoded-but-unwritten images held at once
 SKIPPED_NAMED_IN_WARNING = 10
 
@@ -96,7 +98,7 @@ def _is_file(source: Any) -> bool:
 
 def decode_image(path: "Path | ImageSource", preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
     """Returns the preprocessed image as a 3×S×S uint8 array; raises one of DECODE_ERRORS on a bad file."""
-    return decode_file(path if _is_file(path) else path.open(), preprocessing, crop_box)
+    return decode_file(path if _is_file(path) else path.open(), preprocessing, crop_box, name=str(path))
 
 
 def cache_key(files: Sequence[Path], root: Path, preprocessing: Preprocessing, crop_boxes: Sequence[CropBox | None]) -> str:
@@ -176,9 +178,11 @@ def _load(array_path: Path, sidecar_path: Path, count: int, image_size: int) -> 
         shape_ok = images.shape == (count, 3, image_size, image_size)
         skipped_indices = {entry["index"] for entry in sidecar["skipped"]}
         skipped = tuple(f"{entry['path']} ({entry['reason']})" for entry in sidecar["skipped"])
+        # Files left out for their size are decoded once the pixel limit has been raised above them.
+        now_allowed = any(entry.get("pixels") is not None and entry["pixels"] <= max_image_pixels() for entry in sidecar["skipped"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not shape_ok or sidecar.get("count") != count:
+    if not shape_ok or sidecar.get("count") != count or now_allowed:
         return None
     kept = np.array([index for index in range(count) if index not in skipped_indices], dtype=np.int64)
     return CachedImages(images=images, kept=kept, skipped=skipped, location=array_path)
@@ -201,10 +205,13 @@ def _build(
     except OSError as error:
         raise _unwritable(array_path.parent, error) from error
     failures: dict[int, str] = {}
+    too_large: dict[int, int] = {}  # pixels of the files left out for their size
 
     def decode_into_row(index: int) -> None:
         try:
             images[index] = decode_image(files[index], preprocessing, crop_boxes[index])
+        except ImageTooLargeError as error:
+            failures[index], too_large[index] = error.reason, error.pixels
         except DECODE_ERRORS as error:
             # PIL often repeats the path in its message; the warning names the file already.
             reason = str(error).replace(f" '{files[index]}'", "").replace(str(files[index]), "").strip()
@@ -235,7 +242,8 @@ def _build(
         "count": len(files),
         "kept": [_relative(files[index], root) for index in range(len(files)) if index not in failures],
         "skipped": [
-            {"index": index, "path": _relative(files[index], root), "reason": failures[index]} for index in sorted(failures)
+            {"index": index, "path": _relative(files[index], root), "reason": failures[index], "pixels": too_large.get(index)}
+            for index in sorted(failures)
         ],
     }
     temp_sidecar = sidecar_path.with_name(f".{sidecar_path.name}-{uuid.uuid4().hex[:8]}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_gen.data.base import GenerativeDataModule
 from lightning_gen.data.batched_dataset import BatchedImageDataset
@@ -33,9 +35,61 @@ class ImageSample:
     crop_box: CropBox | None = None
 
 
+class BrokenLinksWarning(UserWarning):
+    """Symbolic links in a dataset folder that lead nowhere (dangling) or back into a folder above them (a loop)."""
+
+
 def find_image_files(root: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Image files anywhere under ``root`` (suffix case ignored), sorted so the order is the same on every machine."""
-    return sorted(path for path in root.rglob("*") if path.suffix.lower() in suffixes and path.is_file())
+    """Image files anywhere under ``root`` (suffix case ignored), sorted so the order is the same on every machine.
+
+    Linked folders are followed; links that lead nowhere or loop back into a folder above them are left
+    out with one warning that counts them and names one.
+    """
+    files, broken = scan_folder(root, suffixes)
+    if broken:
+        rank_zero_warn(broken_links_message(root, broken), category=BrokenLinksWarning)
+    return files
+
+
+def scan_folder(root: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
+    """(sorted image files under ``root``, sorted symbolic links there that are dangling or loop)."""
+    suffixes = tuple(suffix.lower() for suffix in suffixes)
+    files: list[Path] = []
+    broken: list[Path] = []
+
+    def visit(folder: Path, above: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            return  # an unreadable folder: like rglob, nothing under it
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                if entry.is_dir():  # follows links
+                    info = entry.stat()
+                    identity = (info.st_dev, info.st_ino)
+                    if identity in above:
+                        broken.append(path)  # a link back into a folder above it
+                    else:
+                        visit(path, above | {identity})
+                elif entry.is_file():
+                    if path.suffix.lower() in suffixes:
+                        files.append(path)
+                elif entry.is_symlink():
+                    broken.append(path)  # dangling, or a loop of links
+            except OSError:  # ELOOP and friends while following a link
+                broken.append(path)
+
+    info = os.stat(root)
+    visit(Path(root), frozenset({(info.st_dev, info.st_ino)}))
+    return sorted(files), sorted(broken)
+
+
+def broken_links_message(root: Path, broken: Sequence[Path]) -> str:
+    example = broken[0].relative_to(root) if broken[0].is_relative_to(root) else broken[0]
+    if len(broken) == 1:
+        return f"1 symbolic link under {root} is dangling or loops and is left out: {example}; fix or delete it."
+    return f"{len(broken)} symbolic links under {root} are dangling or loop and are left out, e.g. {example}; fix or delete them."
 
 
 class ImageFileDataModule(GenerativeDataModule):

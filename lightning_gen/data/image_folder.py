@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
+from lightning_gen.data.image_files import BrokenLinksWarning, ImageFileDataModule, ImageSample, broken_links_message, scan_folder
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 
@@ -50,10 +50,6 @@ class RawSample:
     caption: str | None = None
     split: str | None = None
     attributes: dict[str, float] = field(default_factory=dict)
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -178,6 +174,13 @@ class ImageFolderDataModule(ImageFileDataModule):
         self.caption_template = caption_template
         self._class_names: tuple[str, ...] = ()
         self._attribute_names: tuple[str, ...] = ()
+        self._broken_links: set[Path] = set()
+
+    def _image_files(self, folder: Path) -> list[Path]:
+        """The image files under ``folder``; its dangling and looping links are gathered for one warning."""
+        files, broken = scan_folder(folder, IMAGE_SUFFIXES)
+        self._broken_links.update(broken)
+        return files
 
     @property
     def facts(self) -> DataFacts:
@@ -206,12 +209,12 @@ class ImageFolderDataModule(ImageFileDataModule):
         if tables:
             samples = read_metadata(tables[0], split, self.attribute_columns)
             listed = {sample.path for sample in samples}
-            unlisted = [p for p in _image_files(folder) if p.resolve() not in listed]
+            unlisted = [p for p in self._image_files(folder) if p.resolve() not in listed]
             if unlisted:
                 named = ", ".join(str(p.relative_to(folder)) for p in unlisted[:UNLISTED_NAMED_IN_WARNING])
                 rank_zero_warn(f"{len(unlisted)} images under {folder} are not in {tables[0].name} and are left out: {named}; list them to use them.")
             return samples
-        files = _image_files(folder)
+        files = self._image_files(folder)
         in_classes = [p.parent != folder for p in files]
         if any(in_classes) and not all(in_classes):
             loose = next(p for p, nested in zip(files, in_classes) if not nested)
@@ -225,6 +228,13 @@ class ImageFolderDataModule(ImageFileDataModule):
         ]
 
     def list_samples(self) -> list[ImageSample]:
+        self._broken_links = set()
+        samples = self._list_samples()
+        if self._broken_links:
+            rank_zero_warn(broken_links_message(self.root, sorted(self._broken_links)), category=BrokenLinksWarning)
+        return samples
+
+    def _list_samples(self) -> list[ImageSample]:
         splits = self._split_folders()
         root_has_table = any((self.root / name).is_file() for name in METADATA_NAMES)
         if splits and not root_has_table:

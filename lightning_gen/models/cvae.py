@@ -30,6 +30,12 @@ def condition_size(facts: DataFacts, kind: ConditionKind) -> int:
             f"model.condition is '{kind}' but the dataset (data facts: {facts.image_size}px, {facts.num_classes} classes, "
             f"{facts.num_attributes} attributes) has no {what}; choose a dataset with {what} or the other model.condition."
         )
+    if kind == "class" and len(names) == 1:
+        raise UserError(
+            f"model.condition is 'class' but the dataset has one class ('{names[0]}'), so the condition tells the model nothing; "
+            "give the data a second class (a second class folder, or another name in data.classes), or train the unconditional "
+            "VAE (model.class_path lightning_gen.models.VAE)."
+        )
     return len(names)
 
 

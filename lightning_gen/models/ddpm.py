@@ -98,6 +98,12 @@ class DDPM(GenerativeModel):
                 "model.conditioning is 'class' but the data has no class names; use a dataset with class labels "
                 "or set model.conditioning to none."
             )
+        if conditioning == "class" and self.num_classes == 1:
+            raise UserError(
+                f"model.conditioning is 'class' but the data has one class ('{facts.class_names[0]}'), so the condition tells "
+                "the model nothing; give the data a second class (a second class folder, or another name in data.classes), "
+                "or set model.conditioning to none."
+            )
         if conditioning == "text":
             text_dim = text_embedding_dim(text_encoder)
             self.text_cache = CaptionEmbeddingCache(text_encoder, max_text_length, text_cache_dir)
