@@ -15,7 +15,8 @@ from PIL import Image, ImageOps
 
 from conftest import REPO, process_env
 from lightning_gen.data.image_cache import Preprocessing, SkippedImagesWarning, decode_image, open_image_cache
-from lightning_gen.data.preprocess import ImageTooLargeError, decode_file, load_user_image, preprocess_pil
+from lightning_gen.data.preprocess import ImageTooLargeError, decode_file, load_user_image, preprocess_pil, read_upright
+from lightning_gen.metrics.image_folders import load_folder
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 
@@ -85,6 +86,17 @@ def test_a_jpeg_with_exif_orientation_decodes_upright(tmp_path, orientation, lef
     for columns, colour in ((slice(0, 3), left), (slice(5, 8), right)):
         difference = np.abs(array[:, :, columns] - np.array(colour)[:, None, None])
         assert difference.max() <= 40, (orientation, colour, difference.max())
+
+
+def test_evaluates_folder_mode_decodes_16bit_and_exif_like_the_datasets(tmp_path):
+    greys = tmp_path / "grey"
+    greys.mkdir()
+    grey_16bit("I;16").resize((8, 8)).save(greys / "grey16.png")
+    assert load_folder(greys, 8).mul(255).round().unique().tolist() == [102.0]  # PIL's own conversion: 255
+    # Stored red over blue, 8×6, with orientation 6: shown 6×8, turned clockwise (red on the right).
+    upright = read_upright(with_orientation(top_red_bottom_blue(8, 6), tmp_path / "phone.png", 6))
+    assert upright.size == (6, 8)
+    assert upright.getpixel((5, 0)) == RED and upright.getpixel((0, 0)) == BLUE
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
@@ -111,6 +111,13 @@ def open_image(source: BinaryIO, name: str) -> Image.Image:
     if width * height > limit:
         raise ImageTooLargeError(name, width * height, limit, (width, height))
     return image
+
+
+def read_upright(path: str | Path, mode: str = "RGB") -> Image.Image:
+    """A whole image file, decoded as 8-bit ``mode`` and turned upright (EXIF), within the pixel limit: for
+    callers that keep the stored resolution (evaluate's folder mode) instead of ``preprocess_pil``'s square."""
+    with open(path, "rb") as stream, open_image(stream, str(path)) as image:
+        return _eight_bit(ImageOps.exif_transpose(image), mode).convert(mode)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor, resize
 
+from lightning_gen.data.preprocess import ImageTooLargeError, read_upright
 from lightning_gen.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -34,9 +35,8 @@ def load_folder(folder: str | Path, image_size: int) -> torch.Tensor:
     images = []
     for path in image_files(folder):
         try:
-            with Image.open(path) as image:
-                tensor = pil_to_tensor(image.convert("RGB"))
-        except OSError as error:
+            tensor = pil_to_tensor(read_upright(path))  # 16-bit scaled, EXIF applied, within the pixel limit
+        except (OSError, ImageTooLargeError) as error:
             raise UserError(f"could not read image {path} ({error}); remove or replace it.") from error
         if tensor.shape[1:] != (image_size, image_size):
             tensor = resize(tensor, image_size, antialias=True)
