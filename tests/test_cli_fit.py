@@ -1,10 +1,8 @@
 """CLI fit on the built-in shapes, end to end: run directory, checkpoints, grids, metrics, loggers, precision."""
 
 import csv
-import json
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from conftest import run_cli

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import TINY_CONFIG, run_cli, run_process
 from latent_checkpoints import cvae, train_tiny, write_photo
 from lightning_gen.checkpoints import load_model
-from lightning_gen.data import AwA2DataModule, CelebADataModule, ShapesDataModule
+from lightning_gen.data import ShapesDataModule
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts

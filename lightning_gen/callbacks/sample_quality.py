@@ -18,7 +18,6 @@ scores them and broadcasts the numbers, so every rank logs the same value and no
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import lightning.pytorch as pl
 import torch

@@ -20,7 +20,6 @@ from jsonargparse import ArgumentParser, Namespace
 from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.commands.sample import SAMPLING_OPTIONS, add_sampling_arguments, sampling_kwargs
 from lightning_gen.errors import UserError
-from lightning_gen.models.judge import judge_accuracy
 
 DESCRIPTION = "FID/KID/precision-recall, PSNR/SSIM distributions and judge accuracy of a checkpoint or an image folder"
 KNOWN_METRICS = ("fid", "kid", "pr", "psnr", "ssim", "judge")
@@ -37,7 +36,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--out", type=Optional[str], default=None, help="JSON file to write the scores to (PNGs go beside it)")
     parser.add_argument("--save_images", type=Optional[str], default=None, help="folder to keep the generated images in (PNG)")
     parser.add_argument("--feature_extractor", type=str, default="inception", help="inception, a TorchScript/.pt2 file, a Judge .ckpt or a class path")
-    parser.add_argument("--inception_weights", type=Optional[str], default=None, help=f"path of the FID Inception weights file")
+    parser.add_argument("--inception_weights", type=Optional[str], default=None, help="path of the FID Inception weights file")
     parser.add_argument("--images", type=Optional[str], default=None, help="folder mode: a folder of generated images")
     parser.add_argument("--reference", type=Optional[str], default=None, help="folder mode: a folder of real images (default: the config's dataset split)")
     parser.add_argument("--image_size", type=Optional[int], default=None, help="folder mode: side images are resized to (default: the reference's)")

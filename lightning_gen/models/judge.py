@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
