@@ -85,12 +85,7 @@ SHORT_NAME_MODULES = (
     "lightning_gen.callbacks",
     "torch.optim",
     "torch.optim.lr_scheduler",
-    "lightning.pytorch.loggers",
-    "lightning.pytorch.callbacks",
-    "lightning.pytorch.strategies",
-    "lightning.pytorch.plugins",
-    "lightning.pytorch.profilers",
-    "lightning.pytorch.accelerators",
+    *(package for package in ALLOWED_PACKAGES if package.startswith("lightning.pytorch.")),
 )
 ALLOWED_IN_WORDS = "classes of lightning_gen, torch.optim and Lightning's loggers, callbacks, strategies, plugins, profilers and accelerators"
 CLASS_PATH_KEYS = ("class_path", "_class_path")

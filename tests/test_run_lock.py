@@ -3,7 +3,6 @@ the run is refused in one sentence; a lock whose process is gone is taken over; 
 claimed atomically, so two fits started at once get their own, each with complete checkpoints."""
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -29,17 +28,6 @@ lock = RunLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture
-def lightning_log():
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger = logging.getLogger("lightning.pytorch")
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
 
 
 def holder_process(directory: Path) -> subprocess.Popen:

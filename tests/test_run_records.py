@@ -2,7 +2,6 @@
 session's config is kept, and a resume the checkpoint cannot continue is refused before anything is written."""
 
 import csv
-import logging
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,6 @@ def run_in_process(capsys, *args) -> tuple[int, str, str]:
         run_cli(*args)
     captured = capsys.readouterr()
     return exit_.value.code, captured.out, captured.err
-
-
-@pytest.fixture
-def lightning_log():
-    """The lines Lightning's rank_zero_info writes (its logger does not propagate to pytest's caplog)."""
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger = logging.getLogger("lightning.pytorch")
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
