@@ -106,6 +106,20 @@ def save_checkpoint(model, path: Path, **entries) -> Path:
     return path
 
 
+def write_vae_run(root: Path, data: dict) -> Path:
+    """A tiny VAE's checkpoint inside a run directory (``<run>/checkpoints/last.ckpt`` beside ``<run>/config.yaml``
+    whose data is ``data``); returns the checkpoint's path."""
+    from lightning_gen.data import ShapesDataModule
+    from lightning_gen.models import VAE
+
+    run = root / "tiny" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(0)
+    model = VAE(ShapesDataModule(image_size=16).facts, channels=(8, 16), latent_dim=4)
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "tracking": {"logger": "csv"}}))
+    return save_checkpoint(model, run / "checkpoints" / "last.ckpt")
+
+
 class SimulatedKill(Exception):
     pass
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import run_cli
+from conftest import run_cli, write_vae_run
 from torch import nn
 from torchvision.io import read_image
 from torchvision.utils import save_image
@@ -17,7 +17,6 @@ from torchvision.utils import save_image
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.metrics import extractors, formulas
 from lightning_gen.metrics.extractors import build_extractor
-from lightning_gen.models import VAE
 
 DATA = {"class_path": "lightning_gen.data.ShapesDataModule", "init_args": {"num_images": 120, "image_size": 16, "val_fraction": 0.25}}
 
@@ -54,16 +53,7 @@ def torchscript_extractor(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory) -> Path:
-    """A checkpoint inside a run directory (``<run>/checkpoints/last.ckpt`` beside ``<run>/config.yaml``)."""
-    run = tmp_path_factory.mktemp("runs") / "tiny" / "version_0"
-    (run / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(0)
-    model = VAE(ShapesDataModule(image_size=16).facts, channels=(8, 16), latent_dim=4)
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": DATA, "tracking": {"logger": "csv"}}))
-    return run / "checkpoints" / "last.ckpt"
+    return write_vae_run(tmp_path_factory.mktemp("runs"), DATA)
 
 
 def write_folder(images: torch.Tensor, folder: Path) -> Path:

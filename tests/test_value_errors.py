@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG, run_cli
+from conftest import TINY_CONFIG, run_cli, write_vae_run
 from jsonargparse import ArgumentParser
 
 import lightning_gen.data as data_modules
@@ -189,17 +189,8 @@ def test_a_real_cuda_out_of_memory_error_is_one_sentence():
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory) -> Path:
-    """A checkpoint inside a run directory (``<run>/checkpoints/last.ckpt`` beside ``<run>/config.yaml``)."""
-    run = tmp_path_factory.mktemp("runs") / "tiny" / "version_0"
-    (run / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(0)
-    model = VAE(ShapesDataModule(image_size=16).facts, channels=(8, 16), latent_dim=4)
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
     data = {"class_path": "lightning_gen.data.ShapesDataModule", "init_args": {"num_images": 40, "image_size": 16, "val_fraction": 0.25}}
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "tracking": {"logger": "csv"}}))
-    return run / "checkpoints" / "last.ckpt"
+    return write_vae_run(tmp_path_factory.mktemp("runs"), data)
 
 
 def test_sampling_more_images_than_fit_in_memory_names_num(vae_run, tmp_path, capsys, monkeypatch):
