@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 
 # Data facts that define what a run makes; a resume with another value is a different run (even when
@@ -102,13 +103,13 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def incompatibility(facts: CheckpointFacts, model: torch.nn.Module, run_hint: str) -> str | None:
+def incompatibility(facts: CheckpointFacts, model: pl.LightningModule, run_hint: str) -> str | None:
     """One sentence when the model built from the config cannot continue the checkpoint, else None."""
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if isinstance(value, torch.Tensor)}
     mismatched = [key for key in shapes if key in facts.shapes and shapes[key] != facts.shapes[key]]
-    strict = getattr(model, "strict_loading", True)
+    strict = model.strict_loading
     missing_or_extra = strict and set(shapes) != set(facts.shapes)
-    configured_hparams = dict(getattr(model, "hparams", {}) or {})
+    configured_hparams = dict(model.hparams)
     saved, configured = _flat_hyperparameters(facts.hyper_parameters), _flat_hyperparameters(configured_hparams)
     differing = [key for key in saved if key in configured and saved[key] != configured[key]]
     defining = _run_defining_differences(facts.hyper_parameters, configured_hparams)
@@ -130,7 +131,7 @@ def incompatibility(facts: CheckpointFacts, model: torch.nn.Module, run_hint: st
     )
 
 
-def check_compatible(ckpt_path: str | Path, model: torch.nn.Module, resuming: bool) -> None:
+def check_compatible(ckpt_path: str | Path, model: pl.LightningModule, resuming: bool) -> None:
     """Raise the one-sentence UserError of ``incompatibility`` (nothing is written before or by this check)."""
     from lightning_gen.errors import UserError
 

@@ -23,8 +23,11 @@ SMOKE_ROWS, SMOKE_STEPS = 2, 2  # the grids of a fast_dev_run
 
 def smoke_run(model: Any) -> bool:
     """Whether the model is being trained or validated by a ``fast_dev_run`` trainer."""
-    trainer = getattr(model, "_trainer", None)  # None outside a trainer; LightningModule.trainer raises then
-    return bool(trainer is not None and trainer.fast_dev_run)
+    try:
+        trainer = model.trainer
+    except RuntimeError:  # LightningModule.trainer raises outside a trainer (sample, evaluate, the app)
+        return False
+    return bool(trainer.fast_dev_run)
 
 
 def fixed_conditions(model: Any, batch: dict[str, Any]) -> Any:
