@@ -2,6 +2,7 @@
 session's config is kept, and a resume the checkpoint cannot continue is refused before anything is written."""
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,8 @@ def test_a_resume_continues_the_same_wandb_offline_run(tiny_config, tmp_path, mo
     run = tmp_path / "tiny/version_0"
     run_id = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["lightning_gen"]["run_id"]
     offline = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(offline) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline)
+    # wandb names a folder offline-run-<time>-<run id>, adding -1, -2 … when a second one starts in the same second.
+    assert len(offline) == 2 and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", path.name) for path in offline)
 
 
 # -- a resume the checkpoint cannot continue ------------------------------------------------------
