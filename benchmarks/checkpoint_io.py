@@ -41,8 +41,14 @@ def build_checkpoint(gigabytes: float) -> dict:
         "global_step": 1000,
         "state_dict": {name: tensor * 0.5 for name, tensor in weights.items()},
         "current_model_state": weights,
-        "optimizer_states": [{"state": {i: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros(n), "exp_avg_sq": torch.ones(n)}
-                                        for i, n in enumerate(sizes)}, "param_groups": [{"lr": 1e-4, "params": list(range(len(sizes)))}]}],
+        "optimizer_states": [
+            {
+                "state": {
+                    i: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros(n), "exp_avg_sq": torch.ones(n)} for i, n in enumerate(sizes)
+                },
+                "param_groups": [{"lr": 1e-4, "params": list(range(len(sizes)))}],
+            }
+        ],
     }
 
 
@@ -67,7 +73,7 @@ def measure_one(which: str, gigabytes: float, directory: Path) -> dict:
     import torch
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
+    from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO
 
     torch.set_num_threads(1)
     checkpoint = build_checkpoint(gigabytes)
@@ -84,8 +90,13 @@ def measure_one(which: str, gigabytes: float, directory: Path) -> dict:
     assert torch.equal(loaded["state_dict"][name], checkpoint["state_dict"][name])
     size = path.stat().st_size
     path.unlink()
-    return {"which": which, "checkpoint_bytes": checkpoint_bytes(checkpoint), "file_bytes": size,
-            "extra_peak_bytes": max(0, peak - before) * 1024, "seconds": seconds}
+    return {
+        "which": which,
+        "checkpoint_bytes": checkpoint_bytes(checkpoint),
+        "file_bytes": size,
+        "extra_peak_bytes": max(0, peak - before) * 1024,
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -100,16 +111,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.directory) as directory:
         rows = []
         for which in ("lightning", "lightning_gen"):
-            result = subprocess.run([sys.executable, __file__, "--child", which, "--gigabytes", str(args.gigabytes), "--directory", directory],
-                                    capture_output=True, text=True, check=True, cwd=REPO)
+            result = subprocess.run(
+                [sys.executable, __file__, "--child", which, "--gigabytes", str(args.gigabytes), "--directory", directory],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            )
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     gib = 2**30
-    print(f"Saving a {rows[0]['checkpoint_bytes'] / gib:.2f} GiB checkpoint (file {rows[0]['file_bytes'] / gib:.2f} GiB), one run each, fresh process each:\n")
+    print(
+        f"Saving a {rows[0]['checkpoint_bytes'] / gib:.2f} GiB checkpoint (file "
+        f"{rows[0]['file_bytes'] / gib:.2f} GiB), one run each, fresh process each:\n"
+    )
     print("| CheckpointIO | peak extra RSS during save | as % of checkpoint | seconds |")
     print("| --- | ---: | ---: | ---: |")
     labels = {"lightning": "Lightning TorchCheckpointIO (default)", "lightning_gen": "lightning_gen AtomicStreamingCheckpointIO"}
     for row in rows:
-        print(f"| {labels[row['which']]} | {row['extra_peak_bytes'] / gib:.3f} GiB | {100 * row['extra_peak_bytes'] / row['checkpoint_bytes']:.1f} % | {row['seconds']:.2f} |")
+        print(
+            f"| {labels[row['which']]} | {row['extra_peak_bytes'] / gib:.3f} GiB | "
+            f"{100 * row['extra_peak_bytes'] / row['checkpoint_bytes']:.1f} % | {row['seconds']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

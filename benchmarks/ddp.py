@@ -105,12 +105,17 @@ def main() -> None:
                 double.append(fit(config, 2, batch // 2, images, args.epochs, extra, Path(tmp)))
             rows.append((name, batch, single, double))
     print(f"\nDDP on CPU (gloo), {os.cpu_count()} cores, 1 thread per process; global batch kept equal; epochs after the first timed\n")
-    print(f"{'model':<16} {'global batch':>12} {'1 proc img/s':>13} {'2 proc img/s':>13} {'efficiency':>10}   final validation 1 proc | 2 proc")
+    print(
+        f"{'model':<16} {'global batch':>12} {'1 proc img/s':>13} {'2 proc img/s':>13} {'efficiency':>10}   "
+        f"final validation 1 proc | 2 proc"
+    )
     for name, batch, single, double in rows:
         one = sum(map(images_per_second, single)) / len(single)
         two = sum(map(images_per_second, double)) / len(double)
         metrics = sorted(single[-1]["metrics"])
-        compared = ", ".join(f"{key} {single[-1]['metrics'][key]:.4g} | {double[-1]['metrics'].get(key, float('nan')):.4g}" for key in metrics)
+        compared = ", ".join(
+            f"{key} {single[-1]['metrics'][key]:.4g} | {double[-1]['metrics'].get(key, float('nan')):.4g}" for key in metrics
+        )
         print(f"{name:<16} {batch:>12} {one:>13.1f} {two:>13.1f} {two / (2 * one):>9.0%}   {compared}")
 
 

@@ -1,6 +1,6 @@
 """One downstream table and plot from several `downstream` runs.csv files (e.g. fractions run in parallel).
 
-    python benchmarks/downstream_merge.py runs/downstream/a/runs.csv runs/downstream/b/runs.csv --out runs/downstream/merged
+python benchmarks/downstream_merge.py runs/downstream/a/runs.csv runs/downstream/b/runs.csv --out runs/downstream/merged
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.commands.edit import load_directions
 from lightning_gen.data.shapes_render import COLOURS, SHAPES
 from lightning_gen.latent.codec import Codec
@@ -55,7 +55,9 @@ def score(judge, edited: torch.Tensor, target_colour: torch.Tensor, shape: torch
     return hit.float().mean().item(), kept.float().mean().item(), (hit & kept).float().mean().item()
 
 
-def recoloured(kind: str, model, images, labels, target: int, strength: float, directions=None, neighbours: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def recoloured(
+    kind: str, model, images, labels, target: int, strength: float, directions=None, neighbours: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Edited images of every validation image whose colour is not ``target``, and their shapes."""
     colour, shape = labels // len(SHAPE_NAMES), labels % len(SHAPE_NAMES)
     rows = colour != target
@@ -71,8 +73,11 @@ def recoloured(kind: str, model, images, labels, target: int, strength: float, d
             with torch.no_grad():
                 outputs.append((model.decode(model.encode(batch, own), swapped).float(), shape[chosen]))
             continue
-        edit = edit_offset(directions, attribute=COLOUR_NAMES[target], neighbours=neighbours) if kind == "attribute" else edit_offset(
-            directions, source=COLOUR_NAMES[source], target=COLOUR_NAMES[target], neighbours=neighbours)
+        edit = (
+            edit_offset(directions, attribute=COLOUR_NAMES[target], neighbours=neighbours)
+            if kind == "attribute"
+            else edit_offset(directions, source=COLOUR_NAMES[source], target=COLOUR_NAMES[target], neighbours=neighbours)
+        )
         outputs.append((edit_images(Codec(model), batch, edit, [strength])[:, 0], shape[chosen]))
     return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
@@ -85,7 +90,9 @@ def table(title: str, rows: list[tuple[str, float, float, float, int]]) -> None:
         print(f"| {name:<10} | {hit:12.1%} | {kept:9.1%} | {both:5.1%} | {count:6d} |")
 
 
-def evaluate(kind: str, model, judge, images, labels, strength: float, directions=None, neighbours: int = 0) -> list[tuple[str, float, float, float, int]]:
+def evaluate(
+    kind: str, model, judge, images, labels, strength: float, directions=None, neighbours: int = 0
+) -> list[tuple[str, float, float, float, int]]:
     rows, totals = [], []
     for target, name in enumerate(COLOUR_NAMES):
         edited, shape = recoloured(kind, model, images, labels, target, strength, directions, neighbours)
@@ -114,8 +121,10 @@ def main() -> None:
     vae = load_model(args.vae).eval()
     images, labels = validation_images(args.vae, args.images)
     directions, hit = load_directions(vae, args.vae, args.references, data_section_of_run(args.vae))
-    print(f"Built-in shapes, {len(images)} validation images; directions from {args.references} training images "
-          f"({'cache' if hit else 'computed'}); judge: {args.judge}")
+    print(
+        f"Built-in shapes, {len(images)} validation images; directions from {args.references} training images "
+        f"({'cache' if hit else 'computed'}); judge: {args.judge}"
+    )
 
     # Baseline: reconstructions, unedited. Is the judge right about colour and shape before any edit?
     with torch.no_grad():
@@ -123,28 +132,41 @@ def main() -> None:
     colour, shape = labels // len(SHAPE_NAMES), labels % len(SHAPE_NAMES)
     real_hit, real_kept, _ = score(judge, images, colour, shape)
     recon_hit, recon_kept, _ = score(judge, reconstructions, colour, shape)
-    print(f"\nBaseline (same run): judge on the real images: colour {real_hit:.1%}, shape {real_kept:.1%}; "
-          f"on the β-VAE's unedited reconstructions: colour {recon_hit:.1%}, shape {recon_kept:.1%}")
+    print(
+        f"\nBaseline (same run): judge on the real images: colour {real_hit:.1%}, shape {real_kept:.1%}; "
+        f"on the β-VAE's unedited reconstructions: colour {recon_hit:.1%}, shape {recon_kept:.1%}"
+    )
 
     ks = [int(k) for k in args.neighbours.split(",")]
     strengths = sorted({float(x) for x in args.strengths.split(",")} | {args.strength})
     labels_of = {"from_to": "β-VAE --from C --to T", "attribute": "β-VAE --attribute T"}
-    results = {(kind, k, strength): evaluate(kind, vae, judge, images, labels, strength, directions, k)
-               for kind in labels_of for k in ks for strength in strengths}
+    results = {
+        (kind, k, strength): evaluate(kind, vae, judge, images, labels, strength, directions, k)
+        for kind in labels_of
+        for k in ks
+        for strength in strengths
+    }
     print("\nSweep (all target colours):")
     print("| edit                  | neighbours | strength | target colour | shape kept | both  |")
     print("|-----------------------|------------|----------|---------------|------------|-------|")
     for (kind, k, strength), rows in results.items():
         _, hit_all, kept_all, both_all, _ = rows[-1]
-        print(f"| {labels_of[kind]:<21} | {k if k else 'global':>10} | {strength:8.2f} | {hit_all:12.1%} | {kept_all:9.1%} | {both_all:5.1%} |")
+        print(
+            f"| {labels_of[kind]:<21} | {k if k else 'global':>10} | {strength:8.2f} | {hit_all:12.1%} | "
+            f"{kept_all:9.1%} | {both_all:5.1%} |"
+        )
     for k in ks:
         where = f"{k} nearest references" if k else "global directions"
-        table(f"β-VAE, --from <colour> --to <target>, {where}, strength {args.strength} ({args.vae})", results[("from_to", k, args.strength)])
+        table(
+            f"β-VAE, --from <colour> --to <target>, {where}, strength {args.strength} ({args.vae})", results[("from_to", k, args.strength)]
+        )
         table(f"β-VAE, --attribute <target>, {where}, strength {args.strength}", results[("attribute", k, args.strength)])
     if args.cvae:
         cvae = load_model(args.cvae).eval()
-        table(f"CVAE condition swap (encode with the image's class, decode with the target colour and the same shape) ({args.cvae})",
-              evaluate("cvae", cvae, judge, images, labels, args.strength))
+        table(
+            f"CVAE condition swap (encode with the image's class, decode with the target colour and the same shape) ({args.cvae})",
+            evaluate("cvae", cvae, judge, images, labels, args.strength),
+        )
     print(f"\n{time.perf_counter() - started:.0f} s on {torch.get_num_threads()} CPU threads (cores shared with other jobs)")
 
 

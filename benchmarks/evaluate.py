@@ -37,7 +37,9 @@ class RandomConvFeatures(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(3, 32, 3, 2), nn.ReLU(), nn.Conv2d(32, 64, 3, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2), nn.ReLU(), nn.Conv2d(32, 64, 3, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.num_features = 64
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,9 @@ def timed(function, repeats: int = 1) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feature_extractor", default=None, help="a TorchScript file (e.g. the fid-helper Inception adapter); default: a random conv net")
+    parser.add_argument(
+        "--feature_extractor", default=None, help="a TorchScript file (e.g. the fid-helper Inception adapter); default: a random conv net"
+    )
     parser.add_argument("--num", type=int, default=512)
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=64)
@@ -114,7 +118,10 @@ def main() -> None:
         extractor = FeatureExtractor(RandomConvFeatures().eval(), "random-conv-64 (benchmark stand-in)", "random-conv-64")
     module = extractor.module
     real_images, fake_images = images_of(0, args.num, args.image_size), gaussian_blur(images_of(1, args.num, args.image_size), 3)
-    print(f"data: built-in shapes {args.image_size}px, {args.num} real (seed 0 val) vs {args.num} other (seed 1 val, blurred); extractor {extractor.name}")
+    print(
+        f"data: built-in shapes {args.image_size}px, {args.num} real (seed 0 val) vs {args.num} other (seed 1 "
+        f"val, blurred); extractor {extractor.name}"
+    )
     print(f"torch threads: {torch.get_num_threads()} (machine shared with other jobs)")
 
     def ours() -> torch.Tensor:
@@ -148,11 +155,19 @@ def main() -> None:
     subset = min(formulas.KID_SUBSET_SIZE, len(real), len(fake))
     rows = [
         ("FID", formulas.fid(real, fake), pytorch_fid_formula(real_np, fake_np), "pytorch-fid numpy/scipy formula"),
-        ("KID", formulas.kid(real, fake, seed=0)[0], numpy_kid(real_np, fake_np, 0, formulas.KID_SUBSETS, subset), "hand-written unbiased poly MMD², same subsets"),
+        (
+            "KID",
+            formulas.kid(real, fake, seed=0)[0],
+            numpy_kid(real_np, fake_np, 0, formulas.KID_SUBSETS, subset),
+            "hand-written unbiased poly MMD², same subsets",
+        ),
     ]
     precision, recall = formulas.precision_recall(real, fake)
     brute_precision, brute_recall = brute_force_precision_recall(real_np, fake_np)
-    rows += [("precision", precision, brute_precision, "brute-force k-NN (k=3)"), ("recall", recall, brute_recall, "brute-force k-NN (k=3)")]
+    rows += [
+        ("precision", precision, brute_precision, "brute-force k-NN (k=3)"),
+        ("recall", recall, brute_recall, "brute-force k-NN (k=3)"),
+    ]
     print("\n| metric | lightning_gen | independent | relative difference | independent implementation |\n|---|---|---|---|---|")
     worst = 0.0
     for name, ours_value, theirs_value, how in rows:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.formulas import fid, kid
 from lightning_gen.models.latent_prior import LatentPrior
@@ -101,13 +101,20 @@ def main() -> None:
         samples = model.sample(args.num, generator=torch.Generator().manual_seed(args.seed), prior=prior)
         results[label] = {**judge_scores(judge, samples, classes), **distance(samples)}
     keys = list(next(iter(results.values())))
-    print(f"VAE {args.vae}, judge {args.judge}, {args.num} samples per prior; FID/KID against {len(real)} validation images "
-          f"in the judge's features ({features.name})")
+    print(
+        f"VAE {args.vae}, judge {args.judge}, {args.num} samples per prior; FID/KID against {len(real)} validation images "
+        f"in the judge's features ({features.name})"
+    )
     print("| source | " + " | ".join(key for key in keys if key not in ("of classes", "KID std")) + " (± std over subsets) |")
     print("| --- |" + " ---: |" * (len(keys) - 2))
     for label, scores in results.items():
-        cells = [f"{100 * scores[keys[0]]:.1f} %", f"{100 * scores[keys[1]]:.1f} %", f"{scores[keys[2]]:.0f} / {scores[keys[3]]:.0f}",
-                 f"{scores['FID']:.1f}", f"{scores['KID']:.1f} ± {scores['KID std']:.1f}"]
+        cells = [
+            f"{100 * scores[keys[0]]:.1f} %",
+            f"{100 * scores[keys[1]]:.1f} %",
+            f"{scores[keys[2]]:.0f} / {scores[keys[3]]:.0f}",
+            f"{scores['FID']:.1f}",
+            f"{scores['KID']:.1f} ± {scores['KID std']:.1f}",
+        ]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

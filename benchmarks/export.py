@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from lightning_gen.checkpoints import load_model  # noqa: E402
+from lightning_gen.checkpoints.loading import load_model  # noqa: E402
 from lightning_gen.commands.export import export  # noqa: E402
 
 
@@ -55,7 +55,10 @@ def main() -> None:
     print("| method | wall time (s) | images/s | speed-up |")
     print("| --- | --- | --- | --- |")
     print(f"| `sample` once per image (nothing written) | {baseline:.1f} | {count / baseline:.2f} | 1.0× |")
-    print(f"| `export`, batch {args.batch_size} (PNGs + metadata written, load and Trainer start included) | {batched:.1f} | {count / batched:.2f} | {baseline / batched:.1f}× |")
+    print(
+        f"| `export`, batch {args.batch_size} (PNGs + metadata written, load and Trainer start included) | "
+        f"{batched:.1f} | {count / batched:.2f} | {baseline / batched:.1f}× |"
+    )
 
 
 if __name__ == "__main__":

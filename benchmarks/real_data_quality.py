@@ -36,7 +36,11 @@ ADAMW_1E3 = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.001, "weig
 RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # shapes_cvae.yaml's settings: v2, concat, MSE, latent 8, β 1 with warm-up
     "cvae_baseline": ("configs/folder_cvae.yaml", {"injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"}, {}),
-    "cvae_v1_baseline": ("configs/folder_cvae.yaml", {"variant": "v1", "injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"}, {}),
+    "cvae_v1_baseline": (
+        "configs/folder_cvae.yaml",
+        {"variant": "v1", "injection": "concat", "class_loss_weight": 0.0, "reconstruction": "mse"},
+        {},
+    ),
     "cvae_film": ("configs/folder_cvae.yaml", {"class_loss_weight": 0.0}, {}),
     "cvae_aux": ("configs/folder_cvae.yaml", {"injection": "concat"}, {}),
     "cvae_mse": ("configs/folder_cvae.yaml", {"reconstruction": "mse"}, {}),  # collapsed on mnist5k
@@ -114,8 +118,14 @@ def read_curve(run: Path) -> list[dict[str, float]]:
     with (run / "metrics.csv").open() as handle:
         for row in csv.DictReader(handle):
             if row.get("val/judge_overall"):
-                rows.append({"epoch": int(row["epoch"]) + 1, "step": int(row["step"]) + 1,
-                             "seconds": float(row["time/train_seconds"]), "accuracy": float(row["val/judge_overall"])})
+                rows.append(
+                    {
+                        "epoch": int(row["epoch"]) + 1,
+                        "step": int(row["step"]) + 1,
+                        "seconds": float(row["time/train_seconds"]),
+                        "accuracy": float(row["val/judge_overall"]),
+                    }
+                )
     return rows
 
 
@@ -130,7 +140,10 @@ def run_recipe(recipe: str, root: Path, judge: Path, runs: Path, args: argparse.
     config["trainer"]["check_val_every_n_epoch"] = args.every
     config["trainer"]["callbacks"] = [
         {"class_path": "benchmarks.real_data_quality.TrainingTime"},
-        {"class_path": "lightning_gen.callbacks.judge_score.JudgeScore", "init_args": {"judge_ckpt": str(judge), "num_samples": args.samples}},
+        {
+            "class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
+            "init_args": {"judge_ckpt": str(judge), "num_samples": args.samples},
+        },
     ]
     started = time.perf_counter()
     run = fit(config, name, runs, runs / f"{name}.log")

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from lightning_gen.checkpoints import load_model  # noqa: E402
+from lightning_gen.checkpoints.loading import load_model  # noqa: E402
 from lightning_gen.data import ShapesDataModule  # noqa: E402
 from lightning_gen.models import DDPM  # noqa: E402
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -53,13 +53,27 @@ class StepTimer(pl.Callback):
 def measure(encoder_dir: Path, cache_dir: Path, use_cache: bool, steps: int, warmup: int) -> float:
     pl.seed_everything(0, verbose=False)
     data = ShapesDataModule(num_images=2000, image_size=32, batch_size=32)
-    model = DDPM(data.facts, conditioning="text", text_encoder=str(encoder_dir), max_text_length=MAX_LENGTH,
-                 text_cache_dir=str(cache_dir), unet={"block_out_channels": [32, 64, 64], "layers_per_block": 1})
+    model = DDPM(
+        data.facts,
+        conditioning="text",
+        text_encoder=str(encoder_dir),
+        max_text_length=MAX_LENGTH,
+        text_cache_dir=str(cache_dir),
+        unet={"block_out_channels": [32, 64, 64], "layers_per_block": 1},
+    )
     if not use_cache:
         model.text_cache = EncodeEveryBatch(str(encoder_dir))
     timer = StepTimer(warmup)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     trainer.fit(model, data)
     return timer.steps_per_second
 
@@ -73,8 +87,10 @@ def main() -> None:
         encoder_dir = build_tiny_t5(Path(scratch) / "t5_base_sized", shapes_captions(), d_model=768, num_layers=12, num_heads=12)
         every = measure(encoder_dir, Path(scratch) / "cache_unused", False, args.steps, args.warmup)
         cached = measure(encoder_dir, Path(scratch) / "cache", True, args.steps, args.warmup)
-    print(f"\nText DDPM (UNet 32/64/64, 32×32 shapes, batch 32), T5 base-sized encoder, {args.steps} steps "
-          f"({args.warmup} warm-up left out), torch threads {torch.get_num_threads()}\n")
+    print(
+        f"\nText DDPM (UNet 32/64/64, 32×32 shapes, batch 32), T5 base-sized encoder, {args.steps} steps "
+        f"({args.warmup} warm-up left out), torch threads {torch.get_num_threads()}\n"
+    )
     print("| captions | training steps/s |")
     print("|---|---|")
     print(f"| encoded every batch | {every:.2f} |")

@@ -97,9 +97,21 @@ class InterleavedTimer(pl.Callback):
 
 def _cli(root: Path, epochs: int, logger: str, extra: list[str] = ()) -> GenerativeCLI:
     return GenerativeCLI(
-        args=["--config", str(REPO / "configs/quickstart.yaml"), "--trainer.max_epochs", str(epochs),
-              "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-              "--trainer.enable_model_summary", "false", "--tracking.logger", logger, *extra],
+        args=[
+            "--config",
+            str(REPO / "configs/quickstart.yaml"),
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--tracking.logger",
+            logger,
+            *extra,
+        ],
         run=False,
     )
 
@@ -127,8 +139,17 @@ def bare_lightning_run(epochs: int, root: Path) -> tuple[InterleavedTimer, float
     """The same model and datamodule through a Lightning Trainer with no callbacks, logger, checkpoints or validation."""
     cli = _cli(root, epochs, "none")
     timer = _timer_for(cli)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     start = time.perf_counter()
     trainer.fit(cli.model, cli.datamodule)
     return timer, time.perf_counter() - start
@@ -159,13 +180,19 @@ def main() -> None:
         validation = [s for timer in timers for s in timer.validation_seconds]
         end_of_epoch = f"{statistics.median(validation):.2f}" if validation else "—"
         wall = min(wall for _, wall in runs[kind])
-        return (f"| {name} | {rate(fit):,.0f} | {rate(plain):,.0f} | {ratio:.3f} ({(1 - ratio) * 100:+.1f} % slower; "
-                f"runs {per_run}) | {1000 * (sum(fit) - sum(plain)) / len(fit):+.2f} | {end_of_epoch} | {wall:.1f} |")
+        return (
+            f"| {name} | {rate(fit):,.0f} | {rate(plain):,.0f} | {ratio:.3f} ({(1 - ratio) * 100:+.1f} % slower; "
+            f"runs {per_run}) | {1000 * (sum(fit) - sum(plain)) / len(fit):+.2f} | {end_of_epoch} | {wall:.1f} |"
+        )
 
-    print(f"\nVAE of configs/quickstart.yaml, 32×32 shapes, batch {batch}, {args.epochs} epochs per run (first left out), "
-          f"{args.repeats} runs of each, torch threads {torch.get_num_threads()}\n")
-    print("| loop | train images/s | plain loop images/s, interleaved | ratio | ms per step added "
-          "| validation + grids + checkpoints per epoch (s) | wall time incl. plain steps (s) |")
+    print(
+        f"\nVAE of configs/quickstart.yaml, 32×32 shapes, batch {batch}, {args.epochs} epochs per run (first left out), "
+        f"{args.repeats} runs of each, torch threads {torch.get_num_threads()}\n"
+    )
+    print(
+        "| loop | train images/s | plain loop images/s, interleaved | ratio | ms per step added "
+        "| validation + grids + checkpoints per epoch (s) | wall time incl. plain steps (s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     print(row("Lightning Trainer, no callbacks/logger/validation", "bare"))
     print(row("lightning_gen fit (EMA, grids, checkpoints, W&B offline)", "framework"))

@@ -18,36 +18,46 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch.loggers import WandbLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightning_gen.callbacks.checkpointing import checkpoint_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 from lightning_gen.callbacks.progress import progress_callbacks
-from lightning_gen.callbacks.run_end import Stop, run_end_callbacks, stop_of
 from lightning_gen.callbacks.run_state import RunState
-from lightning_gen.callbacks.weight_snapshots import WeightSnapshots
-from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
+from lightning_gen.checkpoints.callbacks import checkpoint_callbacks
+from lightning_gen.checkpoints.classes import model_class_from_checkpoint
+from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO
+from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
+from lightning_gen.checkpoints.run_end import Stop, run_end_callbacks, stop_of
+from lightning_gen.checkpoints.snapshot_callback import WeightSnapshots
 from lightning_gen.commands import COMMANDS, command_module, run_command
-from lightning_gen.config_trust import check_config_arguments
+from lightning_gen.config.settings import SETTINGS
+from lightning_gen.config.trust import check_config_arguments
+from lightning_gen.console.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
+from lightning_gen.console.quiet import quiet, take_verbose
+from lightning_gen.console.threads import LONG_COMMANDS, ThreadAdvice, advise
 from lightning_gen.errors import UserError
-from lightning_gen.models.base import CHECKPOINT_KEY, model_class_from_checkpoint
-from lightning_gen.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
-from lightning_gen.quiet import quiet, take_verbose
-from lightning_gen.run_agreement import agreed_run_location, is_deciding_rank, requeued_run
-from lightning_gen.run_dir import (
-    RunLocation, RunLock, abandon_failed_start, checked_experiment_name, experiment_of_config_file, latest_checkpoint,
-    lock_run, new_run, read_run_info, resumed_run,
+from lightning_gen.runs.agreement import agreed_run_location, is_deciding_rank, requeued_run
+from lightning_gen.runs.directory import (
+    RunLocation,
+    RunLock,
+    abandon_failed_start,
+    checked_experiment_name,
+    experiment_of_config_file,
+    latest_checkpoint,
+    lock_run,
+    new_run,
+    read_run_info,
+    resumed_run,
 )
-from lightning_gen.run_records import check_compatible, keep_earlier_config, resume_step
-from lightning_gen.settings import SETTINGS
-from lightning_gen.threads import LONG_COMMANDS, ThreadAdvice, advise
+from lightning_gen.runs.records import check_compatible, keep_earlier_config, resume_step
 from lightning_gen.tracking.loggers import make_logger
+
 
 def program_name() -> str:
     """How the user started us: ``lightning-gen`` (the console script) or ``python -m lightning_gen``."""
@@ -84,7 +94,9 @@ class GenerativeCLI(LightningCLI):
         except BaseException:
             self._release_run()
             trainer = getattr(self, "trainer", None)
-            abandon_failed_start(self.run_location, trainer.global_step if trainer is not None else 0)  # a failed start leaves no run behind
+            abandon_failed_start(
+                self.run_location, trainer.global_step if trainer is not None else 0
+            )  # a failed start leaves no run behind
             raise
         if run:
             self._release_run()
@@ -164,7 +176,9 @@ class GenerativeCLI(LightningCLI):
         if ckpt_path in (None, "best", "hpc", "registry"):
             return new_run(root, experiment)
         if not Path(ckpt_path).is_file():
-            raise UserError(f"--ckpt_path {ckpt_path} is not a file; pass a .ckpt file or 'last' to continue the newest run of '{experiment}'.")
+            raise UserError(
+                f"--ckpt_path {ckpt_path} is not a file; pass a .ckpt file or 'last' to continue the newest run of '{experiment}'."
+            )
         info = read_run_info(ckpt_path)  # a one-sentence error for a checkpoint that holds code or is truncated
         check_model_class(info, config, ckpt_path)
         if self.subcommand == "fit" and info.get("run_id"):
@@ -174,7 +188,10 @@ class GenerativeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
-            raise UserError("--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a shared one cannot run code; drop the option.")
+            raise UserError(
+                "--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a "
+                "shared one cannot run code; drop the option."
+            )
         experiment = self._experiment_name(config)
         experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / experiment
         config.tracking.name = experiment  # config.yaml records it: a run's config used as --config continues that experiment
@@ -191,7 +208,9 @@ class GenerativeCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run = self.run_location
-        tracking, checkpointing, snapshots, guard, ema, images = (config[key] for key in ("tracking", "checkpointing", "snapshots", "guard", "ema", "images"))
+        tracking, checkpointing, snapshots, guard, ema, images = (
+            config[key] for key in ("tracking", "checkpointing", "snapshots", "guard", "ema", "images")
+        )
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
@@ -205,7 +224,12 @@ class GenerativeCLI(LightningCLI):
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         configured = config.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        kwargs["callbacks"] = [*configured, *callbacks, *progress_callbacks(config.trainer.get("enable_progress_bar"), configured), ThreadAdvice()]
+        kwargs["callbacks"] = [
+            *configured,
+            *callbacks,
+            *progress_callbacks(config.trainer.get("enable_progress_bar"), configured),
+            ThreadAdvice(),
+        ]
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and Path(ckpt_path).is_file():  # before anything is written into the run directory
             check_compatible(ckpt_path, self.model, resuming=run.resume_from is not None)
@@ -217,7 +241,10 @@ class GenerativeCLI(LightningCLI):
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as error:  # Trainer(...) checking its arguments
-            raise UserError(one_sentence(str(error), prefix="the trainer settings are invalid: ")[:-1] + "; fix them in the config or with --trainer.* options.") from error
+            raise UserError(
+                one_sentence(str(error), prefix="the trainer settings are invalid: ")[:-1]
+                + "; fix them in the config or with --trainer.* options."
+            ) from error
 
     def _release_run(self) -> None:
         if self._run_lock is not None:
@@ -295,7 +322,8 @@ def print_help(program: str, file: Any = None) -> None:
                 "commands:",
                 *(f"  {name.ljust(width)}  {description}" for name, description in descriptions.items()),
                 "",
-                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} COMMAND --help` lists its options "
+                f"Every command takes --config and dotted overrides (e.g. --trainer.max_epochs 5); `{program} "
+                f"COMMAND --help` lists its options "
                 "(--help-all: those of every config group too).",
             ]
         ),
@@ -332,7 +360,10 @@ def report_stop(stop: Stop, program: str, argv: list[str]) -> None:
     if stop.last_ckpt is None:
         print(f"Stopped by {name} before any step was saved; start again with: {program} {shlex.join(args)}", file=sys.stderr)
     else:
-        print(f"Stopped by {name}; continue from {stop.last_ckpt} with: {program} {shlex.join([*args, '--ckpt_path', 'last'])}", file=sys.stderr)
+        print(
+            f"Stopped by {name}; continue from {stop.last_ckpt} with: {program} {shlex.join([*args, '--ckpt_path', 'last'])}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

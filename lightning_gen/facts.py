@@ -7,8 +7,9 @@ knows its image size and its condition vocabulary (class and attribute names).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class DataFacts:
         return facts
 
     @classmethod
-    def coerce(cls, value: "DataFacts | Mapping[str, Any] | None") -> "DataFacts":
+    def coerce(cls, value: DataFacts | Mapping[str, Any] | None) -> DataFacts:
         """Accepts the dataclass, the plain dict stored in a checkpoint, or None (defaults)."""
         if value is None:
             return cls()

@@ -9,5 +9,8 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
     (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
         || echo "scripts/test.sh: could not install chromium with apt-get; the browser test will be skipped."
 fi
+# Lint and format first: a style slip fails in seconds, not after the 10-minute suite.
+python -m ruff check .
+python -m ruff format --check .
 export WANDB_MODE=offline WANDB_SILENT=true HF_HUB_OFFLINE=1
 python -m pytest -q -p no:cacheprovider "$@"

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image
-
 from conftest import TINY_CONFIG, run_cli
+from PIL import Image
 
 TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1}
 

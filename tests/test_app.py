@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, process_env, run_cli
 from latent_checkpoints import train_tiny, write_photo
-from lightning_gen.checkpoints import load_model
+from PIL import Image
+
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.latent.mixing import to_pil
 
@@ -55,7 +55,11 @@ def app_process(checkpoint):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lightning_gen", "app", "--ckpt_path", str(checkpoint), "--port", str(port), "--references", "64"],
-        cwd=REPO, env={**process_env(), "GRADIO_ANALYTICS_ENABLED": "False"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env={**process_env(), "GRADIO_ANALYTICS_ENABLED": "False"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
@@ -127,7 +131,9 @@ def test_edit_and_sample_endpoints_equal_their_commands(server, checkpoint, phot
     assert np.abs(pixels(unchanged) - pixels(to_pil(reconstruction[0]))).max() <= 1  # strength 0 = reconstruction
     edited = client.predict(gradio_client.handle_file(str(photos[0])), "blue", 2.0, *slots[2:], None, None, api_name="/edit")
     out = tmp_path / "edit.png"
-    run_cli("edit", "--ckpt_path", checkpoint, "--image", photos[0], "--attribute", "blue", "--strengths", "2", "--references", 64, "--out", out)
+    run_cli(
+        "edit", "--ckpt_path", checkpoint, "--image", photos[0], "--attribute", "blue", "--strengths", "2", "--references", 64, "--out", out
+    )
     assert np.abs(pixels(edited) - pixels(out)[1 : 1 + SIDE, 1 + TILE : 1 + TILE + SIDE]).max() <= 1
 
     grid = client.predict(6, 3, None, "", None, api_name="/sample")
@@ -141,14 +147,21 @@ def test_bad_uploads_are_messages_not_crashes(server, photos, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     with pytest.raises(Exception, match=r"the upload notes\.txt could not be read as an image \(UnidentifiedImageError\)"):
-        client.predict(gradio_client.handle_file(str(text)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix")
+        client.predict(
+            gradio_client.handle_file(str(text)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix"
+        )
     huge = tmp_path / "huge.png"
     Image.new("1", (12000, 9000)).save(huge)  # 108 megapixels in a few kilobytes
-    with pytest.raises(Exception, match=(
-        r"the upload huge\.png is 12000×9000 pixels, more than the limit of 50,000,000; "
-        r"set the environment variable LIGHTNING_GEN_MAX_IMAGE_PIXELS=108000000 \(or more\) to decode it"
-    )):
-        client.predict(gradio_client.handle_file(str(huge)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix")
+    with pytest.raises(
+        Exception,
+        match=(
+            r"the upload huge\.png is 12000×9000 pixels, more than the limit of 50,000,000; "
+            r"set the environment variable LIGHTNING_GEN_MAX_IMAGE_PIXELS=108000000 \(or more\) to decode it"
+        ),
+    ):
+        client.predict(
+            gradio_client.handle_file(str(huge)), gradio_client.handle_file(str(photos[1])), 0.5, 8, "slerp", None, None, api_name="/mix"
+        )
     # The server is still up and answering.
     blended, _ = client.predict(*[gradio_client.handle_file(str(p)) for p in photos], 0.5, 8, "slerp", None, None, api_name="/mix")
     assert pixels(blended).shape == (SIDE, SIDE, 3)
@@ -162,19 +175,38 @@ def test_api_parameters_are_named_like_the_command_options_with_their_defaults(s
         return [(p["parameter_name"], p["parameter_has_default"], p["parameter_default"]) for p in api[endpoint]["parameters"]]
 
     assert signature("/mix") == [
-        ("image_a", False, None), ("image_b", False, None), ("ratio", True, 0.5), ("steps", True, 8), ("mode", True, "slerp"),
-        ("condition", True, None), ("inversion_steps", True, None),
+        ("image_a", False, None),
+        ("image_b", False, None),
+        ("ratio", True, 0.5),
+        ("steps", True, 8),
+        ("mode", True, "slerp"),
+        ("condition", True, None),
+        ("inversion_steps", True, None),
     ]
-    assert signature("/sample") == [("num", True, 16), ("seed", True, 0), ("condition", True, None), ("prompt", True, None), ("steps", True, None)]
-    slots = [(f"{kind}_{slot}", True, "red" if (kind, slot) == ("attribute", 1) else None if kind == "attribute" else 0.0)
-             for slot in range(1, 5) for kind in ("attribute", "strength")]
+    assert signature("/sample") == [
+        ("num", True, 16),
+        ("seed", True, 0),
+        ("condition", True, None),
+        ("prompt", True, None),
+        ("steps", True, None),
+    ]
+    slots = [
+        (f"{kind}_{slot}", True, "red" if (kind, slot) == ("attribute", 1) else None if kind == "attribute" else 0.0)
+        for slot in range(1, 5)
+        for kind in ("attribute", "strength")
+    ]
     assert signature("/edit") == [("image", False, None), *slots, ("image_condition", True, None), ("condition", True, None)]
     # A VAE takes no condition: the API says so instead of offering an empty Literal[].
     described = client.view_api(print_info=False, return_format="str")
-    assert "Literal[]" not in described and "condition: str | None (not required, defaults to:   None)  (this checkpoint takes none" in described
+    assert (
+        "Literal[]" not in described
+        and "condition: str | None (not required, defaults to:   None)  (this checkpoint takes none" in described
+    )
 
     # Only the images: the rest are the commands' defaults (8 steps, slerp; the slider starts at the strip's middle).
-    blended, strip = client.predict(image_a=gradio_client.handle_file(str(photos[0])), image_b=gradio_client.handle_file(str(photos[1])), api_name="/mix")
+    blended, strip = client.predict(
+        image_a=gradio_client.handle_file(str(photos[0])), image_b=gradio_client.handle_file(str(photos[1])), api_name="/mix"
+    )
     assert np.abs(pixels(blended) - mix_strip_tiles(checkpoint, photos, tmp_path)[1 + 10]).max() <= 1
     assert pixels(strip).shape == (TILE + 1, (8 + 2) * TILE + 1, 3)
     grid = client.predict(api_name="/sample")
@@ -270,7 +302,8 @@ def test_in_a_real_browser(server, checkpoint, photos, tmp_path):
         page.mouse.click(box["x"] + 0.25 * box["width"], box["y"] + box["height"] / 2)
         page.wait_for_function(
             "source => { const img = document.querySelector('#mix_result img'); return img && img.src !== source; }",
-            arg=first_source, timeout=120_000,
+            arg=first_source,
+            timeout=120_000,
         )
         ratio = float(page.locator("#mix_ratio input[type=number]").input_value())
         assert 0.1 <= ratio <= 0.4

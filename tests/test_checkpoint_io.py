@@ -16,10 +16,10 @@ import pytest
 import torch
 from conftest import REPO, process_env, run_cli
 
-from lightning_gen.callbacks.checkpointing import monitor_mode
-from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO, atomic_torch_save
+from lightning_gen.checkpoints.callbacks import monitor_mode
+from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO, atomic_torch_save
 from lightning_gen.errors import UserError
-from lightning_gen.run_dir import latest_checkpoint
+from lightning_gen.runs.directory import latest_checkpoint
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -31,7 +31,9 @@ def test_save_writes_a_temporary_file_in_the_destination_directory_then_renames_
     target = tmp_path / "run" / "last.ckpt"
     renames = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda source, destination: (renames.append((Path(source), Path(destination))), real_replace(source, destination)))
+    monkeypatch.setattr(
+        os, "replace", lambda source, destination: (renames.append((Path(source), Path(destination))), real_replace(source, destination))
+    )
     checkpoint = {"state_dict": {"w": torch.arange(6.0)}, "global_step": 3}
     AtomicStreamingCheckpointIO().save_checkpoint(checkpoint, target)
     [(source, destination)] = renames
@@ -86,7 +88,7 @@ PEAK_PROBE = """
     import json, torch
     from pathlib import Path
     from lightning.pytorch.plugins.io import TorchCheckpointIO
-    from lightning_gen.checkpoint_io import AtomicStreamingCheckpointIO
+    from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO
 
     def kib(field):
         return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
@@ -147,7 +149,9 @@ def test_a_checkpoint_copied_out_of_its_run_resumes_into_its_own_run_directory(t
     copy = elsewhere / "tiny-last.ckpt"
     shutil.copy(run / "checkpoints/last.ckpt", copy)
 
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "3", "--ckpt_path", copy)
+    run_cli(
+        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "3", "--ckpt_path", copy
+    )
     assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["shared"]  # nothing written into the grandparent
     assert sorted(p.name for p in elsewhere.iterdir()) == ["tiny-last.ckpt"]
     assert torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 15
@@ -161,16 +165,37 @@ def test_a_checkpoint_copied_out_of_its_run_resumes_into_its_own_run_directory(t
 
 
 # -- best-k -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("monitor", "mode"), [("val/psnr", "max"), ("val/ssim", "max"), ("val/class_accuracy", "max"),
-                                               ("val/judge_overall", "max"), ("val/loss", "min"), ("val/fid", "min"), ("val/kid_mean", "min")])
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [
+        ("val/psnr", "max"),
+        ("val/ssim", "max"),
+        ("val/class_accuracy", "max"),
+        ("val/judge_overall", "max"),
+        ("val/loss", "min"),
+        ("val/fid", "min"),
+        ("val/kid_mean", "min"),
+    ],
+)
 def test_monitor_direction(monitor, mode):
     assert monitor_mode(monitor) == mode
     assert monitor_mode(monitor, "min") == "min"
 
 
 def test_best_k_by_psnr_keeps_the_highest(tiny_config, tmp_path, one_torch_thread):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_epochs", "4",
-            "--checkpointing.monitor", "val/psnr", "--checkpointing.save_top_k", "2")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.max_epochs",
+        "4",
+        "--checkpointing.monitor",
+        "val/psnr",
+        "--checkpointing.save_top_k",
+        "2",
+    )
     checkpoints = tmp_path / "tiny/version_0/checkpoints"
     state = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     [best_state] = [value for key, value in state["callbacks"].items() if "val/psnr" in key]

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY_CONFIG, process_env, run_cli, run_process
+
 from lightning_gen.cli import TRAINER_COMMANDS
 from lightning_gen.commands import COMMANDS, command_module
 
@@ -121,8 +121,12 @@ def test_judge_score_is_importable_where_the_readme_names_it(tiny_config, capsys
 
 def test_an_abbreviated_option_is_refused_with_the_full_name_not_taken_for_it(tiny_config, tmp_path, capsys):
     """argparse's prefix matching would read --trainer.max_epoch 3 as --trainer.max_epochs 3 without a word."""
-    code, err = in_process(capsys, "fit", "--config", tiny_config, "--trainer.max_epoch", "3", "--trainer.default_root_dir", tmp_path / "runs")
-    assert code == 2 and "\n" not in err and err.startswith("error: --trainer.max_epoch is not an option; did you mean --trainer.max_epochs"), err
+    code, err = in_process(
+        capsys, "fit", "--config", tiny_config, "--trainer.max_epoch", "3", "--trainer.default_root_dir", tmp_path / "runs"
+    )
+    assert (
+        code == 2 and "\n" not in err and err.startswith("error: --trainer.max_epoch is not an option; did you mean --trainer.max_epochs")
+    ), err
     assert not (tmp_path / "runs").exists()
 
 
@@ -140,4 +144,7 @@ def test_a_negative_list_value_parses_without_an_equals_sign(tiny_config, capsys
 def test_a_text_value_that_starts_with_a_minus_says_to_write_it_with_equals(tiny_config, capsys):
     code, err = in_process(capsys, "fit", "--config", tiny_config, "--tracking.name", "-run", "--print_config")
     assert code == 2 and "\n" not in err
-    assert err == "error: --tracking.name needs a value and -run was read as an option; write --tracking.name=-run (with =) for a value that starts with '-'."
+    assert (
+        err == "error: --tracking.name needs a value and -run was read as an option; write --tracking.name=-run "
+        "(with =) for a value that starts with '-'."
+    )

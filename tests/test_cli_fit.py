@@ -39,15 +39,32 @@ def test_checkpoint_holds_ema_and_raw_weights_and_the_vocabulary(tiny_config, tm
 
 
 def test_ema_switched_off_leaves_no_averaged_state(tiny_config, tmp_path):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--ema.enabled", "false", "--trainer.max_epochs", "1")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--ema.enabled",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+    )
     checkpoint = torch.load(only_run(tmp_path / "runs") / "checkpoints" / "last.ckpt", weights_only=False)
     assert "current_model_state" not in checkpoint
 
 
 def test_periodic_checkpoints_keep_the_newest(tiny_config, tmp_path):
     run_cli(
-        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs",
-        "--checkpointing.every_n_steps", "2", "--checkpointing.keep_periodic", "3",
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--checkpointing.every_n_steps",
+        "2",
+        "--checkpointing.keep_periodic",
+        "3",
     )
     periodic = sorted(p.name for p in (only_run(tmp_path / "runs") / "checkpoints").glob("periodic-*"))
     assert periodic == ["periodic-step0000006.ckpt", "periodic-step0000008.ckpt", "periodic-step0000010.ckpt"]
@@ -60,7 +77,17 @@ def test_each_new_fit_gets_a_new_version(tiny_config, tmp_path):
 
 
 def test_experiment_name_overrides_the_config_stem(tiny_config, tmp_path):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1", "--tracking.name", "sweep_a")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--tracking.name",
+        "sweep_a",
+    )
     assert (tmp_path / "runs" / "sweep_a" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -69,7 +96,17 @@ def test_wandb_offline_run_lives_in_the_run_directory_with_the_config(tiny_confi
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no credentials, so offline
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1", "--tracking.logger", "wandb")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--tracking.logger",
+        "wandb",
+    )
     run = only_run(tmp_path / "runs")
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
@@ -84,12 +121,32 @@ def test_wandb_offline_run_lives_in_the_run_directory_with_the_config(tiny_confi
 
 
 def test_tensorboard_is_an_alternative_logger(tiny_config, tmp_path):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1", "--tracking.logger", "tensorboard")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--tracking.logger",
+        "tensorboard",
+    )
     assert list(only_run(tmp_path / "runs").glob("events.out.tfevents.*"))
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny_config, tmp_path):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.precision",
+        "bf16-mixed",
+    )
     metrics = list(csv.DictReader((only_run(tmp_path / "runs") / "metrics.csv").open()))
     losses = [float(row["val/loss"]) for row in metrics if row.get("val/loss")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))

@@ -37,7 +37,10 @@ def test_stats_takes_a_full_fit_config_and_a_dotted_data_override(tmp_path, caps
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "6 images" in out and "classes (2):" in out
-    assert [line.split()[:2] for line in out.splitlines() if line.strip().startswith(("black", "white"))] == [["black", "6"], ["white", "0"]]
+    assert [line.split()[:2] for line in out.splitlines() if line.strip().startswith(("black", "white"))] == [
+        ["black", "6"],
+        ["white", "0"],
+    ]
 
 
 def test_a_run_config_yaml_is_accepted_by_sample_and_names_its_run(tmp_path, monkeypatch):
@@ -62,9 +65,13 @@ def test_a_command_without_a_dataset_says_how_to_give_one():
 
 
 def test_a_value_that_starts_with_a_minus_is_joined_to_its_option():
-    from lightning_gen.option_errors import join_dash_values
+    from lightning_gen.console.option_errors import join_dash_values
 
-    assert join_dash_values(["--strengths", "-1,0,1", "--seed", "-3", "--x", "-.5,-2e-3"]) == ["--strengths=-1,0,1", "--seed=-3", "--x=-.5,-2e-3"]
+    assert join_dash_values(["--strengths", "-1,0,1", "--seed", "-3", "--x", "-.5,-2e-3"]) == [
+        "--strengths=-1,0,1",
+        "--seed=-3",
+        "--x=-.5,-2e-3",
+    ]
     # Options, option-like text and values already joined stay as typed.
     unchanged = ["--ckpt_path", "-c", "x.yaml", "--strengths=-1,0", "--name", "-abc", "--", "-1", "-x", "-1"]
     assert join_dash_values(unchanged) == unchanged
@@ -78,7 +85,7 @@ def test_edit_takes_negative_strengths_without_an_equals_sign():
 
 
 def test_no_parser_of_the_cli_expands_an_abbreviated_option():
-    from lightning_gen.option_errors import ParseFailure
+    from lightning_gen.console.option_errors import ParseFailure
 
     for name in COMMANDS:
         parser = command_parser(name, command_module(name))

@@ -31,8 +31,12 @@ def make_run(root: Path, experiment: str, kl_weight: float, group: str, image_si
     torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
     data = json.loads(json.dumps(DATA))
     data["init_args"]["image_size"] = image_size
-    config = {"model": {"class_path": "lightning_gen.models.VAE", "init_args": {"channels": [8, 16], "latent_dim": 4, "kl_weight": kl_weight}},
-              "data": data, "tracking": {"group": group, "name": experiment, "logger": "csv"}, "trainer": {"default_root_dir": str(root)}}  # fmt: skip
+    config = {
+        "model": {"class_path": "lightning_gen.models.VAE", "init_args": {"channels": [8, 16], "latent_dim": 4, "kl_weight": kl_weight}},
+        "data": data,
+        "tracking": {"group": group, "name": experiment, "logger": "csv"},
+        "trainer": {"default_root_dir": str(root)},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     return run
 

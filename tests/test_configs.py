@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import REPO, run_cli, run_process
+from PIL import Image
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -28,10 +27,25 @@ def write_cat_faces(root: Path, count: int = 12) -> None:
 def test_cats_beta0005_trains_on_the_real_layout(tmp_path):
     write_cat_faces(tmp_path / "cats")
     run_cli(
-        "fit", "--config", REPO / "configs/cats_beta0005.yaml",
-        "--data.root", tmp_path / "cats", "--data.init_args.batch_size", "4", "--data.init_args.cache_dir", tmp_path / "cache",
-        "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false", "--tracking.logger", "csv",
+        "fit",
+        "--config",
+        REPO / "configs/cats_beta0005.yaml",
+        "--data.root",
+        tmp_path / "cats",
+        "--data.init_args.batch_size",
+        "4",
+        "--data.init_args.cache_dir",
+        tmp_path / "cache",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--tracking.logger",
+        "csv",
     )
     assert (tmp_path / "runs/cats_beta0005/version_0/checkpoints/last.ckpt").is_file()
 
@@ -39,8 +53,15 @@ def test_cats_beta0005_trains_on_the_real_layout(tmp_path):
 def test_missing_data_root_is_one_clear_sentence(tmp_path):
     missing = tmp_path / "no_cats_here"
     result = run_process(
-        "fit", "--config", "configs/cats_beta0005.yaml", "--data.root", missing,
-        "--trainer.default_root_dir", tmp_path / "runs", "--tracking.logger", "csv",
+        "fit",
+        "--config",
+        "configs/cats_beta0005.yaml",
+        "--data.root",
+        missing,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--tracking.logger",
+        "csv",
     )
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
@@ -51,8 +72,15 @@ def test_missing_data_root_is_one_clear_sentence(tmp_path):
 
 def test_a_bad_value_found_while_building_the_model_is_one_sentence(tmp_path):
     result = run_process(
-        "fit", "--config", "configs/quickstart.yaml", "--data.init_args.image_size", "20",
-        "--trainer.default_root_dir", tmp_path / "runs", "--tracking.logger", "csv",
+        "fit",
+        "--config",
+        "configs/quickstart.yaml",
+        "--data.init_args.image_size",
+        "20",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--tracking.logger",
+        "csv",
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: model.channels has 3 stride-2 levels but the image size 20")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from torchvision.utils import make_grid
 from conftest import TINY_CONFIG, run_cli
 from PIL import Image
+from torchvision.utils import make_grid
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts

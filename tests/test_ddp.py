@@ -16,10 +16,10 @@ import yaml
 from conftest import REPO, TINY_CONFIG, process_env, save_checkpoint
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule
-from lightning_gen.run_agreement import ENV_KEY, agreed_run_location
-from lightning_gen.run_dir import RunLocation
+from lightning_gen.runs.agreement import ENV_KEY, agreed_run_location
+from lightning_gen.runs.directory import RunLocation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,7 +44,9 @@ def launch(*args: object, cwd: Path, torchrun: bool = False, timeout: float = 30
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
     env["OMP_NUM_THREADS"] = "1"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]
-    result = subprocess.run([*launcher, "-m", "lightning_gen", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [*launcher, "-m", "lightning_gen", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -146,8 +148,12 @@ def test_two_process_fit_of_each_model(kind, tmp_path, request):
     config = ddp_config(tmp_path, kind, model)
     if kind == "ddpm_class":  # a sampling callback: each rank samples its share, every rank logs the same score
         settings = yaml.safe_load(config.read_text())
-        settings["trainer"]["callbacks"].append({"class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
-                                                 "init_args": {"judge_ckpt": str(request.getfixturevalue("judge_ckpt")), "num_samples": 5}})
+        settings["trainer"]["callbacks"].append(
+            {
+                "class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
+                "init_args": {"judge_ckpt": str(request.getfixturevalue("judge_ckpt")), "num_samples": 5},
+            }
+        )
         config.write_text(yaml.safe_dump(settings))
     launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs", cwd=tmp_path)
     run = assert_one_run(tmp_path / "runs", kind)
@@ -176,7 +182,9 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path):
     launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "straight", *every, cwd=tmp_path)
     kill = '{"class_path": "conftest.KillAtStep", "init_args": {"step": 3}}'
     with pytest.raises(AssertionError, match="killed at step 3"):
-        launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.callbacks+", kill, *every, cwd=tmp_path)
+        launch(
+            "fit", "--config", config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.callbacks+", kill, *every, cwd=tmp_path
+        )
     assert torch.load(tmp_path / "split/resume/version_0/checkpoints/last.ckpt", weights_only=False)["global_step"] == 3
     launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "split", "--ckpt_path", "last", *every, cwd=tmp_path)
     assert_one_run(tmp_path / "split", "resume")
@@ -207,8 +215,19 @@ def never() -> tuple[RunLocation, str | None]:
 
 
 def clear_launch_env(monkeypatch) -> None:
-    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID",
-                "TORCHELASTIC_USE_AGENT_STORE", "MASTER_ADDR", "MASTER_PORT", ENV_KEY):
+    for key in (
+        "RANK",
+        "LOCAL_RANK",
+        "NODE_RANK",
+        "GROUP_RANK",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "SLURM_JOB_ID",
+        "TORCHELASTIC_USE_AGENT_STORE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        ENV_KEY,
+    ):
         monkeypatch.delenv(key, raising=False)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_cli
 from PIL import Image
 
-from conftest import REPO, run_cli
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
 IMAGE_SIZE = 16

@@ -53,7 +53,9 @@ def test_one_seed_gives_the_three_rows_tested_on_real_validation_images(config, 
         runs = list(csv.DictReader(handle))
     # 240 images, 10 % validation: 216 training, half of them drawn; 24 real validation images test every classifier.
     assert [(row["training_data"], row["real_images"], row["synthetic_images"], row["test_images"]) for row in runs] == [
-        (SYNTHETIC, "0", "48", "24"), (REAL, "108", "0", "24"), (MIXED, "108", "48", "24"),
+        (SYNTHETIC, "0", "48", "24"),
+        (REAL, "108", "0", "24"),
+        (MIXED, "108", "48", "24"),
     ]
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in runs)
     table = (out / "summary.md").read_text()
@@ -91,11 +93,15 @@ def test_real_subsets_are_seeded_and_sized():
 
 
 def test_summary_means_spreads_and_paired_gain_by_hand():
-    rows = [{"training_data": SYNTHETIC, "real_fraction": None, "seed": s, "real_images": 0, "synthetic_images": 50, "accuracy": a}
-            for s, a in enumerate((0.5, 0.7))]
+    rows = [
+        {"training_data": SYNTHETIC, "real_fraction": None, "seed": s, "real_images": 0, "synthetic_images": 50, "accuracy": a}
+        for s, a in enumerate((0.5, 0.7))
+    ]
     for seed, (real, mixed) in enumerate(((0.60, 0.70), (0.64, 0.76))):
         rows.append({"training_data": REAL, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 0, "accuracy": real})
-        rows.append({"training_data": MIXED, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 50, "accuracy": mixed})
+        rows.append(
+            {"training_data": MIXED, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 50, "accuracy": mixed}
+        )
     summary = {row["training_data"]: row for row in summarise(rows, [0.1])}
     # real: mean 0.62, sample std sqrt(2 * 0.02²) = 0.02828; mixed: 0.73, 0.04243; gains 0.10, 0.12 → 0.11 ± 0.01414.
     assert summary[REAL]["mean"] == pytest.approx(0.62) and summary[REAL]["std"] == pytest.approx(0.028284, abs=1e-6)
@@ -112,7 +118,9 @@ def test_no_clear_effect_when_the_gain_is_within_the_spread():
     rows = []
     for seed, (real, mixed) in enumerate(((0.60, 0.58), (0.70, 0.74))):
         rows.append({"training_data": REAL, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 0, "accuracy": real})
-        rows.append({"training_data": MIXED, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 5, "accuracy": mixed})
+        rows.append(
+            {"training_data": MIXED, "real_fraction": 0.1, "seed": seed, "real_images": 10, "synthetic_images": 5, "accuracy": mixed}
+        )
     gain = {row["training_data"]: row for row in summarise(rows, [0.1])}["gain (paired)"]
     assert gain["mean"] == pytest.approx(0.01) and gain["verdict"].startswith("no clear effect")
 
@@ -135,7 +143,8 @@ def test_resnet18_classifier_learns_which_channel_is_lit():
     network = small_image_resnet18(num_classes=2)
     assert network.conv1.stride == (1, 1) and isinstance(network.maxpool, torch.nn.Identity)
     assert network(torch.zeros(2, 3, 16, 16)).shape == (2, 2)
-    setup = ClassifierSetup("resnet18", ("red", "blue"), image_size=16, batch_size=16,
-                            trainer_options={"accelerator": "cpu", "max_steps": 15, "max_epochs": -1})
+    setup = ClassifierSetup(
+        "resnet18", ("red", "blue"), image_size=16, batch_size=16, trainer_options={"accelerator": "cpu", "max_steps": 15, "max_epochs": -1}
+    )
     accuracy = train_and_test(TensorImages(*images(64, 0)), TensorImages(*images(32, 1)), setup, seed=0)
     assert accuracy == 1.0

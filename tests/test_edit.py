@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import TINY_CONFIG, run_cli, run_process
 from latent_checkpoints import cvae, train_tiny, write_photo
-from lightning_gen.checkpoints import load_model
+from PIL import Image
+from test_awa2 import write_awa2
+from test_celeba import write_celeba
+
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
@@ -22,8 +24,6 @@ from lightning_gen.latent.directions import Directions, require_attributes
 from lightning_gen.latent.editing import edit_offset, slider_edit
 from lightning_gen.latent.mixing import to_pil
 from lightning_gen.models import VAE
-from test_awa2 import write_awa2
-from test_celeba import write_celeba
 
 SIDE = 16
 TILE = SIDE + 1
@@ -40,10 +40,22 @@ def runs(tmp_path_factory, one_torch_thread) -> dict[str, Path]:
     return {
         "vae": train_tiny(root, "vae"),
         "cvae": train_tiny(root, "cvae", model=cvae("class")),
-        "celeba": train_tiny(root, "celeba", data={"class_path": "lightning_gen.data.CelebADataModule", "init_args": {
-            "root": str(celeba), "image_size": SIDE, "batch_size": 4, "cache_dir": cache}}),
-        "awa2": train_tiny(root, "awa2", data={"class_path": "lightning_gen.data.AwA2DataModule", "init_args": {
-            "root": str(awa2), "image_size": SIDE, "batch_size": 4, "val_fraction": 0.25, "cache_dir": cache}}),
+        "celeba": train_tiny(
+            root,
+            "celeba",
+            data={
+                "class_path": "lightning_gen.data.CelebADataModule",
+                "init_args": {"root": str(celeba), "image_size": SIDE, "batch_size": 4, "cache_dir": cache},
+            },
+        ),
+        "awa2": train_tiny(
+            root,
+            "awa2",
+            data={
+                "class_path": "lightning_gen.data.AwA2DataModule",
+                "init_args": {"root": str(awa2), "image_size": SIDE, "batch_size": 4, "val_fraction": 0.25, "cache_dir": cache},
+            },
+        ),
     }
 
 
@@ -79,8 +91,22 @@ def hand_direction(model, attribute: str, references: int) -> torch.Tensor:
 
 def test_strip_moves_along_the_hand_computed_direction(runs, photo, tmp_path):
     out = tmp_path / "edit.png"
-    run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--attribute", "blue", "--strengths=-1,0,2",
-            "--references", REFERENCES, "--neighbours", 0, "--out", out)
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        runs["vae"],
+        "--image",
+        photo,
+        "--attribute",
+        "blue",
+        "--strengths=-1,0,2",
+        "--references",
+        REFERENCES,
+        "--neighbours",
+        0,
+        "--out",
+        out,
+    )
     shown = tiles(out, 4)
     model = load_model(runs["vae"])
     image = load_user_image(photo, model.data_facts)
@@ -128,8 +154,25 @@ def hand_local_offset(model, z: torch.Tensor, towards: str, away: str | None, k:
 def test_local_directions_are_the_hand_computed_neighbour_differences(runs, photo, tmp_path):
     # Strength 40 makes the small offsets of a tiny model visible in pixels, so global and local edits differ.
     out = tmp_path / "local.png"
-    run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--from", "red", "--to", "blue", "--strengths", "40",
-            "--references", REFERENCES, "--neighbours", 5, "--out", out)
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        runs["vae"],
+        "--image",
+        photo,
+        "--from",
+        "red",
+        "--to",
+        "blue",
+        "--strengths",
+        "40",
+        "--references",
+        REFERENCES,
+        "--neighbours",
+        5,
+        "--out",
+        out,
+    )
     model = load_model(runs["vae"])
     image = load_user_image(photo, model.data_facts)
     with torch.no_grad():
@@ -173,7 +216,21 @@ def test_directions_are_cached_per_checkpoint(runs, photo, tmp_path, monkeypatch
         raise AssertionError("the cached directions should have been used")
 
     monkeypatch.setattr(directions_module, "compute_directions", must_not_encode)
-    run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--from", "red", "--to", "green", "--references", 32, "--out", tmp_path / "b.png")
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        runs["vae"],
+        "--image",
+        photo,
+        "--from",
+        "red",
+        "--to",
+        "green",
+        "--references",
+        32,
+        "--out",
+        tmp_path / "b.png",
+    )
     # Another number of references is another cache entry: it must encode again.
     with pytest.raises(AssertionError, match="cached directions"):
         run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--attribute", "red", "--references", 33, "--out", tmp_path / "c.png")
@@ -181,8 +238,25 @@ def test_directions_are_cached_per_checkpoint(runs, photo, tmp_path, monkeypatch
 
 def test_from_to_is_the_difference_of_two_directions(runs, photo, tmp_path):
     out = tmp_path / "swap.png"
-    run_cli("edit", "--ckpt_path", runs["vae"], "--image", photo, "--from", "red", "--to", "cyan", "--strengths", "1",
-            "--references", REFERENCES, "--neighbours", 0, "--out", out)
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        runs["vae"],
+        "--image",
+        photo,
+        "--from",
+        "red",
+        "--to",
+        "cyan",
+        "--strengths",
+        "1",
+        "--references",
+        REFERENCES,
+        "--neighbours",
+        0,
+        "--out",
+        out,
+    )
     model = load_model(runs["vae"])
     image = load_user_image(photo, model.data_facts)
     direction = hand_direction(model, "cyan", REFERENCES) - hand_direction(model, "red", REFERENCES)
@@ -193,8 +267,25 @@ def test_from_to_is_the_difference_of_two_directions(runs, photo, tmp_path):
 
 def test_cvae_swaps_the_condition(runs, photo, tmp_path):
     out = tmp_path / "cvae.png"
-    run_cli("edit", "--ckpt_path", runs["cvae"], "--image", photo, "--attribute", "red", "--strengths", "0",
-            "--image_condition", "red circle", "--condition", "blue square", "--references", 32, "--out", out)
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        runs["cvae"],
+        "--image",
+        photo,
+        "--attribute",
+        "red",
+        "--strengths",
+        "0",
+        "--image_condition",
+        "red circle",
+        "--condition",
+        "blue square",
+        "--references",
+        32,
+        "--out",
+        out,
+    )
     model = load_model(runs["cvae"])
     image = load_user_image(photo, model.data_facts)
     red, blue = (model.condition_from_names([name], 1) for name in ("red circle", "blue square"))

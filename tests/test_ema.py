@@ -63,6 +63,15 @@ def test_the_per_step_update_matches_averaged_model_update_parameters():
 def test_a_batchnorm_vae_trains_with_ema_through_the_cli(tiny_config, tmp_path):
     from conftest import run_cli
 
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "1",
-            "--model.init_args.batchnorm", "true")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1",
+        "--model.init_args.batchnorm",
+        "true",
+    )
     assert (tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt").is_file()

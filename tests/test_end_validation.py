@@ -75,16 +75,38 @@ def fake_clock(monkeypatch):
 
 
 def test_a_max_time_stop_validates_and_draws_grids_at_its_last_step(tiny_config, tmp_path, one_torch_thread, fake_clock):
-    run = fit(tiny_config, tmp_path / "runs", "--trainer.max_epochs", "1000", "--trainer.max_time", "00:00:04:00",
-              "--trainer.callbacks+", "test_end_validation.OneMinutePerStep", "--images.every_n_minutes", "0", *NO_SCHEDULED_VALIDATION)  # fmt: skip
+    run = fit(
+        tiny_config,
+        tmp_path / "runs",
+        "--trainer.max_epochs",
+        "1000",
+        "--trainer.max_time",
+        "00:00:04:00",
+        "--trainer.callbacks+",
+        "test_end_validation.OneMinutePerStep",
+        "--images.every_n_minutes",
+        "0",
+        *NO_SCHEDULED_VALIDATION,
+    )
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
     assert validation_steps(run) == [4]
     assert len(val_rows(run)) == 1
 
 
 def test_every_n_minutes_validates_mid_epoch_and_the_end_adds_its_own(tiny_config, tmp_path, one_torch_thread, fake_clock):
-    run = fit(tiny_config, tmp_path / "runs", "--trainer.max_steps", "8", "--trainer.max_epochs", "-1", "--images.every_n_minutes", "3",
-              "--trainer.callbacks+", "test_end_validation.OneMinutePerStep", *NO_SCHEDULED_VALIDATION)  # fmt: skip
+    run = fit(
+        tiny_config,
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "8",
+        "--trainer.max_epochs",
+        "-1",
+        "--images.every_n_minutes",
+        "3",
+        "--trainer.callbacks+",
+        "test_end_validation.OneMinutePerStep",
+        *NO_SCHEDULED_VALIDATION,
+    )
     assert validation_steps(run) == [3, 6, 8]
     assert len(val_rows(run)) == 3
 
@@ -96,8 +118,17 @@ def test_a_step_that_validates_anyway_validates_once(tiny_config, tmp_path, one_
 
 
 def test_validate_at_end_can_be_switched_off(tiny_config, tmp_path, one_torch_thread):
-    run = fit(tiny_config, tmp_path / "runs", "--trainer.max_steps", "7", "--trainer.max_epochs", "-1", "--images.validate_at_end", "false",
-              *NO_SCHEDULED_VALIDATION)  # fmt: skip
+    run = fit(
+        tiny_config,
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "7",
+        "--trainer.max_epochs",
+        "-1",
+        "--images.validate_at_end",
+        "false",
+        *NO_SCHEDULED_VALIDATION,
+    )
     assert validation_steps(run) == [] and val_rows(run) == []
 
 
@@ -122,7 +153,9 @@ def test_a_run_resumed_after_its_final_validation_equals_an_uninterrupted_one(ti
     assert stopped["global_step"] == 7 and stopped["callbacks"]["ValidationTrigger"] == {"validating_step": 7}
     # It holds the random streams of the step's end, as if nothing had validated (validation draws from them).
     unvalidated = fit(tiny_config, tmp_path / "unvalidated", "--trainer.max_steps", "7", "--images.validate_at_end", "false", *limits)
-    rng, expected_rng = (torch.load(run / "checkpoints/last.ckpt", weights_only=True)["lightning_gen"]["rng"] for run in (split, unvalidated))
+    rng, expected_rng = (
+        torch.load(run / "checkpoints/last.ckpt", weights_only=True)["lightning_gen"]["rng"] for run in (split, unvalidated)
+    )
     assert torch.equal(rng["torch"], expected_rng["torch"]) and torch.equal(rng["numpy"]["keys"], expected_rng["numpy"]["keys"])
     assert rng["python"] == expected_rng["python"]
     fit(tiny_config, tmp_path / "split", "--trainer.max_steps", "10", "--ckpt_path", "last", *limits)

@@ -92,7 +92,9 @@ def test_folder_mode_scores_equal_the_formulas_on_the_extractor_features(tmp_pat
     run_cli("evaluate", "--images", generated_dir, "--reference", real_dir, *common, "--out", out)
     scores = {row["metric"]: row for row in json.loads(out.read_text())["scores"]}
     extractor = torch.jit.load(str(torchscript_extractor))
-    reloaded = [torch.stack([read_image(str(path)) for path in sorted(folder.glob("*.png"))]).float() / 255 for folder in (real_dir, generated_dir)]
+    reloaded = [
+        torch.stack([read_image(str(path)) for path in sorted(folder.glob("*.png"))]).float() / 255 for folder in (real_dir, generated_dir)
+    ]
     with torch.no_grad():
         real_features, fake_features = (extractor(images).double() for images in reloaded)
     fid = scores["fid"]
@@ -125,11 +127,18 @@ def test_vae_checkpoint_scores_and_the_real_feature_cache(vae_run, tmp_path, cap
     assert len(list((tmp_path / "samples").glob("*.png"))) == 24
 
     by_key = {f"{row['metric']}/{row['subject']}": row for row in first_scores}
-    assert {"fid/samples", "kid/samples", "precision/samples", "fid/reconstructions", "psnr_mean/reconstructions", "ssim_p50/reconstructions"} <= set(by_key)
+    assert {
+        "fid/samples",
+        "kid/samples",
+        "precision/samples",
+        "fid/reconstructions",
+        "psnr_mean/reconstructions",
+        "ssim_p50/reconstructions",
+    } <= set(by_key)
     assert by_key["fid/samples"]["seed"] == 0 and by_key["fid/samples"]["generated"] == 24 and by_key["fid/samples"]["real"] == val_images
     assert by_key["fid/samples"]["data"] == "ShapesDataModule val" and by_key["fid/samples"]["extractor"] == f"class:{extractor}"
     # PSNR per image by hand: 10 log10(1 / MSE) over the validation split.
-    from lightning_gen.checkpoints import load_model
+    from lightning_gen.checkpoints.loading import load_model
     from lightning_gen.metrics.datamodules import datamodule_from_config
 
     model, datamodule = load_model(vae_run), datamodule_from_config(DATA, "test")

@@ -54,8 +54,21 @@ def test_layout_and_metadata_read_back_by_torchvision_and_datasets(checkpoints, 
     from torchvision.datasets import ImageFolder
 
     out = tmp_path / "synthetic"
-    run_cli("export", "--ckpt_path", checkpoints["ddpm"], "--per_class", "2", "--out", out, "--batch_size", "16",
-            "--prompt_template", "a photo of a {name}", "--trainer.accelerator", "cpu")
+    run_cli(
+        "export",
+        "--ckpt_path",
+        checkpoints["ddpm"],
+        "--per_class",
+        "2",
+        "--out",
+        out,
+        "--batch_size",
+        "16",
+        "--prompt_template",
+        "a photo of a {name}",
+        "--trainer.accelerator",
+        "cpu",
+    )
     rows = metadata(out)
     assert len(rows) == 48 and {row["file_name"] for row in rows} == {f"{name}/{i:06d}.png" for name in FACTS.class_names for i in range(2)}
     first = rows[0]
@@ -86,7 +99,7 @@ def test_layout_and_metadata_read_back_by_torchvision_and_datasets(checkpoints, 
 
 def test_images_match_an_independent_per_image_sample(checkpoints, tmp_path):
     """Image i of a class is the model's own DDIM sample from the noise of (seed, class, i), whatever the batch."""
-    from lightning_gen.checkpoints import load_model
+    from lightning_gen.checkpoints.loading import load_model
 
     out = tmp_path / "synthetic"
     export(checkpoints["ddpm"], out, per_class=3, seed=5, batch_size=7, trainer=CPU)
@@ -163,8 +176,12 @@ def test_prompts_file_names_classes_and_cycles_prompts(checkpoints, tmp_path):
     export(checkpoints["ddpm"], tmp_path / "out", per_class=3, prompts=str(prompts), trainer=CPU)
     rows = metadata(tmp_path / "out")
     assert [(row["class_name"], row["prompt"]) for row in rows] == [
-        ("red circle", "a red circle"), ("red circle", "a round red thing"), ("red circle", "a red circle"),
-        ("blue square", "a blue square"), ("blue square", "a blue square"), ("blue square", "a blue square"),
+        ("red circle", "a red circle"),
+        ("red circle", "a round red thing"),
+        ("red circle", "a red circle"),
+        ("blue square", "a blue square"),
+        ("blue square", "a blue square"),
+        ("blue square", "a blue square"),
     ]
     assert {row["label"] for row in rows if row["class_name"] == "blue square"} == {0}  # sorted folders: blue < red
 
@@ -190,8 +207,23 @@ def test_two_process_export_writes_the_images_one_process_writes(checkpoints, tm
     from conftest import run_process
 
     export(checkpoints["ddpm"], tmp_path / "one", per_class=1, batch_size=8, trainer=CPU)
-    done = run_process("export", "--ckpt_path", checkpoints["ddpm"], "--per_class", "1", "--out", tmp_path / "two", "--batch_size", "8",
-                       "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    done = run_process(
+        "export",
+        "--ckpt_path",
+        checkpoints["ddpm"],
+        "--per_class",
+        "1",
+        "--out",
+        tmp_path / "two",
+        "--batch_size",
+        "8",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = metadata(tmp_path / "two")
     assert len(rows) == 24 and rows == metadata(tmp_path / "one")  # rank 0 wrote every rank's rows
@@ -206,16 +238,25 @@ def test_text_model_exports_class_prompts_and_needs_a_template(tmp_path):
     facts = DataFacts(image_size=16, channels=3, class_names=("red circle", "blue square"), has_captions=True)
     encoder = build_tiny_t5(tmp_path / "t5", ["a large red circle", "a large blue square"], d_model=16)
     torch.manual_seed(0)
-    model = DDPM(facts, conditioning="text", unet={"block_out_channels": (16, 32), "layers_per_block": 1}, text_encoder=str(encoder),
-                 text_cache_dir=str(tmp_path / "cache"), max_text_length=8, sampling_steps=2)
+    model = DDPM(
+        facts,
+        conditioning="text",
+        unet={"block_out_channels": (16, 32), "layers_per_block": 1},
+        text_encoder=str(encoder),
+        text_cache_dir=str(tmp_path / "cache"),
+        max_text_length=8,
+        sampling_steps=2,
+    )
     checkpoint = save(model, tmp_path / "text.ckpt")
     with pytest.raises(UserError, match="--prompt_template"):
         export(checkpoint, tmp_path / "no_template", per_class=1)
     export(checkpoint, tmp_path / "out", per_class=2, prompt_template="a large {name}", trainer=CPU)
     rows = metadata(tmp_path / "out")
     assert [(row["class_name"], row["prompt"], row["label"]) for row in rows] == [
-        ("red circle", "a large red circle", 1), ("red circle", "a large red circle", 1),
-        ("blue square", "a large blue square", 0), ("blue square", "a large blue square", 0),
+        ("red circle", "a large red circle", 1),
+        ("red circle", "a large red circle", 1),
+        ("blue square", "a large blue square", 0),
+        ("blue square", "a large blue square", 0),
     ]
     first = pixels(tmp_path / "out" / "red circle/000000.png")
     assert np.abs(first - pixels(tmp_path / "out" / "blue square/000000.png")).mean() > 0.5  # the prompt (and noise) differ

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import REPO, process_env, run_cli
-from lightning_gen.callbacks.image_grids import SMOKE_IMAGES
-from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
+from PIL import Image
 from test_animal_faces import write_afhq
 from test_awa2 import write_awa2
 from test_celeba import write_celeba
 from test_configs import write_cat_faces
 from test_image_folder import COLOURS, class_folders
 from test_nabirds import write_nabirds
+
+from lightning_gen.callbacks.image_grids import SMOKE_IMAGES
+from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 WRITERS = {  # data class → (fixture writer, the folder data.root points at, relative to the fixture folder)

@@ -33,8 +33,13 @@ def own_options(name: str) -> list[str]:
     """The long options the command itself adds (its ``add_arguments``), as a parser of its own has them."""
     parser = ArgumentParser()
     command_module(name).add_arguments(parser)
-    return [option for action in parser._actions if action.help != argparse.SUPPRESS and action.dest != "help"
-            for option in action.option_strings if option.startswith("--")]
+    return [
+        option
+        for action in parser._actions
+        if action.help != argparse.SUPPRESS and action.dest != "help"
+        for option in action.option_strings
+        if option.startswith("--")
+    ]
 
 
 def own_keys(name: str) -> set[str]:
@@ -66,7 +71,7 @@ def test_a_commands_help_shows_its_own_options_first_and_the_shared_groups_one_l
         if shared.split()[0][2:].rstrip(".*") in own_keys(name):  # evaluate's and mix's images replace fit's image-grid group
             continue
         entry = index_of(lines, shared)
-        assert entry > groups and (entry + 1 == len(lines) or lines[entry + 1].startswith("  --")), (name, shared, lines[entry:entry + 2])
+        assert entry > groups and (entry + 1 == len(lines) or lines[entry + 1].startswith("  --")), (name, shared, lines[entry : entry + 2])
     text = "\n".join(lines)
     assert "--trainer.max_epochs" not in text and "--tracking.name" not in text and "--help-all" in text
     assert len(lines) < len(own) * 4 + 60, len(lines)  # was ~640 lines
@@ -77,7 +82,7 @@ def test_fit_and_the_other_trainer_commands_show_the_model_and_data_summary_firs
     lines = help_of(capsys, name, "--help")
     assert lines[0].startswith(f"usage: python -m lightning_gen {name} ")
     assert index_of(lines, "--model CLASS_PATH") < index_of(lines, "--data CLASS_PATH") < index_of(lines, "options:") < 15
-    model = "\n".join(lines[index_of(lines, "--model CLASS_PATH"):index_of(lines, "--data CLASS_PATH")])
+    model = "\n".join(lines[index_of(lines, "--model CLASS_PATH") : index_of(lines, "--data CLASS_PATH")])
     assert "VAE, BetaVAE, CVAE, DDPM or Judge" in " ".join(model.split()) and "--model.help VAE" in model
     assert index_of(lines, "--ckpt_path") < index_of(lines, "config groups, one line each") < index_of(lines, "--trainer.*")
     text = "\n".join(lines)
@@ -100,7 +105,13 @@ def test_help_all_prints_argparses_full_help_as_before(name, capsys):
 
 def test_fits_help_all_lists_every_trainer_option(capsys):
     text = "\n".join(help_of(capsys, "fit", "--help-all"))
-    for option in ("--trainer.max_epochs", "--trainer.accumulate_grad_batches", "--tracking.name", "--images.edit_strengths", "--model.help"):
+    for option in (
+        "--trainer.max_epochs",
+        "--trainer.accumulate_grad_batches",
+        "--tracking.name",
+        "--images.edit_strengths",
+        "--model.help",
+    ):
         assert option in text
     assert '"registry"' in text  # the full ckpt_path docstring
 

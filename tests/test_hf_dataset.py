@@ -13,14 +13,15 @@ from PIL import Image
 datasets = pytest.importorskip("datasets")
 
 from conftest import TINY_CONFIG, run_cli, run_process  # noqa: E402
-from lightning_gen.checkpoints import load_model  # noqa: E402
+
+from lightning_gen.checkpoints.loading import load_model  # noqa: E402
 from lightning_gen.data.hf_dataset import HFDatasetDataModule  # noqa: E402
 from lightning_gen.errors import UserError  # noqa: E402
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 255, 0), "red": (255, 0, 0)}
 
 
-def build(per_class: int, label_feature: str = "class_label") -> "datasets.Dataset":
+def build(per_class: int, label_feature: str = "class_label") -> datasets.Dataset:
     names = list(COLOURS)
     rows = {"image": [], "label": [], "text": [], "bright": [], "round": []}
     for number in range(per_class):
@@ -31,8 +32,15 @@ def build(per_class: int, label_feature: str = "class_label") -> "datasets.Datas
             rows["bright"].append(number % 2)
             rows["round"].append(True)
     label = datasets.ClassLabel(names=names) if label_feature == "class_label" else datasets.Value("string")
-    features = datasets.Features({"image": datasets.Image(), "label": label, "text": datasets.Value("string"),
-                                  "bright": datasets.Value("int64"), "round": datasets.Value("bool")})
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": label,
+            "text": datasets.Value("string"),
+            "bright": datasets.Value("int64"),
+            "round": datasets.Value("bool"),
+        }
+    )
     return datasets.Dataset.from_dict(rows, features=features)
 
 
@@ -80,8 +88,10 @@ def test_unknown_column_and_unknown_validation_label(tmp_path):
     with pytest.raises(UserError, match="data.image_column 'picture' is not a column .* \\(columns: image, label, text, bright, round\\)"):
         make(tmp_path / "saved", tmp_path, image_column="picture").facts
     train = build(1, label_feature="string")
-    validation = datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))], "label": ["purple"]},
-                                            features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")}))
+    validation = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (4, 4))], "label": ["purple"]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")}),
+    )
     datasets.DatasetDict({"train": train, "test": validation}).save_to_disk(str(tmp_path / "mixed"))
     with pytest.raises(UserError, match="row 0 of the test split .*label 'purple' is not in the training split's classes"):
         make(tmp_path / "mixed", tmp_path, caption_column=None).facts
@@ -89,7 +99,10 @@ def test_unknown_column_and_unknown_validation_label(tmp_path):
 
 def test_offline_hub_name_exits_2_with_one_sentence(tmp_path):
     config = copy.deepcopy(TINY_CONFIG)
-    config["data"] = {"class_path": "lightning_gen.data.HFDatasetDataModule", "init_args": {"path": "nobody/no-such-dataset", "image_size": 16}}
+    config["data"] = {
+        "class_path": "lightning_gen.data.HFDatasetDataModule",
+        "init_args": {"path": "nobody/no-such-dataset", "image_size": 16},
+    }
     path = tmp_path / "hub.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_process("fit", "--config", path, "--trainer.default_root_dir", tmp_path / "runs")
@@ -102,15 +115,43 @@ def test_fit_sample_by_class_name_and_evaluate(tmp_path, one_torch_thread):
     build(6).save_to_disk(str(tmp_path / "saved"))
     checkpoints = {}
     for name, model in (
-        ("cvae", {"class_path": "lightning_gen.models.CVAE", "init_args": {"channels": [8, 16], "latent_dim": 4, "injection": "film", "class_loss_weight": 5.0,
-                                                                            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}}}}),
-        ("judge", {"class_path": "lightning_gen.models.Judge", "init_args": {"channels": [8, 16], "hidden": 16,
-                                                                             "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}}}}),
+        (
+            "cvae",
+            {
+                "class_path": "lightning_gen.models.CVAE",
+                "init_args": {
+                    "channels": [8, 16],
+                    "latent_dim": 4,
+                    "injection": "film",
+                    "class_loss_weight": 5.0,
+                    "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                },
+            },
+        ),
+        (
+            "judge",
+            {
+                "class_path": "lightning_gen.models.Judge",
+                "init_args": {
+                    "channels": [8, 16],
+                    "hidden": 16,
+                    "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                },
+            },
+        ),
     ):
         config = copy.deepcopy(TINY_CONFIG)
         config["model"] = model
-        config["data"] = {"class_path": "lightning_gen.data.HFDatasetDataModule", "init_args": {
-            "path": str(tmp_path / "saved"), "image_size": 16, "batch_size": 5, "val_fraction": 0.2, "cache_dir": str(tmp_path / "cache")}}
+        config["data"] = {
+            "class_path": "lightning_gen.data.HFDatasetDataModule",
+            "init_args": {
+                "path": str(tmp_path / "saved"),
+                "image_size": 16,
+                "batch_size": 5,
+                "val_fraction": 0.2,
+                "cache_dir": str(tmp_path / "cache"),
+            },
+        }
         config["trainer"].update({"default_root_dir": str(tmp_path / "runs"), "max_epochs": 12})
         config["tracking"] = {"logger": "csv", "name": name}
         path = tmp_path / f"{name}.yaml"

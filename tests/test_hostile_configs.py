@@ -4,7 +4,7 @@
 Each hostile file names ``subprocess.call`` / ``os.system`` with arguments that would ``touch`` a marker
 file, or a module that touches it when merely imported. Every command must leave the marker absent and,
 where it reads the file, exit 2 with one sentence naming the file, the refused class path and the fix.
-The allow-list and its one check live in ``lightning_gen.config_trust``.
+The allow-list and its one check live in ``lightning_gen.config.trust``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import TINY_CONFIG, run_cli
 from latent_checkpoints import write_photo
-from lightning_gen.config_trust import UntrustedConfig, allowed_class, check_config, check_config_arguments, lies_in_run_directory
+
+from lightning_gen.config.trust import UntrustedConfig, allowed_class, check_config, check_config_arguments, lies_in_run_directory
 from lightning_gen.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,8 +135,20 @@ def test_edit_refuses_a_hostile_config_beside_a_loose_checkpoint(trained, photos
 def test_edit_refuses_a_hostile_config_of_the_checkpoints_run(trained, photos, marker, tmp_path, capsys):
     spec, name = payload("subprocess.call", marker)
     run = copy_run(trained, tmp_path / "runs" / "shared" / "version_0", hostile_config(trained, spec))
-    line = refused(capsys, "edit", "--ckpt_path", run / "checkpoints" / "last.ckpt", "--image", photos[0], "--attribute", "red",
-                   "--references", "16", "--out", tmp_path / "edit.png")  # fmt: skip
+    line = refused(
+        capsys,
+        "edit",
+        "--ckpt_path",
+        run / "checkpoints" / "last.ckpt",
+        "--image",
+        photos[0],
+        "--attribute",
+        "red",
+        "--references",
+        "16",
+        "--out",
+        tmp_path / "edit.png",
+    )
     assert_names(line, (run / "config.yaml").resolve(), name)
     assert not marker.exists()
 
@@ -172,7 +184,9 @@ def test_the_app_command_refuses_a_hostile_config_before_serving(trained, marker
 def test_evaluate_refuses_a_hostile_config_of_the_checkpoints_run(trained, marker, tmp_path, capsys, kind):
     spec, name = payload(kind, marker)
     run = copy_run(trained, tmp_path / "runs" / "shared" / "version_0", hostile_config(trained, spec))
-    line = refused(capsys, "evaluate", "--ckpt_path", run / "checkpoints" / "last.ckpt", "--metrics", "psnr", "--out", tmp_path / "scores.json")
+    line = refused(
+        capsys, "evaluate", "--ckpt_path", run / "checkpoints" / "last.ckpt", "--metrics", "psnr", "--out", tmp_path / "scores.json"
+    )
     assert_names(line, (run / "config.yaml").resolve(), name)
     assert not marker.exists() and not (tmp_path / "scores.json").exists()
 
@@ -216,8 +230,16 @@ def test_fit_refuses_a_hostile_run_config(trained, marker, tmp_path, capsys, kin
 @pytest.mark.parametrize("command", ["validate", "test", "predict"])
 def test_the_trainer_commands_refuse_a_hostile_run_config(trained, marker, tmp_path, capsys, command):
     run, name = hostile_run(trained, tmp_path, "subprocess.call", marker)
-    line = refused(capsys, command, "--config", run / "config.yaml", "--ckpt_path", run / "checkpoints" / "last.ckpt",
-                   "--trainer.default_root_dir", tmp_path / "out")  # fmt: skip
+    line = refused(
+        capsys,
+        command,
+        "--config",
+        run / "config.yaml",
+        "--ckpt_path",
+        run / "checkpoints" / "last.ckpt",
+        "--trainer.default_root_dir",
+        tmp_path / "out",
+    )
     assert_names(line, run / "config.yaml", name)
     assert not marker.exists()
 
@@ -225,7 +247,9 @@ def test_the_trainer_commands_refuse_a_hostile_run_config(trained, marker, tmp_p
 def test_a_hostile_run_config_is_refused_wherever_it_names_a_class(trained, marker, tmp_path, capsys):
     """The payload in trainer.callbacks, in the model's optimizer and as a plain string where a class may stand."""
     config = saved_config(trained)
-    config["trainer"]["callbacks"] = [{"class_path": "lightning.pytorch.callbacks.LambdaCallback", "init_args": {"on_fit_start": "os.system"}}]
+    config["trainer"]["callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.LambdaCallback", "init_args": {"on_fit_start": "os.system"}}
+    ]
     run = copy_run(trained, tmp_path / "runs" / "a" / "version_0", config)
     line = refused(capsys, "fit", "--config", run / "config.yaml", "--trainer.default_root_dir", tmp_path / "out")
     assert_names(line, run / "config.yaml", "os.system")
@@ -282,12 +306,34 @@ def test_sample_mix_and_export_ignore_a_hostile_config_beside_the_checkpoint(tra
 # -- benign run configs still work -----------------------------------------------------------------------
 def test_a_benign_run_config_still_works(trained, photos, tmp_path, capsys):
     check_config(saved_config(trained), trained / "config.yaml")
-    run_cli("fit", "--config", trained / "config.yaml", "--trainer.default_root_dir", tmp_path / "again", "--trainer.max_steps", "1",
-            "--tracking.name", "again")  # fmt: skip
+    run_cli(
+        "fit",
+        "--config",
+        trained / "config.yaml",
+        "--trainer.default_root_dir",
+        tmp_path / "again",
+        "--trainer.max_steps",
+        "1",
+        "--tracking.name",
+        "again",
+    )
     assert (tmp_path / "again" / "again" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     ckpt, _ = loose_checkpoint(trained, tmp_path / "shared", saved_config(trained))
-    run_cli("edit", "--ckpt_path", ckpt, "--image", photos[0], "--attribute", "red", "--references", "16", "--out", tmp_path / "edit.png",
-            "--device", "cpu")  # fmt: skip
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        ckpt,
+        "--image",
+        photos[0],
+        "--attribute",
+        "red",
+        "--references",
+        "16",
+        "--out",
+        tmp_path / "edit.png",
+        "--device",
+        "cpu",
+    )
     assert (tmp_path / "edit.png").is_file()
     from lightning_gen.app.service import MixerService
 
@@ -310,14 +356,37 @@ def test_hostile_hparams_yaml_files_are_never_read(trained, photos, marker, tmp_
     good = copy_run(trained, tmp_path / "runs" / "good" / "version_0")
     other = copy_run(trained, tmp_path / "runs" / "other" / "version_0")
     for folder in (good, good / "checkpoints", other):
-        (folder / "hparams.yaml").write_text(yaml.safe_dump(hostile_hparams(marker)) + "tagged: !!python/object/apply:os.system [touch " + str(marker) + "]\n")
+        (folder / "hparams.yaml").write_text(
+            yaml.safe_dump(hostile_hparams(marker)) + "tagged: !!python/object/apply:os.system [touch " + str(marker) + "]\n"
+        )
     ckpt = good / "checkpoints" / "last.ckpt"
     run_cli("sample", "--ckpt_path", ckpt, "--num", "2", "--out", tmp_path / "grid.png", "--device", "cpu")
-    run_cli("edit", "--ckpt_path", ckpt, "--image", photos[0], "--attribute", "red", "--references", "16", "--out", tmp_path / "edit.png",
-            "--device", "cpu")  # fmt: skip
+    run_cli(
+        "edit",
+        "--ckpt_path",
+        ckpt,
+        "--image",
+        photos[0],
+        "--attribute",
+        "red",
+        "--references",
+        "16",
+        "--out",
+        tmp_path / "edit.png",
+        "--device",
+        "cpu",
+    )
     run_cli("evaluate", "--ckpt_path", ckpt, "--metrics", "psnr", "--device", "cpu", "--out", tmp_path / "scores.json")
     run_cli("compare", good, other, "--out", tmp_path / "compare", "--device", "cpu", "--num_images", "2", "--interpolation_steps", "2")
-    run_cli("validate", "--config", trained.parent.parent.parent / "tiny.yaml", "--ckpt_path", ckpt, "--trainer.default_root_dir", tmp_path / "validate")
+    run_cli(
+        "validate",
+        "--config",
+        trained.parent.parent.parent / "tiny.yaml",
+        "--ckpt_path",
+        ckpt,
+        "--trainer.default_root_dir",
+        tmp_path / "validate",
+    )
     from lightning_gen.app.service import MixerService
 
     assert len(MixerService(str(ckpt), "cpu", references=16).gallery()) > 0
@@ -356,19 +425,32 @@ def test_every_command_refuses_hostile_checkpoint_hyperparameters(trained, photo
 
 def test_lightnings_own_hparams_entries_in_a_checkpoint_are_dropped_unread(trained, marker, tmp_path):
     """``_instantiator``/``_class_path`` (what load_from_checkpoint would call) are never used: loading and validating work."""
-    from lightning_gen.checkpoints import load_model
+    from lightning_gen.checkpoints.loading import load_model
 
-    run = copy_run(trained, tmp_path / "runs" / "shared" / "version_0",
-                   checkpoint_change=lambda content: content["hyper_parameters"].update(_instantiator="subprocess.call", _class_path="subprocess.call"))  # fmt: skip
+    run = copy_run(
+        trained,
+        tmp_path / "runs" / "shared" / "version_0",
+        checkpoint_change=lambda content: content["hyper_parameters"].update(
+            _instantiator="subprocess.call", _class_path="subprocess.call"
+        ),
+    )
     ckpt = run / "checkpoints" / "last.ckpt"
     assert type(load_model(ckpt)).__name__ == "VAE"
-    run_cli("validate", "--config", trained.parent.parent.parent / "tiny.yaml", "--ckpt_path", ckpt, "--trainer.default_root_dir", tmp_path / "validate")
+    run_cli(
+        "validate",
+        "--config",
+        trained.parent.parent.parent / "tiny.yaml",
+        "--ckpt_path",
+        ckpt,
+        "--trainer.default_root_dir",
+        tmp_path / "validate",
+    )
     assert not marker.exists()
 
 
 def test_a_weight_snapshot_with_hostile_hyperparameters_is_refused(trained, marker, tmp_path, capsys):
-    from lightning_gen.checkpoints import load_model
-    from lightning_gen.weight_snapshots import METADATA_KEY, save_snapshot, snapshot_metadata
+    from lightning_gen.checkpoints.loading import load_model
+    from lightning_gen.checkpoints.snapshots import METADATA_KEY, save_snapshot, snapshot_metadata
 
     model = load_model(trained / "checkpoints" / "last.ckpt")
     metadata = snapshot_metadata(model, "raw", 2)
@@ -388,8 +470,14 @@ def test_a_weight_snapshot_with_hostile_hyperparameters_is_refused(trained, mark
         ({"data": {"class_path": "subprocess.call"}}, "data.class_path"),
         ({"data.class_path": "subprocess.call"}, "data.class_path"),
         ({"--data.class_path": "subprocess.call"}, "--data.class_path"),
-        ({"trainer": {"callbacks": [{"class_path": "lightning_gen.callbacks.EMA"}, {"class_path": "subprocess.Popen"}]}}, "trainer.callbacks[1].class_path"),
-        ({"model": {"class_path": "lightning_gen.models.VAE", "init_args": {"optimizer": {"class_path": "os.system"}}}}, "model.init_args.optimizer.class_path"),
+        (
+            {"trainer": {"callbacks": [{"class_path": "lightning_gen.callbacks.EMA"}, {"class_path": "subprocess.Popen"}]}},
+            "trainer.callbacks[1].class_path",
+        ),
+        (
+            {"model": {"class_path": "lightning_gen.models.VAE", "init_args": {"optimizer": {"class_path": "os.system"}}}},
+            "model.init_args.optimizer.class_path",
+        ),
         ({"model": {"init_args": {"lr_scheduler": {"class_path": "builtins.eval"}}}}, "model.init_args.lr_scheduler.class_path"),
         ({"data": "subprocess.call"}, "data"),  # jsonargparse takes a class path string where a class may stand
         ({"data": '{"class_path": "subprocess.call", "init_args": {"args": ["id"]}}'}, "data.class_path"),  # and parses YAML strings
@@ -400,8 +488,16 @@ def test_a_weight_snapshot_with_hostile_hyperparameters_is_refused(trained, mark
         ({"model": {"_class_path": "subprocess.call"}}, "model._class_path"),
         ({"data": {"class_path": ["subprocess.call"]}}, "data.class_path"),
         ({"feature_extractor": "os.getcwd"}, "feature_extractor"),
-        ({"trainer": {"callbacks": [{"class_path": "lightning_gen.callbacks.sample_quality.SampleQuality", "init_args": {"feature_extractor": "x.pt2"}}]}},
-         "trainer.callbacks[0].init_args.feature_extractor"),
+        (
+            {
+                "trainer": {
+                    "callbacks": [
+                        {"class_path": "lightning_gen.callbacks.sample_quality.SampleQuality", "init_args": {"feature_extractor": "x.pt2"}}
+                    ]
+                }
+            },
+            "trainer.callbacks[0].init_args.feature_extractor",
+        ),
     ],
 )
 def test_the_check_refuses_every_form(config, where, marker):
@@ -420,17 +516,25 @@ def test_the_check_follows_nested_config_files(tmp_path, marker):
 def test_the_check_accepts_what_lightning_gen_configs_name():
     check_config(
         {
-            "model": {"class_path": "VAE", "init_args": {"optimizer": {"class_path": "Adam", "init_args": {"lr": 1e-3}},
-                                                          "lr_scheduler": {"class_path": "lightning_gen.models.schedules.WarmupCosine"}}},
+            "model": {
+                "class_path": "VAE",
+                "init_args": {
+                    "optimizer": {"class_path": "Adam", "init_args": {"lr": 1e-3}},
+                    "lr_scheduler": {"class_path": "lightning_gen.models.schedules.WarmupCosine"},
+                },
+            },
             "data": {"class_path": "lightning_gen.data.ShapesDataModule", "init_args": {"root": "data/shapes", "name": "shapes.v2"}},
-            "trainer": {"callbacks": [{"class_path": "ModelCheckpoint"}, {"class_path": "lightning.pytorch.callbacks.EarlyStopping"}],
-                        "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger"}, "strategy": "ddp",
-                        "plugins": [{"class_path": "lightning.pytorch.plugins.environments.SLURMEnvironment"}]},
+            "trainer": {
+                "callbacks": [{"class_path": "ModelCheckpoint"}, {"class_path": "lightning.pytorch.callbacks.EarlyStopping"}],
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger"},
+                "strategy": "ddp",
+                "plugins": [{"class_path": "lightning.pytorch.plugins.environments.SLURMEnvironment"}],
+            },
             "images": {"feature_extractor": "inception"},
             "tracking": {"project": "lightning_gen", "group": "beta.sweep"},
         },
         "a config",
-    )  # fmt: skip
+    )
     assert allowed_class("torch.optim.lr_scheduler.CosineAnnealingLR") and not allowed_class("lightning.pytorch.cli.instantiate_module")
 
 

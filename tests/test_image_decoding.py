@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, process_env
 from PIL import Image, ImageOps
 
-from conftest import REPO, process_env
 from lightning_gen.data.image_cache import Preprocessing, SkippedImagesWarning, decode_image, open_image_cache
 from lightning_gen.data.preprocess import ImageTooLargeError, decode_file, load_user_image, preprocess_pil, read_upright
-from lightning_gen.metrics.image_folders import load_folder
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
+from lightning_gen.metrics.image_folders import load_folder
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 GREY_16 = round(0.4 * 65535)  # 26214: 40 % grey in 16 bits, which is 102 in 8 bits (26214 / 257)
@@ -167,10 +167,14 @@ def test_a_too_large_image_is_left_out_of_a_dataset_then_included_once_the_limit
     files.insert(1, root / "poster.png")
     Image.new("RGB", (1200, 1000), RED).save(files[1])
     monkeypatch.setenv("LIGHTNING_GEN_MAX_IMAGE_PIXELS", "1000000")
-    with pytest.warns(SkippedImagesWarning, match=(
-        r"1 of 4 toy images could not be decoded and are left out: poster\.png \(1200×1000 pixels, more than the limit of "
-        r"1,000,000; set the environment variable LIGHTNING_GEN_MAX_IMAGE_PIXELS=1200000 \(or more\) to decode it, or downscale the file\)"
-    )):
+    with pytest.warns(
+        SkippedImagesWarning,
+        match=(
+            r"1 of 4 toy images could not be decoded and are left out: poster\.png \(1200×1000 pixels, more than the limit of "
+            r"1,000,000; set the environment variable LIGHTNING_GEN_MAX_IMAGE_PIXELS=1200000 \(or more\) to "
+            r"decode it, or downscale the file\)"
+        ),
+    ):
         cached = open_image_cache(files, root, Preprocessing(8), "toy", tmp_path / "cache")
     assert cached.kept.tolist() == [0, 2, 3]
     sidecar = json.loads(cached.location.with_suffix(".json").read_text())
@@ -208,8 +212,9 @@ def test_a_big_png_is_decoded_without_holding_it_whole_twice(tmp_path):
     path = tmp_path / "big.png"
     Image.new("RGB", (6000, 6000), (20, 120, 220)).save(path, compress_level=1)
     whole = 6000 * 6000 * 3
-    result = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(path)], cwd=REPO, env=process_env(),
-                            capture_output=True, text=True, timeout=300, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(path)], cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=300, check=True
+    )
     grown, mean = map(int, result.stdout.split())
     assert mean == (20 + 120 + 220) // 3
     assert grown < 1.5 * whole, f"peak memory grew by {grown / 1e6:.0f} MB decoding a {whole / 1e6:.0f} MB image"

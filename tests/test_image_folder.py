@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_CONFIG, run_cli
 from PIL import Image
 
-from conftest import TINY_CONFIG, run_cli
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ImageFolderDataModule
 from lightning_gen.data.image_cache import SkippedImagesWarning
 from lightning_gen.errors import UserError
@@ -77,7 +77,7 @@ def write_jsonl(root: Path, rows: list[dict]) -> Path:
 
 def captioned(root: Path) -> Path:
     rows = []
-    for number, (name, colour) in enumerate(COLOURS.items()):
+    for name, colour in COLOURS.items():
         for copy_number in range(2):
             file_name = f"pics/{name}{copy_number}.png"
             write_image(root / file_name, colour)
@@ -99,11 +99,11 @@ def test_metadata_jsonl_gives_captions_and_01_attributes(tmp_path):
 def test_metadata_csv_with_labels_and_a_split_column(tmp_path):
     root = tmp_path / "csv"
     lines = ["file_name,label,split,caption"]
-    for number, (name, colour) in enumerate(COLOURS.items()):
+    for name, colour in COLOURS.items():
         for split in ("train", "train", "validation"):
             file_name = f"{name}_{split}_{len(lines)}.jpg"
             write_image(root / file_name, colour)
-            lines.append(f"{file_name},{name},{split},\"a {name} thing, plain\"")
+            lines.append(f'{file_name},{name},{split},"a {name} thing, plain"')
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     datamodule = make(root, tmp_path)
     assert datamodule.facts.class_names == ("blue", "green", "red") and datamodule.facts.has_captions
@@ -140,12 +140,21 @@ def test_caption_template_captions_class_folders(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([{"file_name": "a.png"}, {"file_name": "missing.png"}], "metadata.jsonl line 2: file_name 'missing.png' is not an image file inside"),
+        (
+            [{"file_name": "a.png"}, {"file_name": "missing.png"}],
+            "metadata.jsonl line 2: file_name 'missing.png' is not an image file inside",
+        ),
         ([{"file_name": "../outside.png"}], "metadata.jsonl line 1: file_name '../outside.png' is not an image file inside"),
-        ([{"file_name": "a.png"}, {"file_name": "b.png"}, {"file_name": "a.png"}], "metadata.jsonl line 3 lists 'a.png' again \\(first on line 1\\)"),
-        ([{"file_name": "a.png", "label": "cat"}, {"file_name": "b.png"}], "metadata.jsonl line 2 has no label while other images have one"),
+        (
+            [{"file_name": "a.png"}, {"file_name": "b.png"}, {"file_name": "a.png"}],
+            "metadata.jsonl line 3 lists 'a.png' again \\(first on line 1\\)",
+        ),
+        (
+            [{"file_name": "a.png", "label": "cat"}, {"file_name": "b.png"}],
+            "metadata.jsonl line 2 has no label while other images have one",
+        ),
         ([{"file_name": "a.png", "split": "holdout"}], "metadata.jsonl line 1: split 'holdout' is not one of"),
-        ([{"name": "a.png"}], "metadata.jsonl line 1 has no \"file_name\""),
+        ([{"name": "a.png"}], 'metadata.jsonl line 1 has no "file_name"'),
     ],
 )
 def test_bad_metadata_names_file_and_line(tmp_path, rows, message):
@@ -195,15 +204,39 @@ def folder_runs(tmp_path_factory, one_torch_thread) -> tuple[Path, Path]:
     root = class_folders(base / "images", per_class=8)
     checkpoints = []
     for name, model in (
-        ("cvae", {"class_path": "lightning_gen.models.CVAE", "init_args": {"channels": [8, 16], "latent_dim": 4, "injection": "film", "class_loss_weight": 5.0, "prior": "gmm", "gmm_components": 2,
-            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}}}}),
-        ("judge", {"class_path": "lightning_gen.models.Judge", "init_args": {"channels": [8, 16], "hidden": 16,
-            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}}}}),
+        (
+            "cvae",
+            {
+                "class_path": "lightning_gen.models.CVAE",
+                "init_args": {
+                    "channels": [8, 16],
+                    "latent_dim": 4,
+                    "injection": "film",
+                    "class_loss_weight": 5.0,
+                    "prior": "gmm",
+                    "gmm_components": 2,
+                    "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                },
+            },
+        ),
+        (
+            "judge",
+            {
+                "class_path": "lightning_gen.models.Judge",
+                "init_args": {
+                    "channels": [8, 16],
+                    "hidden": 16,
+                    "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                },
+            },
+        ),
     ):
         config = copy.deepcopy(TINY_CONFIG)
         config["model"] = model
-        config["data"] = {"class_path": "lightning_gen.data.ImageFolderDataModule", "init_args": {
-            "root": str(root), "image_size": 16, "batch_size": 6, "val_fraction": 0.25, "cache_dir": str(base / "cache")}}
+        config["data"] = {
+            "class_path": "lightning_gen.data.ImageFolderDataModule",
+            "init_args": {"root": str(root), "image_size": 16, "batch_size": 6, "val_fraction": 0.25, "cache_dir": str(base / "cache")},
+        }
         config["trainer"].update({"default_root_dir": str(base / "runs"), "max_epochs": 12})
         config["tracking"] = {"logger": "csv", "name": name}
         path = base / f"{name}.yaml"
@@ -248,7 +281,10 @@ def test_dataset_file_lists_report_a_dangling_link(tmp_path):
 
     write_image(tmp_path / "cats" / "a.jpg", (1, 2, 3))
     (tmp_path / "cats" / "b.jpg").symlink_to(tmp_path / "nowhere.jpg")
-    with pytest.warns(BrokenLinksWarning, match=rf"^1 symbolic link under {tmp_path} is dangling or loops and is left out: cats/b\.jpg; fix or delete it\.$"):
+    with pytest.warns(
+        BrokenLinksWarning,
+        match=rf"^1 symbolic link under {tmp_path} is dangling or loops and is left out: cats/b\.jpg; fix or delete it\.$",
+    ):
         assert find_image_files(tmp_path) == [tmp_path / "cats" / "a.jpg"]
 
 
@@ -259,8 +295,12 @@ def test_a_class_model_on_a_one_class_folder_is_refused(tmp_path):
         write_image(tmp_path / "images" / "cats" / f"{number}.png", (200, 100, 50))
     facts = make(tmp_path / "images", tmp_path).facts
     assert facts.class_names == ("cats",)
-    with pytest.raises(UserError, match=r"^model.condition is 'class' but the dataset has one class \('cats'\), so the condition tells the model nothing; "):
+    with pytest.raises(
+        UserError, match=r"^model.condition is 'class' but the dataset has one class \('cats'\), so the condition tells the model nothing; "
+    ):
         CVAE(facts, channels=(8, 16))
-    with pytest.raises(UserError, match=r"^model.conditioning is 'class' but the data has one class \('cats'\), so the condition tells the model nothing; "):
+    with pytest.raises(
+        UserError, match=r"^model.conditioning is 'class' but the data has one class \('cats'\), so the condition tells the model nothing; "
+    ):
         DDPM(facts, conditioning="class", unet={"block_out_channels": [16, 32], "layers_per_block": 1})
     VAE(facts, channels=(8, 16))  # the labels are not used: one folder of cats is fine

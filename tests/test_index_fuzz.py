@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_awa2 import make as make_awa2
+from test_awa2 import write_awa2
+from test_nabirds import make as make_nabirds
+from test_nabirds import write_nabirds
 
 from lightning_gen.data import index_files as index
 from lightning_gen.data.celeba import ATTRIBUTE_NAMES
 from lightning_gen.data.nabirds import labelled_images, labels_of_classes
 from lightning_gen.errors import UserError
-from test_awa2 import make as make_awa2
-from test_awa2 import write_awa2
-from test_nabirds import make as make_nabirds
-from test_nabirds import write_nabirds
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 SOURCE = Path("/datasets/some folder/index.txt")
@@ -88,7 +88,12 @@ def test_numbered_names_never_fail_otherwise(text):
 
 
 @FUZZ
-@given(matrix=st.integers(1, 5).flatmap(lambda rows: st.lists(st.lists(st.sampled_from("01"), min_size=3, max_size=3), min_size=rows, max_size=rows)), data=st.data())
+@given(
+    matrix=st.integers(1, 5).flatmap(
+        lambda rows: st.lists(st.lists(st.sampled_from("01"), min_size=3, max_size=3), min_size=rows, max_size=rows)
+    ),
+    data=st.data(),
+)
 def test_binary_matrix_round_trip(matrix, data):
     text = data.draw(layout(matrix))
     parsed = index.parse_binary_matrix(text, SOURCE, len(matrix), 3)
@@ -121,7 +126,9 @@ def test_binary_matrix_never_fails_otherwise(text, rows, columns):
 
 NAMES = ATTRIBUTE_NAMES[:3]
 IMAGE_NAME = TOKEN.filter(lambda name: "," not in name and not index.leaves_its_folder(name) and name not in ("image_id",))
-TABLE = st.lists(st.tuples(IMAGE_NAME, st.lists(st.sampled_from([1, -1]), min_size=3, max_size=3)), max_size=6, unique_by=lambda row: row[0])
+TABLE = st.lists(
+    st.tuples(IMAGE_NAME, st.lists(st.sampled_from([1, -1]), min_size=3, max_size=3)), max_size=6, unique_by=lambda row: row[0]
+)
 
 
 @FUZZ
@@ -136,7 +143,11 @@ def test_attribute_table_round_trip(table, csv, data):
 
 
 @FUZZ
-@given(body=ANY_TEXT, header=st.sampled_from(["", "3\n", "3\n" + " ".join(NAMES) + "\n", "image_id," + ",".join(NAMES) + "\n"]), csv=st.booleans())
+@given(
+    body=ANY_TEXT,
+    header=st.sampled_from(["", "3\n", "3\n" + " ".join(NAMES) + "\n", "image_id," + ",".join(NAMES) + "\n"]),
+    csv=st.booleans(),
+)
 def test_attribute_table_never_fails_otherwise(body, header, csv):
     text = header + body
     table = loads_or_names_file_and_line(index.parse_attribute_table, text, NAMES, csv=csv)
@@ -156,7 +167,11 @@ def test_partition_round_trip(rows, data):
 def test_partition_never_fails_otherwise(text, csv):
     partition = loads_or_names_file_and_line(index.parse_partition, text, csv=csv)
     if partition is not None:
-        headers = sum(1 for _, line in index.numbered_lines(text) if [f.strip() for f in line.split(",")] == ["image_id", "partition"]) if csv else 0
+        headers = (
+            sum(1 for _, line in index.numbered_lines(text) if [f.strip() for f in line.split(",")] == ["image_id", "partition"])
+            if csv
+            else 0
+        )
         assert len(partition) == len(index.numbered_lines(text)) - headers
 
 
@@ -189,7 +204,10 @@ def test_class_names_round_trip(classes, data):
 
 
 @FUZZ
-@given(images=st.dictionaries(TOKEN, st.tuples(TOKEN, TOKEN).map("/".join).filter(lambda p: not index.leaves_its_folder(p)), max_size=6), data=st.data())
+@given(
+    images=st.dictionaries(TOKEN, st.tuples(TOKEN, TOKEN).map("/".join).filter(lambda p: not index.leaves_its_folder(p)), max_size=6),
+    data=st.data(),
+)
 def test_image_paths_round_trip(images, data):
     text = data.draw(layout([[image_id, path] for image_id, path in images.items()]))
     parsed = index.parse_image_paths(text, SOURCE)
@@ -210,7 +228,10 @@ def test_split_round_trip(split, data):
 
 
 @FUZZ
-@given(boxes=st.dictionaries(TOKEN, st.tuples(st.integers(0, 999), st.integers(0, 999), st.integers(1, 999), st.integers(1, 999)), max_size=6), data=st.data())
+@given(
+    boxes=st.dictionaries(TOKEN, st.tuples(st.integers(0, 999), st.integers(0, 999), st.integers(1, 999), st.integers(1, 999)), max_size=6),
+    data=st.data(),
+)
 def test_boxes_round_trip(boxes, data):
     text = data.draw(layout([[image_id, *map(str, box)] for image_id, box in boxes.items()]))
     assert index.parse_boxes(text, SOURCE) == boxes

@@ -32,7 +32,9 @@ def test_heads_follow_the_data_facts():
     batch = {"image": torch.rand(2, 3, 16, 16), "label": torch.tensor([0, 1]), "attributes": torch.zeros(2, 12)}
     out = judge(batch["image"])
     assert out["class"].shape == (2, 24) and out["attributes"].shape == (2, 12)
-    expected = nn.functional.cross_entropy(out["class"], batch["label"]) + nn.functional.binary_cross_entropy_with_logits(out["attributes"], batch["attributes"])
+    expected = nn.functional.cross_entropy(out["class"], batch["label"]) + nn.functional.binary_cross_entropy_with_logits(
+        out["attributes"], batch["attributes"]
+    )
     with pytest.warns(UserWarning, match="self.log"):  # no trainer attached
         assert torch.allclose(judge._step(batch, "test"), expected, atol=1e-5)
 

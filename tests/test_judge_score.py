@@ -34,10 +34,16 @@ def judged_fit(tmp_path: Path, judge_ckpt: Path, model_args: dict, **judge_args:
     config = copy.deepcopy(TINY_CONFIG)
     config["trainer"]["max_epochs"] = 1
     config["data"]["init_args"]["num_images"] = 40
-    config["model"] = {"class_path": "lightning_gen.models.DDPM",
-                       "init_args": {"unet": TINY_UNET, "sampling_steps": 2, "validation_steps": 2, **model_args}}
-    config["trainer"]["callbacks"] = [{"class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
-                                       "init_args": {"judge_ckpt": str(judge_ckpt), "num_samples": 6, **judge_args}}]
+    config["model"] = {
+        "class_path": "lightning_gen.models.DDPM",
+        "init_args": {"unet": TINY_UNET, "sampling_steps": 2, "validation_steps": 2, **model_args},
+    }
+    config["trainer"]["callbacks"] = [
+        {
+            "class_path": "lightning_gen.callbacks.judge_score.JudgeScore",
+            "init_args": {"judge_ckpt": str(judge_ckpt), "num_samples": 6, **judge_args},
+        }
+    ]
     path = tmp_path / "judged.yaml"
     path.write_text(yaml.safe_dump(config))
     run_cli("fit", "--config", path, "--trainer.default_root_dir", tmp_path / "runs")

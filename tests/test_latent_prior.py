@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY_CONFIG, run_cli
 from PIL import Image
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture
-from conftest import TINY_CONFIG, run_cli
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([[-4.0, 1.0], [3.0, -2.0]], dtype=torch.float64)
@@ -28,7 +28,9 @@ def test_moments_by_hand():
     mean, covariance = known_mixture().moments()
     assert torch.allclose(mean, torch.tensor([0.9, -1.1], dtype=torch.float64))
     # Σ w_k (Σ_k + μ_k μ_kᵀ) − mean meanᵀ, worked out on paper for these numbers.
-    expected = torch.tensor([[0.3 * 17 + 0.7 * 9.3, 0.3 * -3.4 + 0.7 * -6.1], [0.3 * -3.4 + 0.7 * -6.1, 0.3 * 1.5 + 0.7 * 6.0]], dtype=torch.float64)
+    expected = torch.tensor(
+        [[0.3 * 17 + 0.7 * 9.3, 0.3 * -3.4 + 0.7 * -6.1], [0.3 * -3.4 + 0.7 * -6.1, 0.3 * 1.5 + 0.7 * 6.0]], dtype=torch.float64
+    )
     expected -= mean[:, None] * mean[None, :]
     assert torch.allclose(covariance, expected)
 
@@ -108,7 +110,9 @@ def test_sample_command_switches_between_the_priors(gmm_checkpoint, tmp_path):
     expected = {"fitted": model.sample(4, generator=generator()), "standard": model.sample(4, generator=generator(), prior="standard")}
     for prior, images in expected.items():
         out = tmp_path / f"{prior}.png"
-        run_cli("sample", "--ckpt_path", gmm_checkpoint, "--num", 4, "--nrow", 4, "--seed", 5, "--prior", prior, "--device", "cpu", "--out", out)
+        run_cli(
+            "sample", "--ckpt_path", gmm_checkpoint, "--num", 4, "--nrow", 4, "--seed", 5, "--prior", prior, "--device", "cpu", "--out", out
+        )
         shown = torch.from_numpy(np.asarray(Image.open(out).convert("RGB"))).permute(2, 0, 1).float() / 255
         side = images.shape[-1]
         tiles = torch.stack([shown[:, 1 : 1 + side, 1 + i * (side + 1) : 1 + i * (side + 1) + side] for i in range(4)])

@@ -10,12 +10,12 @@ import torch
 import yaml
 from conftest import TINY_CONFIG, run_cli
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.metrics import formulas
+from lightning_gen.metrics.datamodules import datamodule_from_config
 from lightning_gen.metrics.evaluation import real_features, sample_batched
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.feature_cache import FeatureCache
-from lightning_gen.metrics.datamodules import datamodule_from_config
 
 EXTRACTOR = "test_evaluate_quality.TinyFeatures"
 
@@ -23,8 +23,19 @@ EXTRACTOR = "test_evaluate_quality.TinyFeatures"
 def test_sample_quality_logs_the_fid_of_the_saved_ema_weights(tmp_path, one_torch_thread):
     config = copy.deepcopy(TINY_CONFIG)
     config["trainer"]["max_epochs"] = 2
-    config["trainer"]["callbacks"] = [{"class_path": "lightning_gen.callbacks.sample_quality.SampleQuality", "init_args": {
-        "every_n_epochs": 1, "num_samples": 40, "feature_extractor": EXTRACTOR, "seed": 3, "batch_size": 16, "cache_dir": str(tmp_path / "cache")}}]  # fmt: skip
+    config["trainer"]["callbacks"] = [
+        {
+            "class_path": "lightning_gen.callbacks.sample_quality.SampleQuality",
+            "init_args": {
+                "every_n_epochs": 1,
+                "num_samples": 40,
+                "feature_extractor": EXTRACTOR,
+                "seed": 3,
+                "batch_size": 16,
+                "cache_dir": str(tmp_path / "cache"),
+            },
+        }
+    ]
     (tmp_path / "quality.yaml").write_text(yaml.safe_dump(config))
     run_cli("fit", "--config", tmp_path / "quality.yaml", "--trainer.default_root_dir", tmp_path / "runs")
     run = tmp_path / "runs" / "quality" / "version_0"
@@ -53,8 +64,18 @@ def test_sample_quality_under_two_process_ddp_gathers_every_rank_share(tmp_path)
     torch.jit.save(torch.jit.script(TinyFeatures()), extractor_file)
     config = copy.deepcopy(TINY_CONFIG)
     config["trainer"].update(devices=2, strategy="ddp", max_epochs=1)
-    config["trainer"]["callbacks"] = [{"class_path": "lightning_gen.callbacks.sample_quality.SampleQuality", "init_args": {
-        "num_samples": 41, "feature_extractor": str(extractor_file), "seed": 3, "batch_size": 16, "cache_dir": str(tmp_path / "cache")}}]  # fmt: skip
+    config["trainer"]["callbacks"] = [
+        {
+            "class_path": "lightning_gen.callbacks.sample_quality.SampleQuality",
+            "init_args": {
+                "num_samples": 41,
+                "feature_extractor": str(extractor_file),
+                "seed": 3,
+                "batch_size": 16,
+                "cache_dir": str(tmp_path / "cache"),
+            },
+        }
+    ]
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))
     result = run_process("fit", "--config", tmp_path / "ddp.yaml", "--trainer.default_root_dir", tmp_path / "runs", timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

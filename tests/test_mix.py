@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import run_cli, run_process
 from latent_checkpoints import cvae, ddpm, train_tiny, write_photo
-from lightning_gen.checkpoints import load_model
+from PIL import Image
+
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import CelebADataModule, ShapesDataModule
 from lightning_gen.data.image_cache import decode_image
 from lightning_gen.data.preprocess import Preprocessing, load_user_image
@@ -149,8 +149,12 @@ def test_ddim_inversion_is_exact_for_a_known_noise_predictor():
     """With a UNet that predicts v for a fixed clean image, inversion must land on that image's exact noise."""
     from lightning_gen.models import DDPM
 
-    model = DDPM(DataFacts(image_size=8), unet={"block_out_channels": [8, 16], "layers_per_block": 1},
-                 prediction_type="epsilon", dynamic_threshold_percentile=None)
+    model = DDPM(
+        DataFacts(image_size=8),
+        unet={"block_out_channels": [8, 16], "layers_per_block": 1},
+        prediction_type="epsilon",
+        dynamic_threshold_percentile=None,
+    )
     clean = torch.rand(1, 3, 8, 8) * 2 - 1
     noise = torch.randn(1, 3, 8, 8)
     alphas = model.noise_schedule.alphas_cumprod

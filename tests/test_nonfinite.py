@@ -58,7 +58,18 @@ def last_checkpoint(root: Path) -> dict:
 
 
 def fit(root: Path, config: Path, *extra: str) -> dict:
-    run_cli("fit", "--config", config, "--trainer.default_root_dir", root, "--trainer.max_steps", "6", "--trainer.check_val_every_n_epoch", "1000", *extra)
+    run_cli(
+        "fit",
+        "--config",
+        config,
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.max_steps",
+        "6",
+        "--trainer.check_val_every_n_epoch",
+        "1000",
+        *extra,
+    )
     return last_checkpoint(root)
 
 
@@ -71,8 +82,11 @@ def assert_same(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
-@pytest.mark.parametrize("precision", [["--trainer.precision", "32-true"],
-                                       ["--trainer.precision", "bf16-mixed", "--trainer.gradient_clip_val", "0.5"]], ids=["fp32", "bf16_clipped"])
+@pytest.mark.parametrize(
+    "precision",
+    [["--trainer.precision", "32-true"], ["--trainer.precision", "bf16-mixed", "--trainer.gradient_clip_val", "0.5"]],
+    ids=["fp32", "bf16_clipped"],
+)
 def test_a_nan_step_is_skipped_exactly(tiny_config, tmp_path, one_torch_thread, precision):
     poisoned = fit(tmp_path / "poisoned", tiny_config, "--trainer.callbacks+", callback("PoisonBatch", 3), *precision)
     reference = fit(tmp_path / "reference", tiny_config, "--trainer.callbacks+", callback("DropStep", 3), *precision)
@@ -121,9 +135,21 @@ def test_without_the_guard_the_nan_reaches_the_weights(tiny_config, tmp_path, on
 
 def test_an_exploding_run_stops_with_one_sentence_and_a_finite_checkpoint(tiny_config, tmp_path, one_torch_thread, capsys):
     with pytest.raises(SystemExit) as stopped:
-        run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_epochs", "20",
-                "--model.init_args.optimizer.init_args.lr", "1e12", "--guard.max_consecutive_nonfinite", "3",
-                "--trainer.check_val_every_n_epoch", "1000")
+        run_cli(
+            "fit",
+            "--config",
+            tiny_config,
+            "--trainer.default_root_dir",
+            tmp_path,
+            "--trainer.max_epochs",
+            "20",
+            "--model.init_args.optimizer.init_args.lr",
+            "1e12",
+            "--guard.max_consecutive_nonfinite",
+            "3",
+            "--trainer.check_val_every_n_epoch",
+            "1000",
+        )
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: training stopped at step ") and "NaN/Inf in 3 steps in a row" in error
@@ -137,10 +163,27 @@ def test_an_exploding_run_stops_with_one_sentence_and_a_finite_checkpoint(tiny_c
 def test_an_exploding_mixture_prior_run_ends_in_the_guards_sentence(tiny_config, tmp_path, one_torch_thread, capsys):
     """The quickstart's kind of model: the latent prior's mixture is extra state (a dict) in the state_dict, and a
     validation on diverged weights (here after 6 skipped steps, before the guard's 8th) must not refit it on NaN codes."""
-    with pytest.raises(SystemExit) as stopped, pytest.warns(UserWarning, match="the latent codes hold NaN/Inf, so the latent mixture is not refitted"):
-        run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_epochs", "20",
-                "--model.init_args.prior", "gmm", "--model.init_args.gmm_components", "2",
-                "--model.init_args.optimizer.init_args.lr", "1e12", "--guard.max_consecutive_nonfinite", "8")
+    with (
+        pytest.raises(SystemExit) as stopped,
+        pytest.warns(UserWarning, match="the latent codes hold NaN/Inf, so the latent mixture is not refitted"),
+    ):
+        run_cli(
+            "fit",
+            "--config",
+            tiny_config,
+            "--trainer.default_root_dir",
+            tmp_path,
+            "--trainer.max_epochs",
+            "20",
+            "--model.init_args.prior",
+            "gmm",
+            "--model.init_args.gmm_components",
+            "2",
+            "--model.init_args.optimizer.init_args.lr",
+            "1e12",
+            "--guard.max_consecutive_nonfinite",
+            "8",
+        )
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: training stopped at step ") and "Traceback" not in err
@@ -148,7 +191,9 @@ def test_an_exploding_mixture_prior_run_ends_in_the_guards_sentence(tiny_config,
     step = int(err.strip().splitlines()[-1].split("training stopped at step ")[1].split(":")[0])
     assert checkpoint["global_step"] == step - 1
     for weights in (checkpoint["state_dict"], checkpoint["current_model_state"]):
-        assert all(torch.isfinite(tensor).all() for tensor in weights.values() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point())
+        assert all(
+            torch.isfinite(tensor).all() for tensor in weights.values() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+        )
 
 
 def test_a_skipped_step_puts_batchnorm_statistics_back():
@@ -179,6 +224,7 @@ def test_a_skipped_step_puts_batchnorm_statistics_back():
 
 def test_every_rank_skips_when_another_rank_saw_a_nan():
     """Under DDP the decision is reduced with "any": a rank whose own values are finite skips too, so replicas stay equal."""
+
     class OtherRankSawNaN:
         def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
             self.asked = (decision, all)
@@ -200,10 +246,35 @@ def test_every_rank_skips_when_another_rank_saw_a_nan():
 def test_two_processes_skip_together_when_one_rank_sees_a_nan(tiny_config, tmp_path):
     poison = '{"class_path": "test_nonfinite.PoisonRank", "init_args": {"step": 2, "rank": 1}}'
     env = {**process_env(), "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-    result = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", "--config", str(tiny_config), "--trainer.default_root_dir", str(tmp_path),
-                             "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
-                             "--trainer.max_steps", "4", "--trainer.check_val_every_n_epoch", "1000", "--trainer.callbacks+", poison],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_gen",
+            "fit",
+            "--config",
+            str(tiny_config),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_steps",
+            "4",
+            "--trainer.check_val_every_n_epoch",
+            "1000",
+            "--trainer.callbacks+",
+            poison,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step 3: NaN/Inf loss or gradients, step skipped" in result.stderr
     checkpoint = last_checkpoint(tmp_path)

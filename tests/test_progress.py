@@ -11,17 +11,18 @@ import subprocess
 import sys
 import threading
 import time
+
 import pytest
 import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, process_env, run_cli
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from lightning_gen import progress as progress_module
-from lightning_gen import threads
 from lightning_gen.callbacks.progress import LineProgress, progress_callbacks
-from lightning_gen.progress import Progress, duration, rate, track
-from lightning_gen.threads import suggested_threads, thread_advice
+from lightning_gen.console import progress as progress_module
+from lightning_gen.console import threads
+from lightning_gen.console.progress import Progress, duration, rate, track
+from lightning_gen.console.threads import suggested_threads, thread_advice
 
 
 class FakeClock:
@@ -67,8 +68,10 @@ def test_a_quick_loop_prints_nothing_and_track_counts_items(monkeypatch, clock, 
             yield item
 
     assert sum(track(slow([3, 4]), "batches", total=7, unit="img", count=lambda item: item)) == 7
-    assert capsys.readouterr().out.splitlines() == ["batches: 3/7 img (43%), 3.00 img/s, ETA 0:00:01, elapsed 0:00:01",
-                                                    "batches: done, 7 img in 0:00:02 (3.50 img/s)"]  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == [
+        "batches: 3/7 img (43%), 3.00 img/s, ETA 0:00:01, elapsed 0:00:01",
+        "batches: done, 7 img in 0:00:02 (3.50 img/s)",
+    ]
 
 
 def test_a_terminal_gets_a_bar_and_no_lines(monkeypatch, capsys):
@@ -84,7 +87,9 @@ def test_a_terminal_gets_a_bar_and_no_lines(monkeypatch, capsys):
 def test_duration_and_rate_formats():
     assert duration(7) == "0:00:07" and duration(3723) == "1:02:03" and duration(2 * 86400 + 5) == "2 days, 0:00:05"
     assert duration(float("inf")) == "?"
-    assert rate(0, 1) == "? it/s" and rate(12, 100) == "0.12 it/s" and rate(181, 100) == "1.81 it/s" and rate(5000, 10, "img") == "500 img/s"
+    assert (
+        rate(0, 1) == "? it/s" and rate(12, 100) == "0.12 it/s" and rate(181, 100) == "1.81 it/s" and rate(5000, 10, "img") == "500 img/s"
+    )
 
 
 def test_the_fit_callback_is_chosen_by_the_output(monkeypatch):
@@ -125,16 +130,31 @@ def test_a_piped_fit_prints_progress_lines_while_it_runs(tmp_path):
     env.pop("LIGHTNING_GEN_PROGRESS", None)
     with open(tmp_path / "stderr.txt", "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lightning_gen", "fit", "--config", str(tmp_path / "piped.yaml"), "--trainer.default_root_dir", str(tmp_path / "runs")],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lightning_gen",
+                "fit",
+                "--config",
+                str(tmp_path / "piped.yaml"),
+                "--trainer.default_root_dir",
+                str(tmp_path / "runs"),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
         try:
             line, seen = read_lines_while_running(process, lambda line: line.startswith("epoch ") and ", step " in line, timeout=240)
             alive = process.poll() is None
         finally:
             process.kill()
             process.wait(timeout=60)
-    assert line is not None, "no progress line while the fit ran; stdout:\n" + "\n".join(seen) + "\nstderr:\n" + (tmp_path / "stderr.txt").read_text()[-3000:]
+    assert line is not None, (
+        "no progress line while the fit ran; stdout:\n" + "\n".join(seen) + "\nstderr:\n" + (tmp_path / "stderr.txt").read_text()[-3000:]
+    )
     assert alive, "the progress line came only after the process ended"
     # e.g. "epoch 1/1000, step 3/5000, batch 3/5, 1.81 it/s, ETA 0:45:12, loss 101.6, elapsed 0:00:02"
     pattern = r"epoch \d+/1000, step \d+/5000, batch \d/5, [\d.]+ it/s, ETA \d+:\d\d:\d\d, loss [-+.e\d]+, elapsed \d+:\d\d:\d\d"
@@ -198,8 +218,10 @@ def test_fit_prints_the_thread_advice_when_oversubscribed(tiny_config, tmp_path,
     finally:
         torch.set_num_threads(previous)
     advice = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Threads: ")]
-    assert advice == ["Threads: 3 other busy processes and 2 torch threads share 2 CPU cores, which can make steps several times "
-                      "slower; run with OMP_NUM_THREADS=1 (e.g. `OMP_NUM_THREADS=1 python -m lightning_gen ...`)."]  # fmt: skip
+    assert advice == [
+        "Threads: 3 other busy processes and 2 torch threads share 2 CPU cores, which can make steps several times "
+        "slower; run with OMP_NUM_THREADS=1 (e.g. `OMP_NUM_THREADS=1 python -m lightning_gen ...`)."
+    ]
     # An idle machine: nothing said.
     monkeypatch.setattr(threads, "runnable_others", lambda: 0)
     monkeypatch.setattr(threads, "_advised", False)
@@ -215,11 +237,33 @@ def test_evaluate_and_the_image_cache_show_progress_lines(tmp_path, monkeypatch,
     monkeypatch.setenv("LIGHTNING_GEN_PROGRESS", "lines")
     monkeypatch.setenv("LIGHTNING_GEN_PROGRESS_SECONDS", "0")  # a line at every batch
     root = image_folder_with_splits(tmp_path / "folder", {"train": 3, "val": 2, "test": 12})
-    data = {"class_path": "lightning_gen.data.ImageFolderDataModule", "init_args": {"root": str(root), "image_size": 16, "cache_dir": str(tmp_path / "cache"), "batch_size": 8}}
+    data = {
+        "class_path": "lightning_gen.data.ImageFolderDataModule",
+        "init_args": {"root": str(root), "image_size": 16, "cache_dir": str(tmp_path / "cache"), "batch_size": 8},
+    }
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": data}))
     checkpoint = save_checkpoint(VAE(FACTS, channels=(8, 16), latent_dim=4), tmp_path / "vae.ckpt")
-    run_cli("evaluate", "--ckpt_path", checkpoint, "--config", tmp_path / "data.yaml", "--metrics", "fid", "--num", 12, "--batch_size", 5,
-            "--split", "test", "--log_to_run", "false", "--feature_extractor", "test_stats_evaluate.MeanFeatures", "--cache_dir", tmp_path / "features")  # fmt: skip
+    run_cli(
+        "evaluate",
+        "--ckpt_path",
+        checkpoint,
+        "--config",
+        tmp_path / "data.yaml",
+        "--metrics",
+        "fid",
+        "--num",
+        12,
+        "--batch_size",
+        5,
+        "--split",
+        "test",
+        "--log_to_run",
+        "false",
+        "--feature_extractor",
+        "test_stats_evaluate.MeanFeatures",
+        "--cache_dir",
+        tmp_path / "features",
+    )
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("Decoding image_folder once: done, 34 img in ") for line in out), out  # one chunk of 512: the closing line
     assert "real features of ImageFolderDataModule test: 8/24 img (33%)" in "\n".join(out), out

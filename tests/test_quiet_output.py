@@ -17,7 +17,7 @@ from conftest import REPO, TINY_CONFIG, process_env, run_cli
 from torch import nn
 from torchvision.utils import save_image
 
-from lightning_gen import quiet as quiet_module
+from lightning_gen.console import quiet as quiet_module
 
 NOISE = ("litlogger", "LeafSpec", "weights_only", "torch.jit.load is deprecated", "`torch.jit.load` is deprecated")
 
@@ -116,7 +116,9 @@ def test_the_filters_drop_exactly_the_known_lines(capsys):
     handler = logging.StreamHandler(sys.stdout)
     logger.addHandler(handler)
     try:
-        logger.warning("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger](https://pypi.org/project/litlogger/)")
+        logger.warning(
+            "💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger](https://pypi.org/project/litlogger/)"
+        )
         logger.warning("a message the user needs")
     finally:
         logger.removeHandler(handler)

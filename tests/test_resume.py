@@ -26,7 +26,9 @@ def test_fit_two_plus_two_epochs_equals_four(tiny_config, tmp_path):
     run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "straight", "--trainer.max_epochs", "4")
     run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_epochs", "2")
     first = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_epochs", "4", "--ckpt_path", "last")
+    run_cli(
+        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_epochs", "4", "--ckpt_path", "last"
+    )
     assert sorted(p.name for p in (tmp_path / "split/tiny").iterdir()) == ["version_0"]  # same run directory
     straight = load(tmp_path / "straight/tiny/version_0/checkpoints/last.ckpt")
     resumed = load(tmp_path / "split/tiny/version_0/checkpoints/last.ckpt")
@@ -72,8 +74,14 @@ def test_kill_minus_nine_then_resume_continues_the_same_wandb_run(tmp_path):
     root = tmp_path / "runs"
     args = ["fit", "--config", config_path, "--trainer.default_root_dir", root, "--checkpointing.every_n_steps", "5"]
     env = {**process_env(), "WANDB_MODE": "offline"}
-    process = subprocess.Popen([sys.executable, "-m", "lightning_gen", *map(str, args)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_gen", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     last = root / "killme" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 180
     while time.time() < deadline and not (last.is_file() and load(last)["global_step"] >= 30):

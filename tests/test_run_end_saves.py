@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, process_env, run_cli
 
-from lightning_gen.callbacks.run_end import requeue_slurm_job
+from lightning_gen.checkpoints.run_end import requeue_slurm_job
 
 TESTS = Path(__file__).resolve().parent
 NO_VALIDATION = ["--trainer.check_val_every_n_epoch", "1000"]  # no validation, hence no checkpoint but the run-end one
@@ -80,9 +80,24 @@ def test_a_signal_mid_training_saves_last_ckpt_at_the_step_reached(tmp_path, sig
     steps = tmp_path / "steps.txt"
     env = {**process_env(), "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lightning_gen", "fit", "--config", str(config_path), "--trainer.default_root_dir", str(tmp_path / "runs"),
-         "--trainer.callbacks+", recorder(steps, delay=0.2), *NO_VALIDATION],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lightning_gen",
+            "fit",
+            "--config",
+            str(config_path),
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--trainer.callbacks+",
+            recorder(steps, delay=0.2),
+            *NO_VALIDATION,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (steps.is_file() and steps.read_text() and int(steps.read_text()) >= 3):
@@ -110,8 +125,18 @@ def test_max_time_stop_saves_last_ckpt_at_the_final_step_and_resumes_exactly(tin
     steps = tmp_path / "steps.txt"
     limits = ["--trainer.max_epochs", "1000", *NO_VALIDATION]
     # The 6 s limit runs out while the recorder waits 7 s after step 7 (5 steps an epoch: mid-epoch).
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_time", "00:00:00:06",
-            "--trainer.callbacks+", recorder(steps, delay=7, sleep_at=7), *limits)
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "split",
+        "--trainer.max_time",
+        "00:00:00:06",
+        "--trainer.callbacks+",
+        recorder(steps, delay=7, sleep_at=7),
+        *limits,
+    )
     reached = int(steps.read_text())
     assert reached == 7
     last = tmp_path / "split/tiny/version_0/checkpoints/last.ckpt"
@@ -134,9 +159,21 @@ def test_max_steps_mid_epoch_saves_last_ckpt_and_resumes_exactly(tiny_config, tm
     assert stopped["global_step"] == 7
     # Raw and EMA weights stored apart: the save came before EMA's end-of-training copy of the average.
     assert any(not torch.equal(stopped["state_dict"][k], stopped["current_model_state"][k]) for k in stopped["state_dict"])
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_steps", "10",
-            "--ckpt_path", "last", *NO_VALIDATION)
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "straight", "--trainer.max_steps", "10", *NO_VALIDATION)
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "split",
+        "--trainer.max_steps",
+        "10",
+        "--ckpt_path",
+        "last",
+        *NO_VALIDATION,
+    )
+    run_cli(
+        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "straight", "--trainer.max_steps", "10", *NO_VALIDATION
+    )
     resumed, straight = load(last), load(tmp_path / "straight/tiny/version_0/checkpoints/last.ckpt")
     assert resumed["global_step"] == straight["global_step"] == 10
     assert_same_tensors(resumed["current_model_state"], straight["current_model_state"])
@@ -147,8 +184,18 @@ def test_an_exception_mid_validation_saves_raw_and_ema_weights_unswapped(tiny_co
     failing = '{"class_path": "test_run_end_saves.FailInValidation"}'
     with pytest.raises(RuntimeError, match="a bug in validation"):
         run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "failed", "--trainer.callbacks+", failing)
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "reference", "--trainer.max_steps", "5",
-            "--checkpointing.every_n_steps", "5", *NO_VALIDATION)
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "reference",
+        "--trainer.max_steps",
+        "5",
+        "--checkpointing.every_n_steps",
+        "5",
+        *NO_VALIDATION,
+    )
     failed = load(tmp_path / "failed/tiny/version_0/checkpoints/last.ckpt")
     reference = load(tmp_path / "reference/tiny/version_0/checkpoints/periodic-step0000005.ckpt")
     assert failed["global_step"] == reference["global_step"] == 5
@@ -168,7 +215,7 @@ def test_ctrl_c_in_process_finishes_the_step_saves_and_gives_the_handler_back(ti
 def test_slurm_requeue_calls_scontrol_with_the_job_id(tmp_path, monkeypatch):
     called = tmp_path / "called.txt"
     scontrol = tmp_path / "scontrol"
-    scontrol.write_text(f"#!/bin/sh\necho \"$@\" > {called}\n")
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {called}\n')
     scontrol.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")

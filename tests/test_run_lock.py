@@ -15,15 +15,15 @@ import pytest
 import torch
 from conftest import REPO, process_env, run_cli
 
-from lightning_gen.checkpoint_io import atomic_write, temporary_path
+from lightning_gen.checkpoints.files import atomic_write, temporary_path
 from lightning_gen.errors import UserError
-from lightning_gen.processes import process_start
-from lightning_gen.run_dir import FOREIGN_STALE_SECONDS, LOCK_NAME, RunLock
+from lightning_gen.runs.directory import FOREIGN_STALE_SECONDS, LOCK_NAME, RunLock
+from lightning_gen.runs.processes import process_start
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from lightning_gen.run_dir import RunLock
+from lightning_gen.runs.directory import RunLock
 lock = RunLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -32,8 +32,14 @@ time.sleep(600)
 
 def holder_process(directory: Path) -> subprocess.Popen:
     """Another process holding the run's lock, as a running fit does."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(directory)], cwd=REPO, env=process_env(),
-                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(directory)],
+        cwd=REPO,
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
@@ -98,7 +104,7 @@ def test_a_lock_from_another_host_holds_until_its_heartbeat_stops(tmp_path):
 
 
 def test_a_held_lock_is_touched_by_its_heartbeat(tmp_path, monkeypatch):
-    import lightning_gen.run_dir as run_dir
+    import lightning_gen.runs.directory as run_dir
 
     monkeypatch.setattr(run_dir, "HEARTBEAT_SECONDS", 0.05)
     lock = RunLock(tmp_path).acquire()
@@ -155,10 +161,32 @@ def test_a_save_never_deletes_the_file_another_live_process_is_writing(tmp_path)
 
 @pytest.mark.slow
 def test_two_fits_started_at_once_get_their_own_versions_with_complete_checkpoints(tiny_config, tmp_path):
-    args = ["fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_epochs", "3",
-            "--checkpointing.every_n_steps", "4", "--checkpointing.keep_periodic", "2", "--checkpointing.save_top_k", "2"]
-    processes = [subprocess.Popen([sys.executable, "-m", "lightning_gen", *map(str, args)], cwd=REPO, env=process_env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    args = [
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.max_epochs",
+        "3",
+        "--checkpointing.every_n_steps",
+        "4",
+        "--checkpointing.keep_periodic",
+        "2",
+        "--checkpointing.save_top_k",
+        "2",
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lightning_gen", *map(str, args)],
+            cwd=REPO,
+            env=process_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     errors = [process.communicate(timeout=300)[1] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [error[-2000:] for error in errors]
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["version_0", "version_1"]

@@ -118,8 +118,19 @@ def test_an_incompatible_resume_is_refused_before_it_touches_the_run(tiny_config
     fit(tiny_config, tmp_path, "--trainer.max_epochs", "1")
     run = tmp_path / "tiny/version_0"
     before = snapshot(run)
-    code, _, err = run_in_process(capsys, "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path,
-                                  "--trainer.max_epochs", "2", "--ckpt_path", "last", *override)
+    code, _, err = run_in_process(
+        capsys,
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.max_epochs",
+        "2",
+        "--ckpt_path",
+        "last",
+        *override,
+    )
     lines = err.strip().splitlines()
     assert code == 2 and lines[-1].startswith("error: ") and "Traceback" not in err and "state_dict" not in err
     assert "cannot continue with this config" in lines[-1] and all(phrase in lines[-1] for phrase in phrases)
@@ -149,7 +160,7 @@ def test_a_changed_lr_rescales_a_schedule_at_its_position():
 
     weight = torch.nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.AdamW([weight], lr=1e-3, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     for _ in range(2):
         optimizer.step()
         scheduler.step()

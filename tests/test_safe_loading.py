@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, TINY_CONFIG, run_cli, run_process
-from lightning_gen.checkpoints import load_model
+
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.errors import UserError
 
 
@@ -91,7 +91,15 @@ def test_fit_refuses_to_resume_from_a_checkpoint_whose_pickle_runs_code(workdir,
     marker = tmp_path / "marker"
     evil = code_running_copy(checkpoint, tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", marker)
     result = run_process(
-        "fit", "--config", workdir / "tiny.yaml", "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "4", "--ckpt_path", evil
+        "fit",
+        "--config",
+        workdir / "tiny.yaml",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "4",
+        "--ckpt_path",
+        evil,
     )
     assert_one_sentence_exit_2(result.returncode, result.stderr, "could run code")
     assert not marker.exists()
@@ -107,12 +115,24 @@ def test_lightnings_own_resume_reads_weights_only_even_when_torch_is_told_otherw
     marker = tmp_path / "marker"
     evil = code_running_copy(checkpoint, tmp_path / "evil.ckpt", marker)
     with pytest.raises(pickle.UnpicklingError):
-        run_cli("fit", "--config", workdir / "tiny.yaml", "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "4", "--ckpt_path", evil)
+        run_cli(
+            "fit",
+            "--config",
+            workdir / "tiny.yaml",
+            "--trainer.default_root_dir",
+            tmp_path / "runs",
+            "--trainer.max_steps",
+            "4",
+            "--ckpt_path",
+            evil,
+        )
     assert not marker.exists()
 
 
 def test_fit_refuses_to_turn_weights_only_off(workdir, tmp_path, capsys):
-    code, stderr = run_in_process(capsys, "fit", "--config", workdir / "tiny.yaml", "--weights_only", "false", "--trainer.default_root_dir", tmp_path)
+    code, stderr = run_in_process(
+        capsys, "fit", "--config", workdir / "tiny.yaml", "--weights_only", "false", "--trainer.default_root_dir", tmp_path
+    )
     assert_one_sentence_exit_2(code, stderr, "--weights_only false is not supported")
 
 
@@ -127,7 +147,16 @@ def test_sample_refuses_a_checkpoint_naming_a_class_outside_lightning_gen(checkp
 def test_fit_refuses_to_resume_a_checkpoint_naming_a_class_outside_lightning_gen(workdir, checkpoint, tmp_path, model_class, capsys):
     renamed = renamed_model_copy(checkpoint, tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", model_class)
     code, stderr = run_in_process(
-        capsys, "fit", "--config", workdir / "tiny.yaml", "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "4", "--ckpt_path", renamed
+        capsys,
+        "fit",
+        "--config",
+        workdir / "tiny.yaml",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "4",
+        "--ckpt_path",
+        renamed,
     )
     assert_one_sentence_exit_2(code, stderr, "not a lightning_gen model")
 
@@ -145,7 +174,16 @@ def test_a_model_class_in_another_module_is_not_imported(checkpoint, tmp_path, m
 def test_resuming_with_another_models_config_is_one_sentence(workdir, checkpoint, tmp_path, capsys):
     renamed = renamed_model_copy(checkpoint, tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", "lightning_gen.models.ddpm.DDPM")
     code, stderr = run_in_process(
-        capsys, "fit", "--config", workdir / "tiny.yaml", "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "4", "--ckpt_path", renamed
+        capsys,
+        "fit",
+        "--config",
+        workdir / "tiny.yaml",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "4",
+        "--ckpt_path",
+        renamed,
     )
     assert_one_sentence_exit_2(code, stderr, "lightning_gen.models.ddpm.DDPM", "lightning_gen.models.VAE")
 
@@ -177,7 +215,7 @@ PYTHON_TAG = "!!python/object/apply:os.system"
 
 
 def tagged_config(path: Path, marker: Path) -> Path:
-    path.write_text(f"seed_everything: 7\ndata: {PYTHON_TAG} [\"touch {marker}\"]\n")
+    path.write_text(f'seed_everything: 7\ndata: {PYTHON_TAG} ["touch {marker}"]\n')
     return path
 
 
@@ -206,7 +244,7 @@ def test_a_python_tag_in_a_runs_config_is_refused_by_edit(checkpoint, tmp_path, 
 
 
 def test_python_tags_are_refused_without_building_anything(tmp_path):
-    from lightning_gen.config_trust import read_config
+    from lightning_gen.config.trust import read_config
 
     marker = tmp_path / "marker"
     with pytest.raises(UserError, match="refuses python tags"):

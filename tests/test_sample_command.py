@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli, run_process
 from PIL import Image
 
-from conftest import run_cli, run_process
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,10 @@ def test_unconditional_model_rejects_a_condition(checkpoint, tmp_path):
 
 
 def test_predict_returns_reconstructions(checkpoint, tmp_path):
-    from lightning_gen.cli import GenerativeCLI
-    from conftest import TINY_CONFIG
     import yaml
+    from conftest import TINY_CONFIG
+
+    from lightning_gen.cli import GenerativeCLI
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_CONFIG))

@@ -14,8 +14,8 @@ import lightning.pytorch.callbacks.timer as timer_module
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, TINY_CONFIG, run_cli
+
 from lightning_gen.errors import UserError
 from lightning_gen.models.schedules import WarmupCosine
 
@@ -82,8 +82,9 @@ def test_an_explicit_total_steps_is_kept(tmp_path, one_torch_thread):
 
 def test_a_run_without_any_length_cannot_derive_the_schedule(tmp_path, one_torch_thread):
     with pytest.raises(SystemExit) as exit_:
-        run_cli("fit", "--config", config_with_schedule(tmp_path), "--trainer.default_root_dir", tmp_path / "runs",
-                "--trainer.max_epochs", "-1")  # fmt: skip
+        run_cli(
+            "fit", "--config", config_with_schedule(tmp_path), "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", "-1"
+        )
     assert exit_.value.code == 2
 
 
@@ -147,8 +148,17 @@ def fit_on_the_fake_clock(tmp_path: Path, record: str, *extra: str) -> dict:
     path = tmp_path / f"{record}.json"
     callbacks = [f"{{class_path: test_schedules.LearningRates, init_args: {{path: {path}}}}}", "test_schedules.OneSecondPerStep"]
     options = [item for callback in callbacks for item in ("--trainer.callbacks+", callback)]
-    run_cli("fit", "--config", config_with_schedule(tmp_path), "--trainer.default_root_dir", tmp_path / "runs", *options,
-            "--trainer.check_val_every_n_epoch", "1000", *extra)  # fmt: skip
+    run_cli(
+        "fit",
+        "--config",
+        config_with_schedule(tmp_path),
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        *options,
+        "--trainer.check_val_every_n_epoch",
+        "1000",
+        *extra,
+    )
     return json.loads(path.read_text())
 
 
@@ -182,22 +192,30 @@ def test_a_max_time_stop_ends_at_the_floor_and_a_resume_continues_the_time_progr
     assert first["used"][-1] > BASE_LR * MIN_RATIO * 1.001  # the last step still learns above the floor …
     assert first["final"] == pytest.approx(BASE_LR * MIN_RATIO, rel=1e-12)  # … which the run ends at
     steps_part = "5,000 optimizer steps (from trainer.max_epochs) or " if max_epochs == "1000" else ""
-    assert f"LR schedule: WarmupCosine decays over {steps_part}trainer.max_time 0:00:10 of training time" + (
-        ", whichever ends the run first." if steps_part else "."
-    ) in lightning_info
+    assert (
+        f"LR schedule: WarmupCosine decays over {steps_part}trainer.max_time 0:00:10 of training time"
+        + (", whichever ends the run first." if steps_part else ".")
+        in lightning_info
+    )
 
     # Resumed with 20 s in all: the Timer's checkpointed 10 s put the schedule half-way, and it goes on from there.
     lightning_info.clear()
-    second = fit_on_the_fake_clock(tmp_path, "second", "--trainer.max_epochs", max_epochs, "--trainer.max_time", "00:00:00:20",
-                                   "--ckpt_path", "last")  # fmt: skip
+    second = fit_on_the_fake_clock(
+        tmp_path, "second", "--trainer.max_epochs", max_epochs, "--trainer.max_time", "00:00:00:20", "--ckpt_path", "last"
+    )
     assert second["steps"] == 20 and len(second["used"]) == 10
     for offset, lr in enumerate(second["used"]):
         step = 10 + offset
         assert lr == pytest.approx(expected_time_lr(step, step / 20), rel=1e-9), step
     assert second["used"][0] == pytest.approx(BASE_LR * (MIN_RATIO + (1 - MIN_RATIO) / 2))  # mid-schedule, not the floor it stopped at
     assert second["final"] == pytest.approx(BASE_LR * MIN_RATIO, rel=1e-12)
-    assert any(line.endswith("trainer.max_time 0:00:20 of training time, 0:00:10 of it already trained" + (
-        ", whichever ends the run first." if steps_part else ".")) for line in lightning_info), lightning_info
+    assert any(
+        line.endswith(
+            "trainer.max_time 0:00:20 of training time, 0:00:10 of it already trained"
+            + (", whichever ends the run first." if steps_part else ".")
+        )
+        for line in lightning_info
+    ), lightning_info
 
 
 def test_a_resume_with_a_longer_max_steps_stretches_the_rest_of_the_schedule(tmp_path, one_torch_thread):
@@ -224,9 +242,22 @@ def test_presets_derive_total_steps_from_the_run(name):
 def test_step_limited_run_draws_grids_every_n_epochs_and_at_the_end(tiny_config, tmp_path, one_torch_thread):
     # 2 steps an epoch, 8 steps = 4 epochs; grids every 3rd epoch: after epoch 3 and after the last (4).
     run_cli(
-        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "8",
-        "--trainer.max_epochs", "-1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--images.every_n_epochs", "3",
-    )  # fmt: skip
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+        "--trainer.max_steps",
+        "8",
+        "--trainer.max_epochs",
+        "-1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--images.every_n_epochs",
+        "3",
+    )
     grids = sorted((tmp_path / "runs/tiny/version_0/images/samples").glob("*.png"))
     epochs = [int(re.match(r"epoch(\d+)", path.name).group(1)) for path in grids]
     assert epochs == [2, 3]

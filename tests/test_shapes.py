@@ -64,8 +64,16 @@ def test_fit_reshuffles_every_epoch():
 
     module = make(seed=3)
     model = VAE(module.facts, channels=[4, 8], latent_dim=2)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[RecordOrder()])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[RecordOrder()],
+    )
     trainer.fit(model, module)
     per_epoch = len(seen) // 2
     assert seen[:per_epoch] != seen[per_epoch:]

@@ -44,7 +44,7 @@ from conftest import REPO, SimulatedKill, run_cli
 from lightning.pytorch.callbacks import Timer
 
 from lightning_gen.callbacks import run_end
-from lightning_gen.callbacks.run_end import RunEndSave, weights_are_finite
+from lightning_gen.checkpoints.run_end import RunEndSave, weights_are_finite
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 MODES = ("prior", "variant", "condition", "injection", "conditioning", "targets")
@@ -125,8 +125,18 @@ def tiny_config(source: Path, t5: Path, cache: Path) -> dict[str, Any]:
     data_args = dict(data.get("init_args") or {}) if data["class_path"] == shapes else {}
     data_args.update(num_images=40, image_size=16, batch_size=8)  # 36 training images: 4 steps an epoch (the last partial batch is dropped)
     kept = {key: value for key, value in config["trainer"].items() if key in ("precision", "gradient_clip_val", "gradient_clip_algorithm")}
-    trainer = {"accelerator": "cpu", "devices": 1, "max_steps": 8, "max_epochs": -1, "check_val_every_n_epoch": 1000,
-               "num_sanity_val_steps": 0, "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 50, **kept}
+    trainer = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_steps": 8,
+        "max_epochs": -1,
+        "check_val_every_n_epoch": 1000,
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "log_every_n_steps": 50,
+        **kept,
+    }
     return {
         "seed_everything": config.get("seed_everything", 0),
         "trainer": trainer,
@@ -209,7 +219,10 @@ class PoisonFrom(pl.Callback):
 
 def callback(name: str, **init_args: Any) -> list[str]:
     module = "conftest" if name == "KillAtStep" else __name__
-    return ["--trainer.callbacks+", yaml.safe_dump({"class_path": f"{module}.{name}", "init_args": init_args}, default_flow_style=True).strip()]
+    return [
+        "--trainer.callbacks+",
+        yaml.safe_dump({"class_path": f"{module}.{name}", "init_args": init_args}, default_flow_style=True).strip(),
+    ]
 
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGUSR1": signal.SIGUSR1}
@@ -222,7 +235,9 @@ def family_kind(class_name: str) -> str:
 
 
 CASES = [(kind, stop) for kind in KINDS for stop in STOPS]
-CASES += [(family_kind(name), stop) for name in sorted({kind.split("-")[0] for kind in KINDS}) for stop in ("exception", "SIGTERM", "SIGUSR1")]
+CASES += [
+    (family_kind(name), stop) for name in sorted({kind.split("-")[0] for kind in KINDS}) for stop in ("exception", "SIGTERM", "SIGUSR1")
+]
 
 
 def fit(config: Path, root: Path, *extra: str) -> None:
@@ -256,8 +271,18 @@ def test_every_stop_saves_last_ckpt_at_the_step_reached(kind, stop, tiny_configs
             fit(config, tmp_path, *record, *callback("KillAtStep", step=STEP))
     elif stop == "validation":
         with pytest.raises(RuntimeError, match="a bug in validation"):
-            fit(config, tmp_path, *record, *callback("FailInValidation"), "--trainer.check_val_every_n_epoch", "1",
-                "--trainer.val_check_interval", str(STEP), "--trainer.limit_val_batches", "1")
+            fit(
+                config,
+                tmp_path,
+                *record,
+                *callback("FailInValidation"),
+                "--trainer.check_val_every_n_epoch",
+                "1",
+                "--trainer.val_check_interval",
+                str(STEP),
+                "--trainer.limit_val_batches",
+                "1",
+            )
     elif stop == "max_time":
         fit(config, tmp_path, *record, *callback("TimeRunsOutAtStep", step=STEP), "--trainer.max_time", "00:01:00:00")
     elif stop in SIGNALS:
@@ -266,8 +291,14 @@ def test_every_stop_saves_last_ckpt_at_the_step_reached(kind, stop, tiny_configs
         assert stopped.value.code == 128 + SIGNALS[stop]
     else:
         with pytest.raises(SystemExit) as stopped:
-            fit(config, tmp_path, *callback("RecordWeights", step=STEP - 1), *callback("PoisonFrom", step=STEP - 1),
-                "--guard.max_consecutive_nonfinite", "2")
+            fit(
+                config,
+                tmp_path,
+                *callback("RecordWeights", step=STEP - 1),
+                *callback("PoisonFrom", step=STEP - 1),
+                "--guard.max_consecutive_nonfinite",
+                "2",
+            )
         assert stopped.value.code == 2
     output = capsys.readouterr()
     assert not [warning for warning in recwarn if "could not save" in str(warning.message)]  # RunEndSave's own failure
@@ -295,8 +326,19 @@ def test_every_shipped_config_is_covered():
     covered = {path for paths in GROUPS.values() for path in paths}
     assert covered == set(CONFIGS) and len(CONFIGS) > 20
     # The kinds this suite was written for are still there (a renamed mode would silently drop a case otherwise).
-    expected = [("BetaVAE", "gmm"), ("BetaVAE", "standard"), ("VAE", "standard"), ("CVAE", "v1"), ("CVAE", "v2"), ("CVAE", "attributes"),
-                ("CVAE", "film"), ("DDPM", "none"), ("DDPM", "class"), ("DDPM", "text"), ("Judge", "")]
+    expected = [
+        ("BetaVAE", "gmm"),
+        ("BetaVAE", "standard"),
+        ("VAE", "standard"),
+        ("CVAE", "v1"),
+        ("CVAE", "v2"),
+        ("CVAE", "attributes"),
+        ("CVAE", "film"),
+        ("DDPM", "none"),
+        ("DDPM", "class"),
+        ("DDPM", "text"),
+        ("Judge", ""),
+    ]
     assert all(any(kind.split("-")[0] == name and mode in kind for kind in KINDS) for name, mode in expected), KINDS
 
 

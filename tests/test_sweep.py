@@ -56,11 +56,22 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_resumes_an_interrupted_one(
 
 def test_wandb_sweep_yaml_calls_the_same_cli(tmp_path):
     path = tmp_path / "sweep.yaml"
-    sweep.run_sweep(["model.init_args.kl_weight=1,0.005"], ["--config", "configs/cats_beta0005.yaml"], dry_run=True, wandb_sweep_yaml=str(path))
+    sweep.run_sweep(
+        ["model.init_args.kl_weight=1,0.005"], ["--config", "configs/cats_beta0005.yaml"], dry_run=True, wandb_sweep_yaml=str(path)
+    )
     written = yaml.safe_load(path.read_text())
     assert written["method"] == "grid" and written["name"] == "cats_beta_sweep"
     assert written["parameters"]["model.init_args.kl_weight"] == {"values": [1, 0.005]}
-    assert written["command"] == ["${env}", "${interpreter}", "-m", "lightning_gen", "fit", "--config", "configs/cats_beta0005.yaml", "${args}"]
+    assert written["command"] == [
+        "${env}",
+        "${interpreter}",
+        "-m",
+        "lightning_gen",
+        "fit",
+        "--config",
+        "configs/cats_beta0005.yaml",
+        "${args}",
+    ]
 
 
 def test_shipped_sweep_config_is_seed_003s_beta_grid():
@@ -81,7 +92,9 @@ def test_real_sweep_is_resumed_after_a_kill_and_then_skipped(tmp_path, capsys, o
     config["trainer"]["max_epochs"] = 2
     config["checkpointing"] = {"every_n_steps": 2}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "kill.yaml").write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "conftest.KillAtStep", "init_args": {"step": 7}}]}}))
+    (tmp_path / "kill.yaml").write_text(
+        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "conftest.KillAtStep", "init_args": {"step": 7}}]}})
+    )
     common = ["--set", "model.init_args.kl_weight=0.1,1", "--trainer.default_root_dir", str(root), "--name", "tiny_sweep"]
     with pytest.raises(SimulatedKill):
         run_cli("sweep", "--config", tmp_path / "tiny.yaml", "--config", tmp_path / "kill.yaml", *common)

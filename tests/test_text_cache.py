@@ -7,7 +7,8 @@ import torch
 
 from lightning_gen.errors import UserError
 from lightning_gen.text import CaptionEmbeddingCache, FrozenT5, text_embedding_dim
-from lightning_gen.text.tiny_t5 import build_tiny_t5, main as tiny_t5_main, shapes_captions
+from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
+from lightning_gen.text.tiny_t5 import main as tiny_t5_main
 
 
 class CountingEncoder:

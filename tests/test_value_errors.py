@@ -21,10 +21,14 @@ from lightning_gen.errors import UserError
 from lightning_gen.models import CVAE, VAE, BetaVAE
 
 # torch's own messages for an allocation that failed (CPU: c10's DefaultCPUAllocator; GPU: the caching allocator).
-CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
-           "13421772800 bytes. Error code 12 (Cannot allocate memory)")
-GPU_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.54 GiB of which 1.12 GiB is free. "
-           "Of the allocated memory 20.1 GiB is allocated by PyTorch, and 1.3 GiB is reserved by PyTorch but unallocated.")
+CPU_OOM = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+    "13421772800 bytes. Error code 12 (Cannot allocate memory)"
+)
+GPU_OOM = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.54 GiB of which 1.12 GiB is free. "
+    "Of the allocated memory 20.1 GiB is allocated by PyTorch, and 1.3 GiB is reserved by PyTorch but unallocated."
+)
 
 
 def one_sentence_error(capsys, *args) -> str:
@@ -59,7 +63,9 @@ def test_a_size_below_one_is_refused_before_the_run_starts(option, value, expect
 
 def test_a_size_in_the_config_file_is_named_by_its_key(tmp_path, capsys):
     config = tmp_path / "zero.yaml"
-    config.write_text(yaml.safe_dump({**TINY_CONFIG, "data": {**TINY_CONFIG["data"], "init_args": {**TINY_CONFIG["data"]["init_args"], "batch_size": 0}}}))
+    config.write_text(
+        yaml.safe_dump({**TINY_CONFIG, "data": {**TINY_CONFIG["data"], "init_args": {**TINY_CONFIG["data"]["init_args"], "batch_size": 0}}})
+    )
     line = one_sentence_error(capsys, "fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs")
     assert "--data.init_args.batch_size 0 is not valid: expected a positive whole number" in line
 
@@ -122,15 +128,27 @@ def test_parsed_sizes_reach_the_classes_as_plain_ints(tiny_config, tmp_path, mon
 
 
 def test_a_negative_learning_rate_is_one_sentence_naming_its_key(tiny_config, tmp_path, capsys):
-    line = one_sentence_error(capsys, "fit", "--config", tiny_config, "--model.init_args.optimizer.init_args.lr", "-1",
-                              "--trainer.default_root_dir", tmp_path / "runs")
-    assert "--model.init_args.optimizer.init_args.lr -1.0 is not valid: torch.optim.adam.Adam refuses it (Invalid learning rate: -1.0)" in line
+    line = one_sentence_error(
+        capsys,
+        "fit",
+        "--config",
+        tiny_config,
+        "--model.init_args.optimizer.init_args.lr",
+        "-1",
+        "--trainer.default_root_dir",
+        tmp_path / "runs",
+    )
+    assert (
+        "--model.init_args.optimizer.init_args.lr -1.0 is not valid: torch.optim.adam.Adam refuses it (Invalid learning rate: -1.0)" in line
+    )
     assert line.endswith("set a positive learning rate such as 1e-3.")
 
 
 def test_an_optimizer_setting_torch_refuses_is_caught_when_the_model_is_built():
     facts = ShapesDataModule(image_size=16).facts
-    with pytest.raises(UserError, match=r"--model\.init_args\.optimizer\.init_args\.lr -0\.5 is not valid: torch\.optim\.sgd\.SGD refuses it"):
+    with pytest.raises(
+        UserError, match=r"--model\.init_args\.optimizer\.init_args\.lr -0\.5 is not valid: torch\.optim\.sgd\.SGD refuses it"
+    ):
         VAE(facts, channels=(8,), latent_dim=4, optimizer=partial(torch.optim.SGD, lr=-0.5))
     with pytest.raises(UserError, match=r"--model\.init_args\.optimizer\.init_args\.weight_decay -1\.0 is not valid"):
         VAE(facts, channels=(8,), latent_dim=4, optimizer=partial(torch.optim.AdamW, weight_decay=-1.0))
@@ -156,15 +174,18 @@ def cpu_allocations_are_refused():
     pytest.skip("this machine grants a 32 TiB allocation (vm.overcommit_memory=1), so torch's real out-of-memory error cannot be shown")
 
 
-def test_a_batch_that_does_not_fit_in_cpu_memory_is_one_sentence_with_the_batch_size(cpu_allocations_are_refused, tiny_config, tmp_path,
-                                                                                      capsys, monkeypatch):
+def test_a_batch_that_does_not_fit_in_cpu_memory_is_one_sentence_with_the_batch_size(
+    cpu_allocations_are_refused, tiny_config, tmp_path, capsys, monkeypatch
+):
     def step(self, batch, batch_idx):
         refused_allocation()  # torch's own DefaultCPUAllocator error, raised where a too large batch raises it
 
     monkeypatch.setattr(VAE, "training_step", step)
     line = one_sentence_error(capsys, "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "runs")
-    assert line == ("error: ran out of CPU memory with --data.init_args.batch_size 16 (an allocation of 32.0 TiB failed); "
-                    "lower it, say to --data.init_args.batch_size 8, or use a smaller model."), line
+    assert line == (
+        "error: ran out of CPU memory with --data.init_args.batch_size 16 (an allocation of 32.0 TiB failed); "
+        "lower it, say to --data.init_args.batch_size 8, or use a smaller model."
+    ), line
 
 
 def test_a_batch_that_does_not_fit_in_gpu_memory_is_one_sentence_with_the_batch_size(tiny_config, tmp_path, capsys, monkeypatch):
@@ -179,9 +200,12 @@ def test_a_batch_that_does_not_fit_in_gpu_memory_is_one_sentence_with_the_batch_
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_real_cuda_out_of_memory_error_is_one_sentence():
-    from lightning_gen.option_errors import explained_resource_errors
+    from lightning_gen.console.option_errors import explained_resource_errors
 
-    sentence = r"ran out of GPU memory with --batch_size 512 \(an allocation of [\d.]+ [KMGT]iB failed\); lower it, say to --batch_size 256, or use a smaller model\.$"
+    sentence = (
+        r"ran out of GPU memory with --batch_size 512 \(an allocation of [\d.]+ [KMGT]iB failed\); "
+        r"lower it, say to --batch_size 256, or use a smaller model\.$"
+    )
     with pytest.raises(UserError, match=sentence):
         with explained_resource_errors(lambda: ("--batch_size", 512), lambda path: None):
             refused_allocation("cuda")
@@ -207,8 +231,20 @@ def test_evaluate_out_of_memory_names_its_batch_size(vae_run, tmp_path, capsys, 
         raise torch.OutOfMemoryError(GPU_OOM)
 
     monkeypatch.setattr(VAE, "reconstruct", reconstruct)
-    line = one_sentence_error(capsys, "evaluate", "--ckpt_path", vae_run, "--metrics", "psnr,ssim", "--batch_size", "64",
-                              "--cache_dir", tmp_path / "cache", "--log_to_run", "false")
+    line = one_sentence_error(
+        capsys,
+        "evaluate",
+        "--ckpt_path",
+        vae_run,
+        "--metrics",
+        "psnr,ssim",
+        "--batch_size",
+        "64",
+        "--cache_dir",
+        tmp_path / "cache",
+        "--log_to_run",
+        "false",
+    )
     assert "ran out of GPU memory with --batch_size 64 (an allocation of 2.00 GiB failed); lower it, say to --batch_size 32" in line
 
 
@@ -234,8 +270,10 @@ def read_only(folder: Path, monkeypatch) -> Path:
 def test_a_runs_folder_under_a_file_is_one_sentence_naming_it(tiny_config, tmp_path, capsys):
     (tmp_path / "not_a_folder").write_text("x")
     line = one_sentence_error(capsys, "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path / "not_a_folder" / "runs")
-    assert line == (f"error: cannot create {tmp_path / 'not_a_folder' / 'runs' / 'tiny'}: {tmp_path / 'not_a_folder'} is a file, not a folder; "
-                    f"point --trainer.default_root_dir at a folder you can write (now {tmp_path / 'not_a_folder' / 'runs'}).")
+    assert line == (
+        f"error: cannot create {tmp_path / 'not_a_folder' / 'runs' / 'tiny'}: {tmp_path / 'not_a_folder'} is a file, not a folder; "
+        f"point --trainer.default_root_dir at a folder you can write (now {tmp_path / 'not_a_folder' / 'runs'})."
+    )
 
 
 def test_a_read_only_runs_folder_is_one_sentence_naming_it(tiny_config, tmp_path, capsys, monkeypatch):
@@ -244,7 +282,10 @@ def test_a_read_only_runs_folder_is_one_sentence_naming_it(tiny_config, tmp_path
         line = one_sentence_error(capsys, "fit", "--config", tiny_config, "--trainer.default_root_dir", root)
     finally:
         root.chmod(0o755)
-    assert line == f"error: cannot write {root / 'tiny'} (permission denied); point --trainer.default_root_dir at a folder you can write (now {root})."
+    assert (
+        line == f"error: cannot write {root / 'tiny'} (permission denied); point --trainer.default_root_dir at a "
+        f"folder you can write (now {root})."
+    )
 
 
 def test_evaluate_into_a_read_only_run_directory_says_to_keep_the_scores_elsewhere(vae_run, tmp_path, capsys, monkeypatch):
@@ -253,8 +294,10 @@ def test_evaluate_into_a_read_only_run_directory_says_to_keep_the_scores_elsewhe
     common = ("evaluate", "--ckpt_path", vae_run, "--metrics", "psnr,ssim", "--cache_dir", tmp_path / "cache")
     try:
         line = one_sentence_error(capsys, *common)
-        assert line.startswith(f"error: cannot write {run / 'evaluation'} (permission denied); the checkpoint's run directory {run} is not writable: "
-                               "pass --log_to_run false"), line
+        assert line.startswith(
+            f"error: cannot write {run / 'evaluation'} (permission denied); the checkpoint's run directory {run} is not writable: "
+            "pass --log_to_run false"
+        ), line
         run_cli(*common, "--log_to_run", "false", "--out", tmp_path / "scores.json")  # the way out the sentence names
     finally:
         run.chmod(0o755)

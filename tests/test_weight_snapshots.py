@@ -10,17 +10,31 @@ from conftest import REPO, run_cli
 from PIL import Image
 from safetensors.torch import load_file
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.checkpoints.snapshots import METADATA_KEY, save_snapshot
 from lightning_gen.errors import UserError
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
-from lightning_gen.weight_snapshots import METADATA_KEY, save_snapshot
 
 
 def test_snapshots_hold_the_ema_weights_in_bf16_and_load_as_a_model(tiny_config, tmp_path, one_torch_thread):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--checkpointing.every_n_steps", "3",
-            "--snapshots.every_n_steps", "3", "--snapshots.keep", "2")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--checkpointing.every_n_steps",
+        "3",
+        "--snapshots.every_n_steps",
+        "3",
+        "--snapshots.keep",
+        "2",
+    )
     checkpoints = tmp_path / "tiny/version_0/checkpoints"
-    assert sorted(p.name for p in checkpoints.glob("*.safetensors")) == ["snapshot-step0000006.safetensors", "snapshot-step0000009.safetensors"]
+    assert sorted(p.name for p in checkpoints.glob("*.safetensors")) == [
+        "snapshot-step0000006.safetensors",
+        "snapshot-step0000009.safetensors",
+    ]
     full = torch.load(checkpoints / "periodic-step0000009.ckpt", map_location="cpu", weights_only=True)
     snapshot = checkpoints / "snapshot-step0000009.safetensors"
 
@@ -42,7 +56,9 @@ def test_snapshots_hold_the_ema_weights_in_bf16_and_load_as_a_model(tiny_config,
 
 
 def test_sample_reads_a_snapshot(tiny_config, tmp_path, one_torch_thread):
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_steps", "2", "--snapshots.every_n_steps", "2")
+    run_cli(
+        "fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--trainer.max_steps", "2", "--snapshots.every_n_steps", "2"
+    )
     snapshot = tmp_path / "tiny/version_0/checkpoints/snapshot-step0000002.safetensors"
     out = tmp_path / "grid.png"
     run_cli("sample", "--ckpt_path", snapshot, "--num", "4", "--out", out, "--nrow", "2", "--device", "cpu")
@@ -55,12 +71,39 @@ def test_a_text_ddpm_snapshot_loads_with_its_text_encoder(tmp_path, one_torch_th
     """The Imagen preset's kind of model: hyperparameters (UNet, T5 path) travel in the snapshot's metadata."""
     encoder = build_tiny_t5(tmp_path / "tiny_t5", shapes_captions(), d_model=16)
     unet = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 2}
-    run_cli("fit", "--config", REPO / "configs/shapes_text_ddpm.yaml", "--trainer.default_root_dir", tmp_path, "--trainer.max_steps", "2",
-            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--tracking.logger", "csv",
-            "--trainer.check_val_every_n_epoch", "1000", "--trainer.num_sanity_val_steps", "0",
-            "--model.init_args.unet", json.dumps(unet), "--model.init_args.text_encoder", encoder,
-            "--model.init_args.text_cache_dir", tmp_path / "text_cache", "--data.init_args.image_size", "16",
-            "--data.init_args.num_images", "32", "--data.init_args.batch_size", "8", "--snapshots.every_n_steps", "2")
+    run_cli(
+        "fit",
+        "--config",
+        REPO / "configs/shapes_text_ddpm.yaml",
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.max_steps",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--tracking.logger",
+        "csv",
+        "--trainer.check_val_every_n_epoch",
+        "1000",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--model.init_args.unet",
+        json.dumps(unet),
+        "--model.init_args.text_encoder",
+        encoder,
+        "--model.init_args.text_cache_dir",
+        tmp_path / "text_cache",
+        "--data.init_args.image_size",
+        "16",
+        "--data.init_args.num_images",
+        "32",
+        "--data.init_args.batch_size",
+        "8",
+        "--snapshots.every_n_steps",
+        "2",
+    )
     checkpoints = tmp_path / "shapes_text_ddpm/version_0/checkpoints"
     full = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     model = load_model(checkpoints / "snapshot-step0000002.safetensors")
@@ -84,11 +127,27 @@ def test_a_snapshot_naming_a_class_outside_lightning_gen_is_refused(tmp_path):
 def test_a_mixture_prior_vae_snapshot_keeps_its_fitted_mixture(tiny_config, tmp_path, one_torch_thread):
     """The quickstart's kind of model: the mixture is the latent prior's extra state (a dict of float64 tensors, not a
     weight), written at its own dtype beside the bf16 weights and loaded back, so a snapshot samples like the .ckpt."""
-    run_cli("fit", "--config", tiny_config, "--trainer.default_root_dir", tmp_path, "--model.init_args.prior", "gmm",
-            "--model.init_args.gmm_components", "2", "--checkpointing.every_n_steps", "7", "--snapshots.every_n_steps", "7")
+    run_cli(
+        "fit",
+        "--config",
+        tiny_config,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--model.init_args.prior",
+        "gmm",
+        "--model.init_args.gmm_components",
+        "2",
+        "--checkpointing.every_n_steps",
+        "7",
+        "--snapshots.every_n_steps",
+        "7",
+    )
     checkpoints = tmp_path / "tiny/version_0/checkpoints"
-    # Step 7 comes after the first validation (5 steps an epoch), which fitted the mixture; the periodic .ckpt of that step holds the same one.
-    mixture = torch.load(checkpoints / "periodic-step0000007.ckpt", map_location="cpu", weights_only=True)["state_dict"]["latent_prior._extra_state"]
+    # Step 7 comes after the first validation (5 steps an epoch), which fitted the mixture;
+    # the periodic .ckpt of that step holds the same one.
+    mixture = torch.load(checkpoints / "periodic-step0000007.ckpt", map_location="cpu", weights_only=True)["state_dict"][
+        "latent_prior._extra_state"
+    ]
     assert mixture["fitted"]
     model = load_model(checkpoints / "snapshot-step0000007.safetensors")
     fitted = model.latent_prior.mixture

@@ -7,8 +7,9 @@ what the commands default to, so ``gradio_client`` callers pass only what they c
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -82,24 +83,47 @@ def build_page(service: MixerService) -> gr.Blocks:
                 image_a = UploadedImage(label="Image A", type="filepath", image_mode=None, height=220, sources=["upload"], elem_id="mix_a")
                 image_b = UploadedImage(label="Image B", type="filepath", image_mode=None, height=220, sources=["upload"], elem_id="mix_b")
                 blended = gr.Image(label="Mix", type="pil", format="png", height=220, interactive=False, elem_id="mix_result")
-            gallery = gr.Gallery(value=gallery_paths, label="Validation images: click one to use it as A, then another as B",
-                                 columns=12, height=110, visible=bool(gallery_paths), allow_preview=False, elem_id="mix_gallery")
+            gallery = gr.Gallery(
+                value=gallery_paths,
+                label="Validation images: click one to use it as A, then another as B",
+                columns=12,
+                height=110,
+                visible=bool(gallery_paths),
+                allow_preview=False,
+                elem_id="mix_gallery",
+            )
             ratio = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Mix ratio (0 = A, 1 = B)", elem_id="mix_ratio")
             with gr.Row():
                 steps = gr.Slider(2, 32, value=8, step=1, label="Strip steps")
                 mode = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
-                mix_condition = OptionalDropdown(conditions, value=conditions[0] if service.needs_condition and conditions else None,
-                                                  label="Condition", visible=bool(conditions), allow_custom_value=False)
-                inversion_steps = gr.Number(value=None, precision=0, label="DDIM inversion steps (diffusion models)",
-                                            visible=not service.model.__class__.__name__.endswith("VAE") and not service.needs_condition)
-            strip = gr.Image(label="Strip: A, A's reconstruction … B's reconstruction, B", type="pil", format="png", interactive=False, elem_id="mix_strip")
+                mix_condition = OptionalDropdown(
+                    conditions,
+                    value=conditions[0] if service.needs_condition and conditions else None,
+                    label="Condition",
+                    visible=bool(conditions),
+                    allow_custom_value=False,
+                )
+                inversion_steps = gr.Number(
+                    value=None,
+                    precision=0,
+                    label="DDIM inversion steps (diffusion models)",
+                    visible=not service.model.__class__.__name__.endswith("VAE") and not service.needs_condition,
+                )
+            strip = gr.Image(
+                label="Strip: A, A's reconstruction … B's reconstruction, B",
+                type="pil",
+                format="png",
+                interactive=False,
+                elem_id="mix_strip",
+            )
             mix_inputs = [image_a, image_b, ratio, steps, mode, mix_condition, inversion_steps]
 
             def mix(image_a, image_b, ratio=0.5, steps=8, mode="slerp", condition=None, inversion_steps=None):
                 if not image_a or not image_b:
                     return None, None  # nothing to blend yet: no message while the user is still uploading
-                return on_page(service.mix)(image_a, image_b, ratio, int(steps), mode, condition,
-                                            int(inversion_steps) if inversion_steps else None)
+                return on_page(service.mix)(
+                    image_a, image_b, ratio, int(steps), mode, condition, int(inversion_steps) if inversion_steps else None
+                )
 
             for trigger in (ratio.release, steps.release, mode.change, mix_condition.change, image_a.change, image_b.change):
                 trigger(mix, mix_inputs, [blended, strip], api_name=False)
@@ -113,13 +137,17 @@ def build_page(service: MixerService) -> gr.Blocks:
 
         with gr.Tab("Edit", visible=service.can_edit):
             with gr.Row():
-                edit_image = UploadedImage(label="Image", type="filepath", image_mode=None, sources=["upload"], height=220, elem_id="edit_image")
+                edit_image = UploadedImage(
+                    label="Image", type="filepath", image_mode=None, sources=["upload"], height=220, elem_id="edit_image"
+                )
                 edited = gr.Image(label="Edited", type="pil", format="png", height=220, interactive=False, elem_id="edit_result")
             names = list(service.attribute_names)
             slots = []
             for slot in range(EDIT_SLOTS):
                 with gr.Row():
-                    name = OptionalDropdown(names, value=names[slot] if slot < len(names) and slot == 0 else None, label=f"Attribute {slot + 1}")
+                    name = OptionalDropdown(
+                        names, value=names[slot] if slot < len(names) and slot == 0 else None, label=f"Attribute {slot + 1}"
+                    )
                     strength = gr.Slider(-3.0, 3.0, value=0.0, step=0.25, label="Strength")
                 slots.append((name, strength))
             with gr.Row(visible=service.needs_condition):
@@ -127,8 +155,19 @@ def build_page(service: MixerService) -> gr.Blocks:
                 edit_condition = OptionalDropdown(conditions, value=None, label="Decode with (CVAE: swaps the condition)")
             edit_inputs = [edit_image, *[component for pair in slots for component in pair], image_condition, edit_condition]
 
-            def edit(image, attribute_1=None, strength_1=0.0, attribute_2=None, strength_2=0.0, attribute_3=None, strength_3=0.0,
-                     attribute_4=None, strength_4=0.0, image_condition=None, condition=None):
+            def edit(
+                image,
+                attribute_1=None,
+                strength_1=0.0,
+                attribute_2=None,
+                strength_2=0.0,
+                attribute_3=None,
+                strength_3=0.0,
+                attribute_4=None,
+                strength_4=0.0,
+                image_condition=None,
+                condition=None,
+            ):
                 if not image:
                     return None
                 attributes = [attribute_1, attribute_2, attribute_3, attribute_4]
@@ -145,8 +184,9 @@ def build_page(service: MixerService) -> gr.Blocks:
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 sample_steps = gr.Number(value=None, precision=0, label="Sampling steps (diffusion models)")
             with gr.Row():
-                sample_condition = OptionalDropdown(conditions, value=None,
-                                                     multiselect=True, label="Class / attributes", visible=bool(conditions))
+                sample_condition = OptionalDropdown(
+                    conditions, value=None, multiselect=True, label="Class / attributes", visible=bool(conditions)
+                )
                 prompt = gr.Textbox(label="Prompt", visible=service.takes_prompt)
             samples = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="samples")
 
@@ -154,7 +194,9 @@ def build_page(service: MixerService) -> gr.Blocks:
                 chosen = ",".join(condition) if isinstance(condition, (list, tuple)) else condition
                 return on_page(service.sample)(int(num), int(seed or 0), chosen or None, prompt or None, int(steps) if steps else None)
 
-            gr.Button("Sample", variant="primary").click(sample, [num, seed, sample_condition, prompt, sample_steps], samples, api_name="sample")
+            gr.Button("Sample", variant="primary").click(
+                sample, [num, seed, sample_condition, prompt, sample_steps], samples, api_name="sample"
+            )
 
         for upload in (image_a, image_b, edit_image):
             upload.prepare = service.prepare_upload

@@ -9,15 +9,16 @@ import hashlib
 import math
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.commands.edit import DEFAULT_REFERENCES, load_directions
 from lightning_gen.commands.mix import make_codec
 from lightning_gen.commands.sample import resolve_condition, sampling_kwargs
@@ -149,11 +150,23 @@ class MixerService:
         key = (image_a, image_b, condition, inversion_steps)
         if key not in self._encoded:  # moving the slider re-decodes; it never re-encodes
             facts = self.model.data_facts
-            self._encoded = {key: encode_pair(codec, load_user_image(image_a, facts, "the first image"), load_user_image(image_b, facts, "the second image"))}
+            self._encoded = {
+                key: encode_pair(
+                    codec, load_user_image(image_a, facts, "the first image"), load_user_image(image_b, facts, "the second image")
+                )
+            }
         return codec, self._encoded[key]
 
-    def mix(self, image_a: str | None, image_b: str | None, ratio: float, steps: int = 8, mode: Mode = "slerp",
-            condition: str | None = None, inversion_steps: int | None = None) -> tuple[Image.Image, Image.Image]:
+    def mix(
+        self,
+        image_a: str | None,
+        image_b: str | None,
+        ratio: float,
+        steps: int = 8,
+        mode: Mode = "slerp",
+        condition: str | None = None,
+        inversion_steps: int | None = None,
+    ) -> tuple[Image.Image, Image.Image]:
         """The blend at ``ratio`` and the whole strip (A, the mixes from A's reconstruction to B's, B)."""
         if not image_a or not image_b:
             raise UserError("upload or pick two images first.")
@@ -168,8 +181,14 @@ class MixerService:
             self._directions, _ = load_directions(self.model, self.ckpt_path, self.references, data_section_of_run(self.ckpt_path))
         return self._directions
 
-    def edit(self, image: str | None, attributes: Sequence[str | None], strengths: Sequence[float],
-             image_condition: str | None = None, condition: str | None = None) -> Image.Image:
+    def edit(
+        self,
+        image: str | None,
+        attributes: Sequence[str | None],
+        strengths: Sequence[float],
+        image_condition: str | None = None,
+        condition: str | None = None,
+    ) -> Image.Image:
         """The image with each chosen attribute applied at its slider's strength (all at once)."""
         if not image:
             raise UserError("upload or pick an image first.")
@@ -177,8 +196,11 @@ class MixerService:
         for name, strength in zip(attributes, strengths):
             if name:
                 chosen[name] = chosen.get(name, 0.0) + float(strength)
-        codec = condition_pair(self.model, condition_by_names(self.model, image_condition or None, "image condition"),
-                               condition_by_names(self.model, condition or None))
+        codec = condition_pair(
+            self.model,
+            condition_by_names(self.model, image_condition or None, "image condition"),
+            condition_by_names(self.model, condition or None),
+        )
         picture = load_user_image(image, self.model.data_facts)
         return to_pil(edit_images(codec, picture, slider_edit(self.directions(), chosen, self.neighbours), [1.0])[0, 0])
 

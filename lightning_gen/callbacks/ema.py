@@ -67,8 +67,10 @@ class EMA(WeightAveraging):
     def setup(self, trainer: Any, pl_module: torch.nn.Module, stage: str) -> None:
         if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
             # The average is a full, unsharded copy of the model on every device: it would undo the sharding.
-            raise UserError(f"EMA keeps a full copy of the model, which {type(trainer.strategy).__name__} shards; "
-                            f"set --ema.enabled false with a sharded strategy.")
+            raise UserError(
+                f"EMA keeps a full copy of the model, which {type(trainer.strategy).__name__} shards; "
+                f"set --ema.enabled false with a sharded strategy."
+            )
         super().setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
@@ -79,8 +81,10 @@ class EMA(WeightAveraging):
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
         for averaged, current in zip(_tensors(self._average_model.module), _tensors(pl_module), strict=True):
             if averaged.device != current.device:
-                raise RuntimeError(f"EMA keeps the average on the model's device, but a tensor is on {current.device} "
-                                   f"and its average on {averaged.device}.")
+                raise RuntimeError(
+                    f"EMA keeps the average on the model's device, but a tensor is on {current.device} "
+                    f"and its average on {averaged.device}."
+                )
             group = groups[(averaged.device, averaged.dtype)]
             group[0].append(averaged.detach())
             group[1].append(current.detach())

@@ -9,7 +9,7 @@ and no image grid at all. Two callbacks close that gap (``validation_callbacks``
   of ``max_time``, early stopping or any callback) and ``images.validate_at_end`` is on; or ``images.every_n_minutes``
   of training have passed since the last validation (rank 0's clock, broadcast, so every DDP rank agrees). It is a
   Lightning ``Checkpoint`` subclass only so that Lightning runs it after every other callback: after the Timer has
-  decided to stop and after StopStepSave has saved ``last.ckpt`` at the step's end (lightning_gen.callbacks.run_end).
+  decided to stop and after StopStepSave has saved ``last.ckpt`` at the step's end (lightning_gen.checkpoints.run_end).
 - The validation itself is Lightning's own: for that one step the trigger sets the trainer's public
   ``check_val_every_n_epoch`` and ``val_check_batch`` so that the fit loop's regular check says "validate now"
   (in the same place as every scheduled validation: after the step, with EMA weights swapped in, ModelCheckpoint
@@ -37,7 +37,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_gen.callbacks.run_state import capture_rng, restore_rng
-from lightning_gen.settings import ImageSettings
+from lightning_gen.config.settings import ImageSettings
 
 END, TIME = "end of run", "every_n_minutes"
 
@@ -187,7 +187,10 @@ class ValidationTrigger(Checkpoint):
         self.requests.request(trainer, reason)
         self._validating_step = trainer.global_step
         if reason == TIME:
-            rank_zero_info(f"Validating at step {trainer.global_step}: {self.requests.every_n_minutes:g} minutes since the last validation (images.every_n_minutes).")
+            rank_zero_info(
+                f"Validating at step {trainer.global_step}: {self.requests.every_n_minutes:g} minutes since "
+                f"the last validation (images.every_n_minutes)."
+            )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After ModelCheckpoint's save (checkpoint callbacks keep their order): that save recorded the request.

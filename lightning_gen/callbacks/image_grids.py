@@ -26,12 +26,12 @@ import torch
 from torchvision.utils import make_grid
 
 from lightning_gen.callbacks.end_validation import requested_validation
+from lightning_gen.config.settings import ImageSettings
 from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import Codec
 from lightning_gen.latent.directions import compute_directions
 from lightning_gen.latent.editing import edit_images, edit_offset
 from lightning_gen.protocol import Samples, batch_condition, has_latents
-from lightning_gen.settings import ImageSettings
 from lightning_gen.tracking.images import log_grid
 
 SMOKE_IMAGES, SMOKE_STEPS, SMOKE_REFERENCES = 2, 2, 16  # the grids of a fast_dev_run
@@ -131,7 +131,8 @@ class ImageGrids(pl.Callback):
         for attribute in self.settings.edit_attributes:
             if attribute not in names:
                 raise UserError(
-                    f"images.edit_attributes names '{attribute}', which the data does not have; use some of: {', '.join(names) or '(none: this data has no attributes)'}."
+                    f"images.edit_attributes names '{attribute}', which the data does not have; use some of: "
+                    f"{', '.join(names) or '(none: this data has no attributes)'}."
                 )
 
     def edit_grids(self, trainer: pl.Trainer, model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -148,7 +149,9 @@ class ImageGrids(pl.Callback):
         for attribute in settings.edit_attributes:
             if directions.with_counts[names.index(attribute)] == 0 or directions.without_counts[names.index(attribute)] == 0:
                 continue  # every (or no) validation image has it: there is no direction to show
-            edits = edit_images(codec, images, edit_offset(directions, attribute, neighbours=settings.edit_neighbours), settings.edit_strengths)
+            edits = edit_images(
+                codec, images, edit_offset(directions, attribute, neighbours=settings.edit_neighbours), settings.edit_strengths
+            )
             grids[f"edit_{attribute}"] = make_grid(edits.flatten(0, 1), nrow=len(settings.edit_strengths), padding=1)
         return grids
 

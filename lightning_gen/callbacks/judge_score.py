@@ -18,7 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.metrics.judged import check_conditional, check_same_vocabulary, judged_kind, requested_conditions
 from lightning_gen.models.judge import judge_accuracy
 

@@ -85,10 +85,13 @@ class NonFiniteGuard(pl.Callback):
             raise NonFiniteStop(
                 f"training stopped at step {step}: the loss or gradients were NaN/Inf in {self.consecutive} steps in a row "
                 f"(each skipped, so the weights are still those of step {step - self.consecutive}, saved to last.ckpt) — "
-                f"lower the learning rate, clip gradients (--trainer.gradient_clip_val) or check the data, then resume with --ckpt_path last."
+                f"lower the learning rate, clip gradients (--trainer.gradient_clip_val) or check the data, "
+                f"then resume with --ckpt_path last."
             )
-        rank_zero_warn(f"step {step}: NaN/Inf loss or gradients, step skipped (weights unchanged); "
-                       f"{self.consecutive} in a row, the run stops at {self.max_consecutive}.")
+        rank_zero_warn(
+            f"step {step}: NaN/Inf loss or gradients, step skipped (weights unchanged); "
+            f"{self.consecutive} in a row, the run stops at {self.max_consecutive}."
+        )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.skipped or trainer.global_step % max(1, trainer.log_every_n_steps) == 0:

@@ -19,7 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ProgressBar, Timer
 
-from lightning_gen.progress import duration, emit, eta, first_line_seconds, interval_seconds, mode, rate
+from lightning_gen.console.progress import duration, emit, eta, first_line_seconds, interval_seconds, mode, rate
 
 
 def progress_callbacks(enable_progress_bar: bool | None, configured: list[Callback]) -> list[Callback]:
@@ -166,7 +166,10 @@ class LineProgress(ProgressBar):
         now = time.monotonic()
         known = math.isfinite(total) and total > 0
         if (not known or self._eval_batches < total) and self._due(now):  # the loop's last batch: its result line follows
-            parts = [f"{what}: batch {self._eval_batches}{f'/{int(total)}' if known else ''}", rate(self._eval_batches, now - self._eval_started)]
+            parts = [
+                f"{what}: batch {self._eval_batches}{f'/{int(total)}' if known else ''}",
+                rate(self._eval_batches, now - self._eval_started),
+            ]
             if known:
                 parts.append(f"ETA {duration(eta(self._eval_batches, total, now - self._eval_started))}")
             self._emit(", ".join(parts))
@@ -177,7 +180,9 @@ class LineProgress(ProgressBar):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval_start()
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if trainer.sanity_checking:
             self._eval_batch("sanity check", self._eval_total(trainer, trainer.num_sanity_val_batches))
         else:
@@ -188,19 +193,30 @@ class LineProgress(ProgressBar):
         if trainer.sanity_checking or self._fit_started is None:  # `validate` prints its own table of results
             return
         self._window_time += time.monotonic() - self._eval_started  # it/s counts training batches only
-        metrics = {key: number for key, value in trainer.progress_bar_metrics.items() if key.startswith("val") and (number := _number(value)) is not None}
+        metrics = {
+            key: number
+            for key, value in trainer.progress_bar_metrics.items()
+            if key.startswith("val") and (number := _number(value)) is not None
+        }
         if not metrics:
             return
-        self._emit(f"validation after epoch {trainer.current_epoch + 1}, step {trainer.global_step}: " + ", ".join(f"{key} {_format(value)}" for key, value in metrics.items()))
+        self._emit(
+            f"validation after epoch {trainer.current_epoch + 1}, step {trainer.global_step}: "
+            + ", ".join(f"{key} {_format(value)}" for key, value in metrics.items())
+        )
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval_start()
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._eval_batch("test", self._eval_total(trainer, trainer.num_test_batches))
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval_start()
 
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._eval_batch("predict", self._eval_total(trainer, trainer.num_predict_batches))

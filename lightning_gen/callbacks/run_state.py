@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.models.base import CHECKPOINT_KEY
-from lightning_gen.run_dir import RunLocation
+from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
+from lightning_gen.runs.directory import RunLocation
 from lightning_gen.tracking.loggers import wandb_files
 
 
@@ -31,7 +31,13 @@ def capture_rng() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": position,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -43,7 +49,13 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
     np.random.set_state(
-        (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"])
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
     )
     python_state = state["python"]
     random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
@@ -68,7 +80,10 @@ def _plain(value: Any) -> Any:
 def optimizer_settings(optimizers: list[torch.optim.Optimizer]) -> list[list[dict[str, Any]]]:
     """Each optimizer's param groups' settings (lr, betas, weight_decay, …) as plain data, without the parameters."""
     return [
-        [{key: copy.copy(value) for key, value in group.items() if key not in _NOT_SETTINGS and _is_setting(value)} for group in optimizer.param_groups]
+        [
+            {key: copy.copy(value) for key, value in group.items() if key not in _NOT_SETTINGS and _is_setting(value)}
+            for group in optimizer.param_groups
+        ]
         for optimizer in optimizers
     ]
 
@@ -98,14 +113,18 @@ def _format(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def apply_config_settings(trainer: pl.Trainer, configured: list[list[dict[str, Any]]], saved: list[list[dict[str, Any]]]) -> list[tuple[str, Any, Any]]:
+def apply_config_settings(
+    trainer: pl.Trainer, configured: list[list[dict[str, Any]]], saved: list[list[dict[str, Any]]]
+) -> list[tuple[str, Any, Any]]:
     """Put the settings the resume's config changed (``configured`` vs the checkpoint's ``saved``) into the
     restored optimizers; returns (key, checkpoint value, config value) for each change."""
     changes: dict[str, tuple[str, Any, Any]] = {}
-    for index, (optimizer, configured_groups, saved_groups) in enumerate(zip(trainer.optimizers, configured, saved)):
+    for optimizer, configured_groups, saved_groups in zip(trainer.optimizers, configured, saved):
         if len(configured_groups) != len(saved_groups) or len(optimizer.param_groups) != len(configured_groups):
             continue
-        schedulers = [config.scheduler for config in trainer.lr_scheduler_configs if getattr(config.scheduler, "optimizer", None) is optimizer]
+        schedulers = [
+            config.scheduler for config in trainer.lr_scheduler_configs if getattr(config.scheduler, "optimizer", None) is optimizer
+        ]
         for number, (group, wanted, had) in enumerate(zip(optimizer.param_groups, configured_groups, saved_groups)):
             for key, new in wanted.items():
                 if key not in had or _plain(had[key]) == _plain(new):
@@ -171,8 +190,7 @@ class RunState(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
         lines = [
-            "Final validation (EMA weights where EMA is on): "
-            + ", ".join(f"{key} {value:.4g}" for key, value in sorted(scores.items())),
+            "Final validation (EMA weights where EMA is on): " + ", ".join(f"{key} {value:.4g}" for key, value in sorted(scores.items())),
             f"Run directory: {self.run.directory}",
             f"  checkpoints: {self.run.checkpoints} (resume with --ckpt_path last)",
             f"  image grids: {self.run.images}",

@@ -37,13 +37,13 @@ SMOKE_SAMPLES = 4  # per scoring under fast_dev_run
 
 class SampleQuality(pl.Callback):
     """Args:
-        every_n_epochs: score every this many validation epochs (and after the last epoch).
-        num_samples: generated images per scoring, over all ranks.
-        feature_extractor: ``inception``, a TorchScript/.pt2 file, a Judge .ckpt or a class path (see ``evaluate``).
-        inception_weights: the FID Inception weights file, when not in the torch hub cache.
-        seed: noise seed, the same at every scoring so epochs compare.
-        batch_size: samples generated and featurised at once.
-        cache_dir: real-feature cache folder (default beside the image cache).
+    every_n_epochs: score every this many validation epochs (and after the last epoch).
+    num_samples: generated images per scoring, over all ranks.
+    feature_extractor: ``inception``, a TorchScript/.pt2 file, a Judge .ckpt or a class path (see ``evaluate``).
+    inception_weights: the FID Inception weights file, when not in the torch hub cache.
+    seed: noise seed, the same at every scoring so epochs compare.
+    batch_size: samples generated and featurised at once.
+    cache_dir: real-feature cache folder (default beside the image cache).
     """
 
     def __init__(
@@ -65,7 +65,10 @@ class SampleQuality(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if getattr(pl_module, "condition_kind", "none") == "text":
-            raise UserError("SampleQuality in trainer.callbacks scores unconditional or class/attribute samples; a text model needs prompts, so score it with evaluate --prompt_template.")
+            raise UserError(
+                "SampleQuality in trainer.callbacks scores unconditional or class/attribute samples; a text "
+                "model needs prompts, so score it with evaluate --prompt_template."
+            )
         if trainer.fast_dev_run:
             self.num_samples, self.batch_size = min(self.num_samples, SMOKE_SAMPLES), min(self.batch_size, SMOKE_SAMPLES)
         # Built on every rank at setup, so a missing weights file stops the run before training, not after an epoch.

@@ -34,7 +34,7 @@ def run_command(name: str, argv: list[str]) -> None:
         module.main(argv)
         return
     from lightning_gen.commands.common import batch_in_memory, command_parser, write_hint
-    from lightning_gen.option_errors import explained_resource_errors
+    from lightning_gen.console.option_errors import explained_resource_errors
 
     args = command_parser(name, module).parse_args(argv)
     # Out of memory, or a folder that cannot be written: one sentence with the size tried / the path, not a traceback.

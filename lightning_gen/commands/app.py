@@ -55,4 +55,3 @@ def run(args: Namespace) -> None:
         print(warning, file=sys.stderr, flush=True)
     service = MixerService(args.ckpt_path, device_of(args.device), args.references, args.neighbours)  # loads the model once
     launch(service, args.host, args.port, args.share)
-

@@ -20,11 +20,11 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.config.settings import SETTINGS
+from lightning_gen.console.option_errors import ExplainingParser
 from lightning_gen.errors import UserError
-from lightning_gen.option_errors import ExplainingParser
-from lightning_gen.run_dir import RunLocation, read_run_info
-from lightning_gen.settings import SETTINGS
+from lightning_gen.runs.directory import RunLocation, read_run_info
 
 __all__ = ["command_parser", "instantiate_datamodule", "load_model", "resolve_device", "run_directory_of"]
 
@@ -57,7 +57,9 @@ def add_fit_arguments(parser: LightningArgumentParser) -> None:
 def command_parser(name: str, module: ModuleType) -> LightningArgumentParser:
     # Raises ParseFailure instead of printing the whole usage: main() explains a mistake in one sentence.
     # No abbreviated options (--nu is not taken as --num); --help: the command's own options, fit's groups one line each.
-    parser = ExplainingParser(prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None), allow_abbrev=False, short_help=True)
+    parser = ExplainingParser(
+        prog=f"lightning-gen {name}", description=getattr(module, "DESCRIPTION", None), allow_abbrev=False, short_help=True
+    )
     module.add_arguments(parser)
     add_fit_arguments(parser)
     return parser
@@ -81,8 +83,11 @@ def write_hint(args: Namespace, path: Path) -> str | None:
     path = Path(path).absolute()
     # The command's own options (--out, --save_images, --cache_dir, ...): the path lies in one's, or is a folder on
     # the way to one written with a folder in it (--out /file/grid.png, /file a regular file).
-    chosen = {key: Path(value).expanduser().absolute() for key, value in args.items()
-              if "." not in key and key != "ckpt_path" and isinstance(value, str) and value}
+    chosen = {
+        key: Path(value).expanduser().absolute()
+        for key, value in args.items()
+        if "." not in key and key != "ckpt_path" and isinstance(value, str) and value
+    }
     for key, folder in chosen.items():
         if path == folder or folder in path.parents:
             return f"choose a writable --{key}"
@@ -93,7 +98,10 @@ def write_hint(args: Namespace, path: Path) -> str | None:
     run = Path(ckpt_path).absolute().parent.parent if isinstance(ckpt_path, str) else None
     if run is not None and (path == run or run in path.parents):
         if "log_to_run" in args:
-            return f"the checkpoint's run directory {run} is not writable: pass --log_to_run false (with --out FILE for the scores) or make it writable"
+            return (
+                f"the checkpoint's run directory {run} is not writable: pass --log_to_run false (with --out "
+                f"FILE for the scores) or make it writable"
+            )
         return f"it lies in the checkpoint's run directory {run}: make that writable or copy the run somewhere writable"
     return None
 
@@ -102,7 +110,10 @@ def instantiate_datamodule(args: Namespace, required_for: str = "this command") 
     """The datamodule of ``args.data`` (from ``--config`` and ``--data.*`` overrides), as fit would build it."""
     data = args.get("data")
     if not data or not data.get("class_path"):
-        raise UserError(f"{required_for} needs a dataset: pass --config with a run config that has a data section (e.g. configs/quickstart.yaml) or --data.class_path.")
+        raise UserError(
+            f"{required_for} needs a dataset: pass --config with a run config that has a data section (e.g. "
+            f"configs/quickstart.yaml) or --data.class_path."
+        )
     parser = ArgumentParser()
     parser.add_subclass_arguments(pl.LightningDataModule, "data")
     return parser.instantiate_classes(parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})).data
@@ -126,4 +137,6 @@ def run_directory_of(ckpt_path: str | Path) -> RunLocation | None:
     directory = info.get("run_directory")
     if not directory or not info.get("run_id") or not Path(directory).is_dir():
         return None
-    return RunLocation(Path(directory).parent.parent, info.get("experiment", Path(directory).parent.name), Path(directory), run_id=info["run_id"])
+    return RunLocation(
+        Path(directory).parent.parent, info.get("experiment", Path(directory).parent.name), Path(directory), run_id=info["run_id"]
+    )

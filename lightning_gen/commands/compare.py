@@ -20,11 +20,11 @@ from torchvision.utils import save_image
 
 from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.commands.common import load_model, resolve_device
+from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
 from lightning_gen.metrics import comparison
 from lightning_gen.metrics.datamodules import datamodule_from_config
 from lightning_gen.metrics.runs import RunRecord, check_comparable, find_group, record_of, short_key, varying_keys
-from lightning_gen.progress import track
 
 DESCRIPTION = "a sweep's runs side by side: reconstruction/interpolation/sample grids, a metric table and plots"
 VALIDATION_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/psnr", "val/ssim")
@@ -52,8 +52,15 @@ def add_arguments(parser: ArgumentParser) -> None:
 def validation_scores(model: Any, datamodule: Any) -> dict[str, float]:
     """The model's own validation step over the whole split, the same data for every run."""
     lines = progress_callbacks(None, [])  # batch lines in a pipe, no bar in a terminal
-    trainer = pl.Trainer(accelerator="auto" if model.device.type != "cpu" else "cpu", devices=1, logger=False, callbacks=lines,
-                         enable_checkpointing=False, enable_progress_bar=bool(lines), enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="auto" if model.device.type != "cpu" else "cpu",
+        devices=1,
+        logger=False,
+        callbacks=lines,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(lines),
+        enable_model_summary=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = trainer.validate(model, datamodule=datamodule, verbose=False)
@@ -81,7 +88,10 @@ def first_images(datamodule: Any, split: str, count: int) -> dict[str, Any]:
         total += len(batch["image"])
         if total >= count:
             break
-    return {key: torch.cat(values)[:count] if isinstance(values[0], torch.Tensor) else sum(map(list, values), [])[:count] for key, values in taken.items()}
+    return {
+        key: torch.cat(values)[:count] if isinstance(values[0], torch.Tensor) else sum(map(list, values), [])[:count]
+        for key, values in taken.items()
+    }
 
 
 def quality_scores(models: list[Any], datamodule: Any, args: Namespace, device: str) -> list[dict[str, float]]:
@@ -90,8 +100,16 @@ def quality_scores(models: list[Any], datamodule: Any, args: Namespace, device: 
     from lightning_gen.metrics.quality import QualityRequest, announce, sample_features
 
     metrics = [name for name in parse_metrics(args.metrics, None, False) if name in ("fid", "kid", "pr")]
-    sampling_args = Namespace(num=args.num, seed=args.seed, batch_size=args.batch_size, split=args.split, feature_extractor=args.feature_extractor,
-                              inception_weights=args.inception_weights, cache_dir=args.cache_dir, save_images=None)  # fmt: skip
+    sampling_args = Namespace(
+        num=args.num,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        split=args.split,
+        feature_extractor=args.feature_extractor,
+        inception_weights=args.inception_weights,
+        cache_dir=args.cache_dir,
+        save_images=None,
+    )
     request = QualityRequest.from_args(sampling_args, metrics, device, None)
     extractor = request.extractor()
     real, cached = real_features(datamodule, args.split, extractor, request.cache, args.batch_size)
@@ -144,7 +162,9 @@ def run(args: Namespace) -> None:
     table = comparison.write_markdown(rows, out / "runs.md")
     comparison.write_csv(rows, out / "runs.csv")
     metric_columns = [column for column in rows[0] if column not in ("run", "params", "steps", "minutes", *map(short_key, keys))]
-    plots = [plot for key in map(short_key, keys) if (plot := comparison.plot_metrics(rows, key, metric_columns, out / f"metrics_vs_{key}.png"))]
+    plots = [
+        plot for key in map(short_key, keys) if (plot := comparison.plot_metrics(rows, key, metric_columns, out / f"metrics_vs_{key}.png"))
+    ]
     print("Columns of reconstructions.png: originals, " + ", ".join(record.name for record in records))
     print("Rows of interpolations.png and samples.png: " + ", ".join(record.name for record in records))
     print(table)
@@ -156,14 +176,29 @@ def run(args: Namespace) -> None:
 def log_comparison(records: list[RunRecord], rows: list[dict[str, Any]], out: Path, pngs: list[Path]) -> None:
     import wandb
 
-    from lightning_gen.settings import TrackingSettings
+    from lightning_gen.config.settings import TrackingSettings
     from lightning_gen.tracking.loggers import wandb_offline
 
     tracking = records[0].config.get("tracking") or {}
     settings = TrackingSettings(**{key: value for key, value in tracking.items() if key in TrackingSettings.__dataclass_fields__})
-    run = wandb.init(project=settings.project, group=records[0].group, name=f"compare/{records[0].group}", dir=str(out),
-                     mode="offline" if wandb_offline(settings) else "online", job_type="compare")  # fmt: skip
+    run = wandb.init(
+        project=settings.project,
+        group=records[0].group,
+        name=f"compare/{records[0].group}",
+        dir=str(out),
+        mode="offline" if wandb_offline(settings) else "online",
+        job_type="compare",
+    )
     columns = list(rows[0])
-    run.log({"compare/runs": wandb.Table(columns=columns, data=[[comparison.format_value(row.get(c)) if isinstance(row.get(c), tuple) else row.get(c) for c in columns] for row in rows]),
-             **{f"compare/{png.stem}": wandb.Image(str(png)) for png in pngs}})  # fmt: skip
+    run.log(
+        {
+            "compare/runs": wandb.Table(
+                columns=columns,
+                data=[
+                    [comparison.format_value(row.get(c)) if isinstance(row.get(c), tuple) else row.get(c) for c in columns] for row in rows
+                ],
+            ),
+            **{f"compare/{png.stem}": wandb.Image(str(png)) for png in pngs},
+        }
+    )
     run.finish()

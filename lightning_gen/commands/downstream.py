@@ -1,4 +1,5 @@
-"""``python -m lightning_gen downstream --config REAL_DATA.yaml --synthetic DIR [--classifier judge|resnet18] [--real_fraction 0.1,0.25,1.0] [--seeds 3]``.
+"""``python -m lightning_gen downstream --config REAL_DATA.yaml --synthetic DIR [--classifier judge|resnet18]
+[--real_fraction 0.1,0.25,1.0] [--seeds 3]``.
 
 Does a generated dataset help a classifier? Trains a classifier from scratch on (a) a fraction of
 the real training split, (b) the same fraction plus the synthetic folder, (c) the synthetic folder
@@ -31,13 +32,23 @@ JUDGE_DEFAULT_LR = 2e-3  # configs/shapes_judge.yaml's Adam learning rate
 
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--synthetic", type=str, required=True, help="an export folder (DIR/<class name>/<image>)")
-    parser.add_argument("--classifier", type=str, default="judge", choices=["judge", "resnet18"], help="judge (the project's CNN) or resnet18 (torchvision, from scratch)")
+    parser.add_argument(
+        "--classifier",
+        type=str,
+        default="judge",
+        choices=["judge", "resnet18"],
+        help="judge (the project's CNN) or resnet18 (torchvision, from scratch)",
+    )
     parser.add_argument("--real_fraction", type=str, default="0.1,0.25,1.0", help="comma-separated fractions of the real training split")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per setting (real subset, initial weights, batch order)")
-    parser.add_argument("--lr", type=Optional[float], default=None, help="AdamW learning rate (default: the config's Judge optimizer lr, else 2e-3)")
+    parser.add_argument(
+        "--lr", type=Optional[float], default=None, help="AdamW learning rate (default: the config's Judge optimizer lr, else 2e-3)"
+    )
     parser.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument("--batch_size", type=Optional[int], default=None, help="training batch size (default: the datamodule's)")
-    parser.add_argument("--out", type=Optional[str], default=None, help="folder for the tables and plot (default runs/downstream/<synthetic folder name>)")
+    parser.add_argument(
+        "--out", type=Optional[str], default=None, help="folder for the tables and plot (default runs/downstream/<synthetic folder name>)"
+    )
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -75,7 +86,9 @@ def real_splits(datamodule: Any) -> tuple[Any, Any, str]:
         test_set, split = getattr(datamodule, "val_set", None), "validation"
     train_set = getattr(datamodule, "train_set", None)
     if train_set is None or test_set is None or not len(test_set):
-        raise UserError(f"{type(datamodule).__name__} gives no training split or no held-out split; downstream tests on real held-out images.")
+        raise UserError(
+            f"{type(datamodule).__name__} gives no training split or no held-out split; downstream tests on real held-out images."
+        )
     return train_set, test_set, split
 
 
@@ -85,12 +98,18 @@ def log_to_wandb(args: Namespace, out: Path, runs: list[dict[str, Any]], summary
         return
     import wandb
 
-    from lightning_gen.settings import TrackingSettings
+    from lightning_gen.config.settings import TrackingSettings
     from lightning_gen.tracking.loggers import wandb_offline
 
     settings = tracking if isinstance(tracking, TrackingSettings) else TrackingSettings(**tracking.as_dict())
-    run = wandb.init(project=settings.project, group=settings.group or "downstream", name=f"downstream/{name}", dir=str(out),
-                     mode="offline" if wandb_offline(settings) else "online", config={"synthetic": str(args.synthetic)})
+    run = wandb.init(
+        project=settings.project,
+        group=settings.group or "downstream",
+        name=f"downstream/{name}",
+        dir=str(out),
+        mode="offline" if wandb_offline(settings) else "online",
+        config={"synthetic": str(args.synthetic)},
+    )
     for table_name, rows in (("runs", runs), ("summary", summary)):
         keys = list(dict.fromkeys(key for row in rows for key in row))
         run.log({table_name: wandb.Table(columns=keys, data=[[row.get(key) for key in keys] for row in rows])})
@@ -131,11 +150,15 @@ def run(args: Namespace) -> None:
         write_csv(out / "runs.csv", runs)  # after every classifier, so a stopped run keeps what it measured
         rank_zero_info(f"downstream: {json.dumps(row)}")
 
-    rank_zero_info(f"downstream: {len(real_train)} real training images, {len(images)} synthetic, testing on {len(real_test)} real {split} images")
+    rank_zero_info(
+        f"downstream: {len(real_train)} real training images, {len(images)} synthetic, testing on {len(real_test)} real {split} images"
+    )
     run_downstream(real_train, RealImages(real_test), TensorImages(images, labels), fractions, args.seeds, setup, report)
     summary = summarise(runs, fractions)
-    title = (f"{args.classifier} on {type(datamodule).__name__}: accuracy on {len(real_test):,} real {split} images, "
-             f"synthetic = {name}, {args.seeds} seed(s)")
+    title = (
+        f"{args.classifier} on {type(datamodule).__name__}: accuracy on {len(real_test):,} real {split} images, "
+        f"synthetic = {name}, {args.seeds} seed(s)"
+    )
     table = markdown_table(summary, fractions, title)
     write_csv(out / "summary.csv", summary)
     (out / "summary.md").write_text(table)
@@ -143,4 +166,3 @@ def run(args: Namespace) -> None:
     print(table)
     print(f"Wrote runs.csv, summary.csv, summary.md and downstream.png to {out}")
     log_to_wandb(args, out, runs, summary, name)
-

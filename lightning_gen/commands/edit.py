@@ -1,4 +1,5 @@
-"""``python -m lightning_gen edit --ckpt_path CKPT --image X.jpg --attribute Blond_Hair [--strengths -2,-1,0,1,2] [--references 2000] --out strip.png``
+"""``python -m lightning_gen edit --ckpt_path CKPT --image X.jpg --attribute Blond_Hair [--strengths -2,-1,0,1,2]
+[--references 2000] --out strip.png``
 (or ``--from Black_Hair --to Blond_Hair``).
 
 Moves the image's latent along an attribute direction (seed 001) built from the posterior means of up
@@ -18,7 +19,7 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.commands.mix import device_of
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
@@ -38,7 +39,12 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--attribute", type=Optional[str], default=None, help="the attribute to add (positive strengths) or remove")
     parser.add_argument("--from", type=Optional[str], default=None, help="with --to: move from this attribute to that one")
     parser.add_argument("--to", type=Optional[str], default=None, help="with --from: the attribute to move to")
-    parser.add_argument("--strengths", type=str, default="-2,-1,0,1,2", help="comma-separated multiples of the direction, one image each (--strengths -2,-1,0,1,2 and --strengths=-2,-1,0,1,2 both work)")
+    parser.add_argument(
+        "--strengths",
+        type=str,
+        default="-2,-1,0,1,2",
+        help="comma-separated multiples of the direction, one image each (--strengths -2,-1,0,1,2 and --strengths=-2,-1,0,1,2 both work)",
+    )
     add_direction_arguments(parser)
     parser.add_argument("--condition", type=Optional[str], default=None, help="CVAE: the condition to decode with (swaps the image's)")
     parser.add_argument("--image_condition", type=Optional[str], default=None, help="CVAE: the image's own condition, to encode with")
@@ -48,9 +54,16 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def add_direction_arguments(parser: ArgumentParser) -> None:
     """``--references`` and ``--neighbours``: how attribute directions are built (``edit`` and the app's Edit tab)."""
-    parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="training images (at most) whose latents the directions come from")
-    parser.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
-                        help="k: each image's direction is its k nearest references with the attribute minus its k nearest without; 0 = one global direction (seed 001)")
+    parser.add_argument(
+        "--references", type=int, default=DEFAULT_REFERENCES, help="training images (at most) whose latents the directions come from"
+    )
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=DEFAULT_NEIGHBOURS,
+        help="k: each image's direction is its k nearest references with the attribute minus its k nearest "
+        "without; 0 = one global direction (seed 001)",
+    )
 
 
 def data_section(args: Namespace) -> dict[str, Any]:
@@ -76,13 +89,16 @@ def run(args: Namespace) -> None:
     model = load_model(args.ckpt_path, device_of(args.device))
     require_attributes(model)
     image = load_user_image(args.image, model.data_facts)
-    codec = condition_pair(model, condition_by_names(model, args.image_condition, "--image_condition"), condition_by_names(model, args.condition))
+    codec = condition_pair(
+        model, condition_by_names(model, args.image_condition, "--image_condition"), condition_by_names(model, args.condition)
+    )
     directions, hit = load_directions(model, args.ckpt_path, args.references, data_section(args))
     edit = edit_offset(directions, args.attribute, args["from"], args.to, args.neighbours)
     strip = edit_strip(codec, image, edit, strengths)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(strip_grid(strip), out)
-    source = "cached" if hit else f"computed from {int(directions.with_counts[0] + directions.without_counts[0])} training images and cached"
+    source = (
+        "cached" if hit else f"computed from {int(directions.with_counts[0] + directions.without_counts[0])} training images and cached"
+    )
     print(f"Wrote the input and {len(strengths)} edits to {out} (directions {source})")
-

@@ -27,7 +27,12 @@ KNOWN_METRICS = ("fid", "kid", "pr", "psnr", "ssim", "judge")
 
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="a lightning_gen .ckpt file")
-    parser.add_argument("--metrics", type=Optional[str], default=None, help=f"comma-separated, of {','.join(KNOWN_METRICS)}; default: judge with --judge, else fid,kid,pr (+psnr,ssim for VAEs)")
+    parser.add_argument(
+        "--metrics",
+        type=Optional[str],
+        default=None,
+        help=f"comma-separated, of {','.join(KNOWN_METRICS)}; default: judge with --judge, else fid,kid,pr (+psnr,ssim for VAEs)",
+    )
     parser.add_argument("--judge", type=Optional[str], default=None, help="a Judge .ckpt trained on the same dataset (metric judge)")
     parser.add_argument("--num", type=Optional[int], default=None, help="number of generated samples (default 2048; 512 for judge)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (and KID subset seed)")
@@ -35,14 +40,22 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=256, help="samples generated and featurised at once")
     parser.add_argument("--out", type=Optional[str], default=None, help="JSON file to write the scores to (PNGs go beside it)")
     parser.add_argument("--save_images", type=Optional[str], default=None, help="folder to keep the generated images in (PNG)")
-    parser.add_argument("--feature_extractor", type=str, default="inception", help="inception, a TorchScript/.pt2 file, a Judge .ckpt or a class path")
+    parser.add_argument(
+        "--feature_extractor", type=str, default="inception", help="inception, a TorchScript/.pt2 file, a Judge .ckpt or a class path"
+    )
     parser.add_argument("--inception_weights", type=Optional[str], default=None, help="path of the FID Inception weights file")
     parser.add_argument("--images", type=Optional[str], default=None, help="folder mode: a folder of generated images")
-    parser.add_argument("--reference", type=Optional[str], default=None, help="folder mode: a folder of real images (default: the config's dataset split)")
-    parser.add_argument("--image_size", type=Optional[int], default=None, help="folder mode: side images are resized to (default: the reference's)")
+    parser.add_argument(
+        "--reference", type=Optional[str], default=None, help="folder mode: a folder of real images (default: the config's dataset split)"
+    )
+    parser.add_argument(
+        "--image_size", type=Optional[int], default=None, help="folder mode: side images are resized to (default: the reference's)"
+    )
     parser.add_argument("--cache_dir", type=Optional[str], default=None, help="real-feature cache folder (default: beside the image cache)")
     parser.add_argument("--log_to_run", type=bool, default=True, help="add the scores to the checkpoint's run directory and W&B run")
-    parser.add_argument("--group_names", type=Optional[str], default=None, help="judge: comma-separated names of class-name word groups, e.g. colour,shape")
+    parser.add_argument(
+        "--group_names", type=Optional[str], default=None, help="judge: comma-separated names of class-name word groups, e.g. colour,shape"
+    )
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
     add_sampling_arguments(parser)
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
@@ -115,9 +128,12 @@ def run(args: Namespace) -> None:
                     shutil.copy(png, out_dir / png.name)
         if run_directory is not None and scores:
             from lightning_gen.metrics.report import log_to_wandb_run
-            from lightning_gen.run_dir import read_run_info
+            from lightning_gen.runs.directory import read_run_info
 
-            write_json(run_directory / "evaluation" / f"scores-seed{args.seed}-{args.split}.json", {**payload, "scores": [s.to_dict() for s in scores]})
+            write_json(
+                run_directory / "evaluation" / f"scores-seed{args.seed}-{args.split}.json",
+                {**payload, "scores": [s.to_dict() for s in scores]},
+            )
             run_id = read_run_info(args.ckpt_path).get("run_id")
             if run_id and log_to_wandb_run(run_directory, run_id, scores, pngs):
                 print(f"Added the scores to W&B run {run_id} in {run_directory}")

@@ -1,4 +1,5 @@
-"""``python -m lightning_gen export --ckpt_path CKPT --per_class N --out DIR [--guidance_scale G] [--steps S] [--prompts FILE | --prompt_template T]``.
+"""``python -m lightning_gen export --ckpt_path CKPT --per_class N --out DIR [--guidance_scale G] [--steps S]
+[--prompts FILE | --prompt_template T]``.
 
 Writes a generated dataset in the ImageFolder layout ``DIR/<class name>/<index>.png`` (flat
 ``DIR/<index>.png`` with ``--num N`` for unconditional models) and ``DIR/metadata.jsonl`` in the Hugging
@@ -16,7 +17,7 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.errors import UserError
 from lightning_gen.synthetic.metadata import METADATA_FILE, check_or_write_settings, checkpoint_global_step, file_sha256, write_metadata
 from lightning_gen.synthetic.plan import build_plan, condition_kind
@@ -34,7 +35,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed; image i of a class depends only on (seed, class, i)")
     parser.add_argument("--batch_size", type=int, default=64, help="images generated at once per device")
     parser.add_argument("--steps", type=Optional[int], default=None, help="DDIM steps (diffusion models; default: the model's)")
-    parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale (default: the model's)")
+    parser.add_argument(
+        "--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale (default: the model's)"
+    )
     parser.add_argument("--prompts", type=Optional[str], default=None, help="YAML mapping class name → prompt or list of prompts")
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="prompt per class, e.g. 'a photo of a {name}'")
 
@@ -102,4 +105,3 @@ def run(args: Namespace) -> None:
         args.prompt_template,
         trainer_options(args),
     )
-

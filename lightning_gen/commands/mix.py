@@ -1,4 +1,5 @@
-"""``python -m lightning_gen mix --ckpt_path CKPT A.jpg B.jpg [--steps 8] [--mode slerp|lerp] [--condition C] --out strip.png [--gif out.gif]``.
+"""``python -m lightning_gen mix --ckpt_path CKPT A.jpg B.jpg [--steps 8] [--mode slerp|lerp] [--condition C] --out strip.png
+[--gif out.gif]``.
 
 Blends two images of any size and format through the checkpoint's latent space (seed 003's Kitten
 Mixer): both are preprocessed like the training images (crop and resize from the checkpoint's data
@@ -15,7 +16,7 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints import load_model
+from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.commands.common import resolve_device
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
@@ -46,7 +47,9 @@ def make_codec(model: Any, condition: str | None, inversion_steps: int | None = 
     return Codec(model, encode_condition=condition_by_names(model, condition), steps=inversion_steps)
 
 
-def mix_files(model: Any, image_a: Any, image_b: Any, steps: int, mode: Mode, condition: str | None, inversion_steps: int | None = None) -> torch.Tensor:
+def mix_files(
+    model: Any, image_a: Any, image_b: Any, steps: int, mode: Mode, condition: str | None, inversion_steps: int | None = None
+) -> torch.Tensor:
     """The strip's images ((steps + 2)×C×S×S); ``image_a``/``image_b`` are paths, bytes or PIL images."""
     codec = make_codec(model, condition, inversion_steps)
     facts = model.data_facts
@@ -66,4 +69,3 @@ def run(args: Namespace) -> None:
     if args.gif:
         write_gif(strip[1:-1], args.gif)
         print(f"Wrote the mix animation to {args.gif}")
-

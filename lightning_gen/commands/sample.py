@@ -42,8 +42,12 @@ def add_sampling_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
-    parser.add_argument("--prior", type=Optional[Literal["fitted", "standard"]], default=None,
-                        help="VAEs: fitted (the ex-post mixture stored in the checkpoint, when it has one) or standard (z ~ N(0, I))")
+    parser.add_argument(
+        "--prior",
+        type=Optional[Literal["fitted", "standard"]],
+        default=None,
+        help="VAEs: fitted (the ex-post mixture stored in the checkpoint, when it has one) or standard (z ~ N(0, I))",
+    )
 
 
 def resolve_condition(model: Any, num: int, condition: str | None, prompt: str | None) -> Any:

@@ -15,7 +15,6 @@ from jsonargparse import ArgumentParser, Namespace
 from lightning_gen.commands.common import instantiate_datamodule
 from lightning_gen.errors import UserError
 
-
 DESCRIPTION = "per-class and per-attribute image counts of a config's dataset"
 
 
@@ -67,7 +66,11 @@ def format_counts(title: str, counts: Counter, total: int, per_split: dict[str, 
     splits = per_split if per_split and len(per_split) > 1 else {}
 
     def by_split(name: str) -> str:
-        return "  " + "  ".join(f"{split} {counter[name]:>{len(str(max(counter.values(), default=0)))}}" for split, counter in splits.items()) if splits else ""
+        return (
+            "  " + "  ".join(f"{split} {counter[name]:>{len(str(max(counter.values(), default=0)))}}" for split, counter in splits.items())
+            if splits
+            else ""
+        )
 
     lines = [f"{title} ({len(counts)}):"]
     lines += [f"  {name:<{width}}  {count:7d}  {100 * count / max(total, 1):5.1f} %{by_split(name)}" for name, count in counts.items()]
@@ -86,9 +89,14 @@ def run(args: Namespace) -> None:
         raise UserError(f"the dataset {type(datamodule).__name__} has no class labels or attributes; stats needs a labelled dataset.")
     splits = ", ".join(f"{split} {count}" for split, (_, _, count) in per_split.items())
     if len(per_split) > 1:
-        print(f"{type(datamodule).__name__}: {total} images in {len(per_split)} splits: {splits} (counts below: all splits together, then each split)")
+        print(
+            f"{type(datamodule).__name__}: {total} images in {len(per_split)} splits: {splits} (counts below: "
+            f"all splits together, then each split)"
+        )
     else:
         print(f"{type(datamodule).__name__}: {total} images ({splits})")
     class_splits = {split: counters[0] for split, counters in per_split.items()}
     attribute_splits = {split: counters[1] for split, counters in per_split.items()}
-    print("\n".join(format_counts("classes", classes, total, class_splits) + format_counts("attributes", attributes, total, attribute_splits)))
+    print(
+        "\n".join(format_counts("classes", classes, total, class_splits) + format_counts("attributes", attributes, total, attribute_splits))
+    )

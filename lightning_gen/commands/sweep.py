@@ -14,24 +14,32 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.config_trust import read_config
+from lightning_gen.config.trust import read_config
+from lightning_gen.console.progress import Progress, duration
 from lightning_gen.errors import UserError
 from lightning_gen.metrics.runs import flatten
-from lightning_gen.progress import Progress, duration
 
 DESCRIPTION = "run a grid of config overrides one after another in one W&B group (skips finished runs, resumes interrupted ones)"
 FINISHED_MARKER = "sweep_finished.json"
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--set", type=str, default=[], action="append", help="KEY=V1,V2,...: a config key and its values (repeat for a grid)")
-    parser.add_argument("--name", type=Optional[str], default=None, help="sweep name = W&B group (default: the config's tracking.group or '<config stem>_sweep')")
+    parser.add_argument(
+        "--set", type=str, default=[], action="append", help="KEY=V1,V2,...: a config key and its values (repeat for a grid)"
+    )
+    parser.add_argument(
+        "--name",
+        type=Optional[str],
+        default=None,
+        help="sweep name = W&B group (default: the config's tracking.group or '<config stem>_sweep')",
+    )
     parser.add_argument("--wandb_sweep_yaml", type=Optional[str], default=None, help="also write the equivalent W&B sweep config here")
     parser.add_argument("--subprocess", type=bool, default=False, help="run each fit as its own process instead of in this one")
     parser.add_argument("--dry_run", type=bool, default=False, help="print what would run, run nothing")
@@ -125,7 +133,10 @@ def fit_in_process(argv: list[str]) -> None:
 def fit_in_subprocess(argv: list[str]) -> None:
     completed = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", *argv])
     if completed.returncode != 0:
-        raise UserError(f"the sweep's run 'fit {' '.join(argv)}' exited with {completed.returncode}; fix it and re-run the sweep (finished runs are skipped).")
+        raise UserError(
+            f"the sweep's run 'fit {' '.join(argv)}' exited with {completed.returncode}; fix it and re-run the "
+            f"sweep (finished runs are skipped)."
+        )
 
 
 def wandb_sweep_config(name: str, grid: dict[str, list[str]], fit_args: list[str]) -> dict[str, Any]:
@@ -165,7 +176,10 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
         if state == "interrupted":
             argv += ["--ckpt_path", "last"]
         so_far = f" (sweep: {clock.status()})" if clock.done else ""
-        print(f"[{number}/{len(runs)}] {experiment}: {'resuming' if state == 'interrupted' else 'starting'}{so_far}: fit {' '.join(argv)}", flush=True)
+        print(
+            f"[{number}/{len(runs)}] {experiment}: {'resuming' if state == 'interrupted' else 'starting'}{so_far}: fit {' '.join(argv)}",
+            flush=True,
+        )
         if not dry_run:
             fit(argv)
             mark_finished(root, experiment, values)

@@ -14,4 +14,14 @@ from lightning_gen.data.image_folder import ImageFolderDataModule
 from lightning_gen.data.nabirds import NABirdsDataModule
 from lightning_gen.data.shapes import ShapesDataModule
 
-__all__ = ["AnimalFacesDataModule", "AwA2DataModule", "CatFacesDataModule", "CelebADataModule", "GenerativeDataModule", "HFDatasetDataModule", "ImageFolderDataModule", "NABirdsDataModule", "ShapesDataModule"]
+__all__ = [
+    "AnimalFacesDataModule",
+    "AwA2DataModule",
+    "CatFacesDataModule",
+    "CelebADataModule",
+    "GenerativeDataModule",
+    "HFDatasetDataModule",
+    "ImageFolderDataModule",
+    "NABirdsDataModule",
+    "ShapesDataModule",
+]

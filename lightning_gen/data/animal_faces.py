@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample, find_image_files
 from lightning_gen.errors import MissingDatasetError, UserError

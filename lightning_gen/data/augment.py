@@ -14,18 +14,14 @@ import torch.nn.functional as F
 from lightning_gen.seeding import AUGMENTATION, derived_generator, process_rank
 
 
-def augment_batch(
-    images: torch.Tensor, generator: torch.Generator, hflip: bool = True, max_rotation_degrees: float = 0.0
-) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, generator: torch.Generator, hflip: bool = True, max_rotation_degrees: float = 0.0) -> torch.Tensor:
     """Random horizontal flips (p = 0.5) and rotations uniform in ±max_rotation_degrees, per image."""
     batch = images.shape[0]
     if hflip:
         flip = (torch.rand(batch, generator=generator, device=images.device) < 0.5).nonzero().flatten()
         images[flip] = images[flip].flip(-1)  # only the chosen images are copied
     if max_rotation_degrees > 0:
-        angles = (torch.rand(batch, generator=generator, device=images.device) * 2 - 1) * math.radians(
-            max_rotation_degrees
-        )
+        angles = (torch.rand(batch, generator=generator, device=images.device) * 2 - 1) * math.radians(max_rotation_degrees)
         cos, sin = torch.cos(angles), torch.sin(angles)
         zeros = torch.zeros_like(cos)
         theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample, find_image_files
 from lightning_gen.data.index_files import parse_binary_matrix, parse_numbered_names, read_index_text

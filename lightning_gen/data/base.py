@@ -6,17 +6,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
+from lightning_gen.console.option_errors import whole_number
 from lightning_gen.data.augment import augment_batch, step_generator
 from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
 from lightning_gen.data.resumable_loader import ResumableDataLoader
 from lightning_gen.data.sampler import seeded_batches
-from jsonargparse.typing import NonNegativeInt, PositiveInt
-
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.option_errors import whole_number
 
 
 class GenerativeDataModule(pl.LightningDataModule):

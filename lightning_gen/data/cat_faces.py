@@ -29,9 +29,7 @@ class CatFacesDataModule(ImageFileDataModule):
 
     def check_root(self) -> None:
         if not self.root.is_dir():
-            raise MissingDatasetError(
-                "Cat faces 64×64", self.root, "a folder of cat face JPEGs such as cats/cats/*.jpg", DOWNLOAD_URL
-            )
+            raise MissingDatasetError("Cat faces 64×64", self.root, "a folder of cat face JPEGs such as cats/cats/*.jpg", DOWNLOAD_URL)
 
     def list_samples(self) -> list[ImageSample]:
         files = find_image_files(self.root)

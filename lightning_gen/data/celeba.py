@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from jsonargparse.typing import PositiveInt
 
+from lightning_gen.console.option_errors import whole_number
 from lightning_gen.data.image_cache import Preprocessing
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
 from lightning_gen.data.index_files import parse_attribute_table, parse_partition, read_index_text
 from lightning_gen.errors import MissingDatasetError, UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.option_errors import whole_number
 
 DOWNLOAD_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (or Kaggle: jessicali9530/celeba-dataset)"
 EXPECTED_LAYOUT = "img_align_celeba/*.jpg and list_attr_celeba.txt (list_eval_partition.txt optional)"
@@ -87,9 +86,7 @@ class CelebADataModule(ImageFileDataModule):
             images = self.root / "img_align_celeba"
             raise MissingDatasetError("CelebA images", images, "the aligned JPEGs 000001.jpg …", DOWNLOAD_URL)
         if self._find("list_attr_celeba.txt", "list_attr_celeba.csv") is None:
-            raise MissingDatasetError(
-                "CelebA attribute file", self.root / "list_attr_celeba.txt", "the 40-attribute table", DOWNLOAD_URL
-            )
+            raise MissingDatasetError("CelebA attribute file", self.root / "list_attr_celeba.txt", "the 40-attribute table", DOWNLOAD_URL)
 
     def list_samples(self) -> list[ImageSample]:
         attribute_path = self._find("list_attr_celeba.txt", "list_attr_celeba.csv")
@@ -105,8 +102,6 @@ class CelebADataModule(ImageFileDataModule):
         samples = []
         for name, values in table:
             if partition and name not in partition:
-                raise UserError(
-                    f"{partition_path} has no split for {name}; re-download it, or delete it to split by data.val_fraction."
-                )
+                raise UserError(f"{partition_path} has no split for {name}; re-download it, or delete it to split by data.val_fraction.")
             samples.append(ImageSample(path=image_folder / name, attributes=values, split=partition.get(name)))
         return samples

@@ -8,8 +8,9 @@ glob), or a hub name (``user/name``) when the hub is reachable. Splits come from
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lightning_gen.data.image_cache import ImageSource
 from lightning_gen.data.image_files import ImageFileDataModule, ImageSample
@@ -58,7 +59,10 @@ def load_any(path: str, name: str | None) -> Any:
     formats = {LOCAL_FORMATS[p.suffix] for p in files if p.suffix in LOCAL_FORMATS}
     if local.exists() or len(formats) == 1:
         if len(formats) != 1:
-            raise UserError(f"data.path '{path}' holds no save_to_disk dataset and no single kind of .parquet or .arrow files; point it at one of those.")
+            raise UserError(
+                f"data.path '{path}' holds no save_to_disk dataset and no single kind of .parquet or .arrow "
+                f"files; point it at one of those."
+            )
         kind = formats.pop()
         return datasets.load_dataset(kind, data_files=[str(p) for p in files if p.suffix == "." + kind])
     try:
@@ -138,7 +142,10 @@ class HFDatasetDataModule(ImageFileDataModule):
             return None
         if wanted != "auto":
             if wanted not in dataset.column_names:
-                raise UserError(f"data.{option} '{wanted}' is not a column of '{self.path}' (columns: {', '.join(dataset.column_names)}); set it to one of them or null.")
+                raise UserError(
+                    f"data.{option} '{wanted}' is not a column of '{self.path}' (columns: "
+                    f"{', '.join(dataset.column_names)}); set it to one of them or null."
+                )
             return wanted
         return next((c for c in choices if c in dataset.column_names), None)
 
@@ -159,7 +166,10 @@ class HFDatasetDataModule(ImageFileDataModule):
         splits = self._splits()
         train = splits["train"]
         if self.image_column not in train.column_names:
-            raise UserError(f"data.image_column '{self.image_column}' is not a column of '{self.path}' (columns: {', '.join(train.column_names)}); set it.")
+            raise UserError(
+                f"data.image_column '{self.image_column}' is not a column of '{self.path}' (columns: "
+                f"{', '.join(train.column_names)}); set it."
+            )
         label_column = self._column(train, self.label_column, ("label",), "label_column")
         caption_column = self._column(train, self.caption_column, CAPTION_COLUMNS, "caption_column")
         for column in self.attribute_columns:
@@ -177,9 +187,16 @@ class HFDatasetDataModule(ImageFileDataModule):
                 label = None
                 if label_column is not None:
                     value = row[label_column]
-                    name = self._class_names[value] if is_class_label and value is not None and 0 <= value < len(self._class_names) else str(value)
+                    name = (
+                        self._class_names[value]
+                        if is_class_label and value is not None and 0 <= value < len(self._class_names)
+                        else str(value)
+                    )
                     if name not in label_index:
-                        raise UserError(f"{where}: label '{value}' is not in the training split's classes ({', '.join(self._class_names)}); fix it or drop the row.")
+                        raise UserError(
+                            f"{where}: label '{value}' is not in the training split's classes "
+                            f"({', '.join(self._class_names)}); fix it or drop the row."
+                        )
                     label = label_index[name]
                 attributes = None
                 if self.attribute_columns:
@@ -187,7 +204,10 @@ class HFDatasetDataModule(ImageFileDataModule):
                     for column in self.attribute_columns:
                         value = row[column]
                         if value not in (0, 1, True, False):
-                            raise UserError(f"{where}: attribute '{column}' is {value!r}, not 0 or 1; fix the value or leave the column out of data.attribute_columns.")
+                            raise UserError(
+                                f"{where}: attribute '{column}' is {value!r}, not 0 or 1; fix the value or "
+                                f"leave the column out of data.attribute_columns."
+                            )
                         attributes.append(float(value))
                 caption = None if caption_column is None else str(row[caption_column] or "")
                 source = DatasetImage(undecoded, self.image_column, index, f"{key}:{index}", where)

@@ -14,16 +14,18 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_gen.console.progress import Progress
 from lightning_gen.data.preprocess import DECODE_ERRORS, CropBox, ImageTooLargeError, Preprocessing, decode_file, max_image_pixels
 from lightning_gen.errors import UserError
-from lightning_gen.progress import Progress
 
 CACHE_FORMAT_VERSION = 2  # 2: EXIF orientation applied, 16-bit images scaled instead of clipped
 DECODE_CHUNK = 512  # bounds the number of decoded-but-unwritten images held at once
@@ -38,7 +40,7 @@ class SkippedImagesWarning(UserWarning):
 class CachedImages:
     """A loaded cache. Row ``i`` of ``images`` is source file ``i``; rows of skipped files are black and not in ``kept``."""
 
-    images: "MappedImages"
+    images: MappedImages
     kept: np.ndarray
     skipped: tuple[str, ...]
     location: Path
@@ -96,7 +98,7 @@ def _is_file(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
-def decode_image(path: "Path | ImageSource", preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
+def decode_image(path: Path | ImageSource, preprocessing: Preprocessing, crop_box: CropBox | None = None) -> np.ndarray:
     """Returns the preprocessed image as a 3×S×S uint8 array; raises one of DECODE_ERRORS on a bad file."""
     return decode_file(path if _is_file(path) else path.open(), preprocessing, crop_box, name=str(path))
 
@@ -209,7 +211,7 @@ def _build(
 
     def decode_into_row(index: int) -> None:
         try:
-            images[index] = decode_image(files[index], preprocessing, crop_boxes[index])
+            images[index] = decode_image(files[index], preprocessing, crop_boxes[index])  # noqa: F821 (the memmap is deleted only after every row is written)
         except ImageTooLargeError as error:
             failures[index], too_large[index] = error.reason, error.pixels
         except DECODE_ERRORS as error:

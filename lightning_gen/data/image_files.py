@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
@@ -138,9 +139,7 @@ class ImageFileDataModule(GenerativeDataModule):
             self.check_root()
             samples = self.list_samples()
             if not samples:
-                raise UserError(
-                    f"No {self.dataset_name} images found under '{self.root}'; point data.root at the dataset folder."
-                )
+                raise UserError(f"No {self.dataset_name} images found under '{self.root}'; point data.root at the dataset folder.")
             self._samples = samples
         return self._samples
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -33,8 +34,20 @@ SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "t
 SPLIT_VALUES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 CAPTION_COLUMNS = ("caption", "text")
 # The bookkeeping columns `export` writes beside each generated image: never guessed to be attributes.
-EXPORT_COLUMNS = ("index", "noise_seed", "seed", "guidance_scale", "steps", "sampler", "model_class", "condition",
-                  "checkpoint_sha256", "global_step", "prompt", "attributes")
+EXPORT_COLUMNS = (
+    "index",
+    "noise_seed",
+    "seed",
+    "guidance_scale",
+    "steps",
+    "sampler",
+    "model_class",
+    "condition",
+    "checkpoint_sha256",
+    "global_step",
+    "prompt",
+    "attributes",
+)
 RESERVED_COLUMNS = ("file_name", "label", "class_name", "split", *CAPTION_COLUMNS, *EXPORT_COLUMNS)
 TRUE_VALUES, FALSE_VALUES = ("1", "true", "1.0"), ("0", "false", "0.0")
 UNLISTED_NAMED_IN_WARNING = 5
@@ -62,7 +75,10 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         rows = []
         for row in reader:
             if None in row or None in row.values():
-                raise UserError(f"{path} line {reader.line_num} has {len(row) - (None in row)} fields but the header has {len(reader.fieldnames)}; fix that line.")
+                raise UserError(
+                    f"{path} line {reader.line_num} has {len(row) - (None in row)} fields but the header has "
+                    f"{len(reader.fieldnames)}; fix that line."
+                )
             rows.append((reader.line_num, row))
         return rows
     rows = []
@@ -74,7 +90,7 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as error:
             raise UserError(f"{path} line {number} is not valid JSON ({error.msg}); write one JSON object per line.") from None
         if not isinstance(row, dict) or "file_name" not in row:
-            raise UserError(f"{path} line {number} has no \"file_name\"; give every line the image's path relative to {path.parent}.")
+            raise UserError(f'{path} line {number} has no "file_name"; give every line the image\'s path relative to {path.parent}.')
         rows.append((number, row))
     return rows
 
@@ -195,7 +211,9 @@ class ImageFolderDataModule(ImageFileDataModule):
 
     def check_root(self) -> None:
         if not self.root.is_dir():
-            raise UserError(f"data.root '{self.root}' is not a folder; point it at a folder of images (layouts: see ImageFolderDataModule).")
+            raise UserError(
+                f"data.root '{self.root}' is not a folder; point it at a folder of images (layouts: see ImageFolderDataModule)."
+            )
 
     def _split_folders(self) -> dict[str, Path]:
         found = {SPLIT_FOLDERS[p.name]: p for p in sorted(self.root.iterdir()) if p.is_dir() and p.name in SPLIT_FOLDERS}
@@ -212,7 +230,9 @@ class ImageFolderDataModule(ImageFileDataModule):
             unlisted = [p for p in self._image_files(folder) if p.resolve() not in listed]
             if unlisted:
                 named = ", ".join(str(p.relative_to(folder)) for p in unlisted[:UNLISTED_NAMED_IN_WARNING])
-                rank_zero_warn(f"{len(unlisted)} images under {folder} are not in {tables[0].name} and are left out: {named}; list them to use them.")
+                rank_zero_warn(
+                    f"{len(unlisted)} images under {folder} are not in {tables[0].name} and are left out: {named}; list them to use them."
+                )
             return samples
         files = self._image_files(folder)
         in_classes = [p.parent != folder for p in files]
@@ -256,7 +276,10 @@ class ImageFolderDataModule(ImageFileDataModule):
             raise UserError(f"{missing.source} has no label while other images have one; give every image a label, or none.")
         attribute_sets = {tuple(sample.attributes) for sample in raw}
         if len(attribute_sets) > 1:
-            raise UserError(f"the metadata tables under {self.root} name different attribute columns ({sorted(attribute_sets)}); use the same columns in each.")
+            raise UserError(
+                f"the metadata tables under {self.root} name different attribute columns "
+                f"({sorted(attribute_sets)}); use the same columns in each."
+            )
         self._attribute_names = attribute_sets.pop()
         labels = None
         if all(labelled):
@@ -272,13 +295,20 @@ class ImageFolderDataModule(ImageFileDataModule):
                     )
             labels = [index[sample.label] for sample in raw]
         elif self.classes is not None:
-            raise UserError(f"data.classes is set but the images under {self.root} have no labels; add class folders or a label column, or drop data.classes.")
+            raise UserError(
+                f"data.classes is set but the images under {self.root} have no labels; add class folders or a "
+                f"label column, or drop data.classes."
+            )
         captions = [sample.caption for sample in raw]
         if self.caption_template is not None and labels is not None:
-            captions = [c if c is not None else self.caption_template.format(name=self._class_names[l]) for c, l in zip(captions, labels)]
+            captions = [
+                c if c is not None else self.caption_template.format(name=self._class_names[label]) for c, label in zip(captions, labels)
+            ]
         if any(c is not None for c in captions) and not all(c is not None for c in captions):
             missing = raw[[c is None for c in captions].index(True)]
-            raise UserError(f"{missing.source} has no caption while other images have one; caption every image, or set data.caption_template.")
+            raise UserError(
+                f"{missing.source} has no caption while other images have one; caption every image, or set data.caption_template."
+            )
         return [
             ImageSample(
                 path=sample.path,

@@ -63,6 +63,7 @@ def _no_lines(source: str | Path, what: str) -> UserError:
 
 # -- AwA2 ---------------------------------------------------------------------------------------------------
 
+
 def parse_numbered_names(text: str, source: str | Path) -> list[str]:
     """``<1-based id> <name>`` lines (classes.txt, predicates.txt; left padding and tabs allowed), names in id order."""
     names: list[str] = []
@@ -87,7 +88,13 @@ def parse_binary_matrix(text: str, source: str | Path, rows: int, columns: int) 
     """The 0/1 class × attribute matrix (predicate-matrix-binary.txt), ``rows`` × ``columns`` as classes.txt × predicates.txt."""
     lines = numbered_lines(text)
     if len(lines) != rows:
-        where = f"line {lines[rows][0]} is row {rows + 1}" if len(lines) > rows else f"its last row is line {lines[-1][0]}" if lines else "line 1: it is empty"
+        where = (
+            f"line {lines[rows][0]} is row {rows + 1}"
+            if len(lines) > rows
+            else f"its last row is line {lines[-1][0]}"
+            if lines
+            else "line 1: it is empty"
+        )
         raise UserError(
             f"{source} is {len(lines)}×{columns} but classes.txt and predicates.txt list "
             f"{rows} classes × {columns} attributes ({where}); {FIX}."
@@ -105,6 +112,7 @@ def parse_binary_matrix(text: str, source: str | Path, rows: int, columns: int) 
 
 
 # -- CelebA -------------------------------------------------------------------------------------------------
+
 
 def _fields(line: str, csv: bool) -> list[str]:
     """Space-separated (.txt) or comma-separated (Kaggle's .csv) fields."""
@@ -141,8 +149,7 @@ def parse_attribute_table(
         name, values = fields[0], fields[1:]
         if not name or len(values) != len(attribute_names) or not set(values) <= {"1", "-1", "0"}:
             raise UserError(
-                f"{source} line {number} should be a file name and {len(attribute_names)} values of 1 or -1, "
-                f"got {shown(line)}; {FIX}."
+                f"{source} line {number} should be a file name and {len(attribute_names)} values of 1 or -1, got {shown(line)}; {FIX}."
             )
         if leaves_its_folder(name):
             raise UserError(f"{source} line {number} names the image {shown(name)}, outside the image folder; {FIX}.")
@@ -176,6 +183,7 @@ def parse_partition(text: str, source: str | Path, csv: bool = False) -> dict[st
 
 
 # -- NABirds ------------------------------------------------------------------------------------------------
+
 
 def parse_keyed_lines(text: str, source: str | Path, value_fields: int = 1, what: str = "<key> <value>") -> dict[str, Entry]:
     """``<key> <value …>`` lines as key → Entry(line, values); with one value field it keeps its inner spaces."""
@@ -221,7 +229,10 @@ def parse_split(text: str, source: str | Path) -> dict[str, str]:
     split = {}
     for image_id, entry in parse_keyed_lines(text, source, what="<image id> <1 train or 0 test>").items():
         if entry.values[0] not in NABIRDS_SPLITS:
-            raise UserError(f"{source} line {entry.line} should be '<image id> <1 train or 0 test>', got {shown(entry.values[0])} for {image_id}; {FIX}.")
+            raise UserError(
+                f"{source} line {entry.line} should be '<image id> <1 train or 0 test>', got "
+                f"{shown(entry.values[0])} for {image_id}; {FIX}."
+            )
         split[image_id] = NABIRDS_SPLITS[entry.values[0]]
     return split
 
@@ -231,7 +242,10 @@ def parse_boxes(text: str, source: str | Path) -> dict[str, tuple[int, int, int,
     boxes = {}
     for image_id, entry in parse_keyed_lines(text, source, value_fields=4, what="<image id> <x> <y> <width> <height>").items():
         if not all(_NUMBER.fullmatch(value) for value in entry.values):
-            raise UserError(f"{source} line {entry.line} should give image {image_id} four non-negative pixel numbers, got {shown(' '.join(entry.values))}; {FIX}.")
+            raise UserError(
+                f"{source} line {entry.line} should give image {image_id} four non-negative pixel numbers, got "
+                f"{shown(' '.join(entry.values))}; {FIX}."
+            )
         x, y, width, height = (int(value.split(".")[0]) for value in entry.values)
         if width < 1 or height < 1:
             raise UserError(f"{source} line {entry.line} gives image {image_id} an empty box ({width}×{height} pixels); {FIX}.")
@@ -250,7 +264,7 @@ def parse_hierarchy(text: str, source: str | Path) -> dict[str, str]:
         node: str | None = start
         while node is not None and node not in done:
             if node in on_path:
-                cycle = path[path.index(node):]
+                cycle = path[path.index(node) :]
                 # Named from the line read last, the one that closes the loop as the file is read.
                 closing = max(range(len(cycle)), key=lambda position: entries[cycle[position]].line)
                 loop = cycle[closing:] + cycle[:closing] + [cycle[closing]]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Container, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Container, Iterable, Sequence
+from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -108,7 +109,11 @@ class NABirdsDataModule(ImageFileDataModule):
         images = parse_image_paths(read_index_text(index["images.txt"]), index["images.txt"])
         labels = index["image_class_labels.txt"]
         chosen, unlabelled = labelled_images(
-            images, parse_image_labels(read_index_text(labels), labels), names_by_id, labels_of_classes(names_by_id, parents, chosen_ids), labels
+            images,
+            parse_image_labels(read_index_text(labels), labels),
+            names_by_id,
+            labels_of_classes(names_by_id, parents, chosen_ids),
+            labels,
         )
         if unlabelled:
             rank_zero_warn(
@@ -121,9 +126,13 @@ class NABirdsDataModule(ImageFileDataModule):
         samples = []
         for image_id, relative_path, label in chosen:
             if image_id not in split_of_image:
-                raise UserError(f"{index['train_test_split.txt']} has no 1 (train) / 0 (test) line for image {image_id}; re-download the dataset.")
+                raise UserError(
+                    f"{index['train_test_split.txt']} has no 1 (train) / 0 (test) line for image {image_id}; re-download the dataset."
+                )
             if self.crop_to_bbox and image_id not in boxes:
-                raise UserError(f"{index['bounding_boxes.txt']} has no box for image {image_id}; re-download it or set data.crop_to_bbox false.")
+                raise UserError(
+                    f"{index['bounding_boxes.txt']} has no box for image {image_id}; re-download it or set data.crop_to_bbox false."
+                )
             samples.append(
                 ImageSample(
                     path=self.root / "images" / relative_path,
@@ -150,7 +159,11 @@ def labels_of_classes(class_ids: Iterable[str], parents: dict[str, str], chosen_
 
 
 def labelled_images(
-    images: dict[str, Entry], class_of_image: dict[str, Entry], class_ids: Container[str], label_of_class: dict[str, int], labels_source: Path | str
+    images: dict[str, Entry],
+    class_of_image: dict[str, Entry],
+    class_ids: Container[str],
+    label_of_class: dict[str, int],
+    labels_source: Path | str,
 ) -> tuple[list[tuple[str, str, int]], list[str]]:
     """(image id, path under images/, label) of each image of a chosen class, and the ids of the images without a label."""
     chosen, unlabelled = [], []
@@ -161,7 +174,10 @@ def labelled_images(
             continue
         class_id = labelled.values[0]
         if class_id not in class_ids:
-            raise UserError(f"{labels_source} line {labelled.line} gives image {image_id} the class {class_id}, which classes.txt does not list; re-download the dataset.")
+            raise UserError(
+                f"{labels_source} line {labelled.line} gives image {image_id} the class {class_id}, which "
+                f"classes.txt does not list; re-download the dataset."
+            )
         label = label_of_class.get(class_id)
         if label is not None:
             chosen.append((image_id, entry.values[0], label))

@@ -45,8 +45,13 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo is plenty; decoded
 ORIENTATION_TAG = 0x0112
 # EXIF orientation → the transpose that shows the image upright (as PIL's ImageOps.exif_transpose applies it).
 UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
 }
 TURNING = (Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)
 # What PIL raises on corrupt, truncated, empty or unreadable files (UnidentifiedImageError is an OSError);
@@ -134,7 +139,7 @@ class Preprocessing:
     crop_size: int | None = None
 
     @classmethod
-    def of(cls, facts: DataFacts) -> "Preprocessing":
+    def of(cls, facts: DataFacts) -> Preprocessing:
         """The preprocessing a checkpoint's training images went through, read from its data facts."""
         return cls(image_size=facts.image_size, crop_size=facts.crop_size)
 
@@ -182,7 +187,9 @@ def _stored_box(box: tuple[float, float, float, float], upright: Image.Transpose
     """A box of the upright picture (``width`` × ``height``) in the stored pixels that ``upright`` turns into it."""
     if upright is None:
         return box
-    back = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(upright, upright)
+    back = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(
+        upright, upright
+    )
     corners = [_turn_point(back, x, y, width, height) for x, y in ((box[0], box[1]), (box[2], box[3]))]
     xs, ys = [x for x, _ in corners], [y for _, y in corners]
     return min(xs), min(ys), max(xs), max(ys)
@@ -192,8 +199,13 @@ def _turn_point(method: Image.Transpose, x: float, y: float, width: float, heigh
     """Where ``Image.transpose(method)`` takes the point (x, y) of a ``width`` × ``height`` image."""
     T = Image.Transpose
     return {
-        T.FLIP_LEFT_RIGHT: (width - x, y), T.FLIP_TOP_BOTTOM: (x, height - y), T.ROTATE_180: (width - x, height - y),
-        T.TRANSPOSE: (y, x), T.ROTATE_90: (y, width - x), T.ROTATE_270: (height - y, x), T.TRANSVERSE: (height - y, width - x),
+        T.FLIP_LEFT_RIGHT: (width - x, y),
+        T.FLIP_TOP_BOTTOM: (x, height - y),
+        T.ROTATE_180: (width - x, height - y),
+        T.TRANSPOSE: (y, x),
+        T.ROTATE_90: (y, width - x),
+        T.ROTATE_270: (height - y, x),
+        T.TRANSVERSE: (height - y, width - x),
     }[method]
 
 
@@ -263,5 +275,7 @@ def load_user_image(source: str | Path | bytes | Image.Image, facts: DataFacts, 
     except ImageTooLargeError as error:
         raise UserError(str(error)) from error
     except DECODE_ERRORS as error:
-        raise UserError(f"{label} could not be read as an image ({type(error).__name__}); pass a JPEG, PNG or another format PIL reads.") from error
+        raise UserError(
+            f"{label} could not be read as an image ({type(error).__name__}); pass a JPEG, PNG or another format PIL reads."
+        ) from error
     return torch.from_numpy(array.copy()).float().div(255.0)[None]

@@ -8,8 +8,9 @@ batches by index (no image is loaded for them) and the run continues as if never
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 

@@ -7,7 +7,7 @@ so this sampler goes inside a BatchSampler.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist

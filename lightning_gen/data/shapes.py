@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
+from lightning_gen.console.option_errors import whole_number
 from lightning_gen.data.base import GenerativeDataModule
 from lightning_gen.data.batched_dataset import BatchedImageDataset
 from lightning_gen.data.shapes_render import COLOURS, SHAPES, SIZES, render_shapes
 from lightning_gen.facts import DataFacts
-from lightning_gen.option_errors import whole_number
 
 
 class ShapesDataModule(GenerativeDataModule):
@@ -79,8 +79,5 @@ class ShapesDataModule(GenerativeDataModule):
         num_val = max(1, int(round(self.num_images * self.val_fraction)))
         # The images are i.i.d. draws, so the last rows are as random a split as any.
         splits = {"train": np.arange(self.num_images - num_val), "val": np.arange(self.num_images - num_val, self.num_images)}
-        made = {
-            name: BatchedImageDataset(images, split_rows, labels, attributes.numpy(), captions)
-            for name, split_rows in splits.items()
-        }
+        made = {name: BatchedImageDataset(images, split_rows, labels, attributes.numpy(), captions) for name, split_rows in splits.items()}
         self.train_set, self.val_set = made["train"], made["val"]

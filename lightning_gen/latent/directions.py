@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -89,12 +90,20 @@ class Directions:
         return (nearest_mean(towards_rows) - nearest_mean(away_rows)).to(latents.dtype)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "vectors": self.vectors, "with_counts": self.with_counts, "without_counts": self.without_counts,
-                "latents": self.latents, "present": self.present}
+        return {
+            "names": list(self.names),
+            "vectors": self.vectors,
+            "with_counts": self.with_counts,
+            "without_counts": self.without_counts,
+            "latents": self.latents,
+            "present": self.present,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Directions":
-        return cls(tuple(data["names"]), data["vectors"], data["with_counts"], data["without_counts"], data.get("latents"), data.get("present"))
+    def from_dict(cls, data: Mapping[str, Any]) -> Directions:
+        return cls(
+            tuple(data["names"]), data["vectors"], data["with_counts"], data["without_counts"], data.get("latents"), data.get("present")
+        )
 
 
 def check_attribute(name: str, names: Sequence[str]) -> None:
@@ -110,7 +119,9 @@ def require_attributes(model: Any) -> tuple[str, ...]:
             "edit needs a model trained on a dataset with attributes (shapes, CelebA, AwA2)."
         )
     if not has_latents(model):
-        raise UserError(f"{type(model).__name__} has no encoder, so it has no latent directions; edit needs a VAE, β-VAE or CVAE checkpoint.")
+        raise UserError(
+            f"{type(model).__name__} has no encoder, so it has no latent directions; edit needs a VAE, β-VAE or CVAE checkpoint."
+        )
     return names
 
 
@@ -157,7 +168,11 @@ def run_directory_of_checkpoint(ckpt_path: str | Path) -> Path:
 def cache_path(ckpt_path: str | Path, references: int, data_config: Mapping[str, Any]) -> Path:
     path = Path(ckpt_path).resolve()
     stat = path.stat()
-    key = json.dumps({"format": CACHE_FORMAT, "size": stat.st_size, "mtime": stat.st_mtime_ns, "references": references, "data": data_config}, sort_keys=True, default=str)
+    key = json.dumps(
+        {"format": CACHE_FORMAT, "size": stat.st_size, "mtime": stat.st_mtime_ns, "references": references, "data": data_config},
+        sort_keys=True,
+        default=str,
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return run_directory_of_checkpoint(path) / CACHE_FOLDER / f"{path.stem}-{references}-{digest}.pt"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -52,8 +53,13 @@ class AttributeEdit:
         return total
 
 
-def edit_offset(directions: Directions, attribute: str | None = None, source: str | None = None, target: str | None = None,
-                neighbours: int = DEFAULT_NEIGHBOURS) -> AttributeEdit:
+def edit_offset(
+    directions: Directions,
+    attribute: str | None = None,
+    source: str | None = None,
+    target: str | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+) -> AttributeEdit:
     """The edit of ``attribute``, or from ``source`` to ``target`` (``--from``/``--to``)."""
     if neighbours < 0:
         raise UserError(f"--neighbours must be 0 (one global direction) or more, got {neighbours}.")

@@ -2,17 +2,18 @@
 
 The run's config (``<run>/config.yaml``, or the ``config.yaml`` in the folder of a checkpoint outside
 ``checkpoints/``) may come from someone else: it is read as data and checked against lightning_gen's
-allow-list (``lightning_gen.config_trust``) before its data section is built.
+allow-list (``lightning_gen.config.trust``) before its data section is built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lightning.pytorch.cli import instantiate_class
 
-from lightning_gen.config_trust import trusted_config
+from lightning_gen.config.trust import trusted_config
 from lightning_gen.errors import UserError
 from lightning_gen.latent.directions import run_directory_of_checkpoint
 

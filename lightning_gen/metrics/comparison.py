@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torchvision.utils import make_grid
@@ -45,7 +46,10 @@ def interpolation_grid(models: Sequence[Any], start: dict[str, Any], end: dict[s
         a, b = start["image"].float(), end["image"].float()
         row = [a]
         if has_latents(model):
-            moved = [{key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in item.items()} for item in (start, end)]
+            moved = [
+                {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in item.items()}
+                for item in (start, end)
+            ]
             condition = batch_condition(model, moved[0])
             z_start = model.encode(moved[0]["image"].float(), condition)
             z_end = model.encode(moved[1]["image"].float(), batch_condition(model, moved[1]))
@@ -106,7 +110,9 @@ def plot_metrics(rows: list[dict[str, Any]], key: str, metrics: list[str], path:
     points.sort(key=lambda point: point[0])
     xs = [x for x, _ in points]
     columns = min(3, len(metrics))
-    figure, axes = pyplot.subplots(math.ceil(len(metrics) / columns), columns, figsize=(3.6 * columns, 2.8 * math.ceil(len(metrics) / columns)), dpi=110, squeeze=False)
+    figure, axes = pyplot.subplots(
+        math.ceil(len(metrics) / columns), columns, figsize=(3.6 * columns, 2.8 * math.ceil(len(metrics) / columns)), dpi=110, squeeze=False
+    )
     for axis, name in zip(axes.flat, metrics):
         axis.plot(xs, [row[name] for _, row in points], marker="o")
         axis.set_xlabel(key)

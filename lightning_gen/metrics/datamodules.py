@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.config_trust import read_config, trusted_config
+from lightning_gen.config.trust import read_config, trusted_config
 from lightning_gen.errors import UserError
 
 
@@ -24,7 +24,9 @@ def datamodule_from_config(data: Any, where: str) -> pl.LightningDataModule:
     except UserError:
         raise
     except Exception as error:
-        raise UserError(f"the data section of {where} could not be built ({str(error).splitlines()[0]}); fix its data.class_path / init_args.") from error
+        raise UserError(
+            f"the data section of {where} could not be built ({str(error).splitlines()[0]}); fix its data.class_path / init_args."
+        ) from error
 
 
 def data_section(args: Any) -> Any:

@@ -6,15 +6,16 @@ extractor), so a table or JSON row read on its own is never ambiguous.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
+from lightning_gen.console.progress import track
 from lightning_gen.metrics import formulas
 from lightning_gen.metrics.extractors import FeatureExtractor
 from lightning_gen.metrics.feature_cache import FeatureCache, describe_datamodule
-from lightning_gen.progress import track
 from lightning_gen.protocol import batch_condition
 
 DISTRIBUTION_METRICS = ("fid", "kid", "pr")
@@ -74,13 +75,21 @@ def real_features(
     description = {"data": describe_datamodule(datamodule), "split": split, "extractor": extractor.identity}
 
     def compute() -> torch.Tensor:
-        batches = track(split_batches(datamodule, split), f"real features of {split_name(datamodule, split)}", split_size(datamodule, split), "img", count=lambda batch: len(batch["image"]))
+        batches = track(
+            split_batches(datamodule, split),
+            f"real features of {split_name(datamodule, split)}",
+            split_size(datamodule, split),
+            "img",
+            count=lambda batch: len(batch["image"]),
+        )
         return torch.cat([extractor(batch["image"], batch_size) for batch in batches])
 
     return cache.get_or_compute(description, compute)
 
 
-def folder_features(images: torch.Tensor, description: dict[str, Any], extractor: FeatureExtractor, cache: FeatureCache) -> tuple[torch.Tensor, bool]:
+def folder_features(
+    images: torch.Tensor, description: dict[str, Any], extractor: FeatureExtractor, cache: FeatureCache
+) -> tuple[torch.Tensor, bool]:
     return cache.get_or_compute({"data": description, "extractor": extractor.identity}, lambda: extractor(images, progress="real features"))
 
 
@@ -90,7 +99,9 @@ def sample_batched(model: Any, num: int, seed: int, batch_size: int, condition_f
     """``num`` samples in batches from one seeded generator: the same seed gives the same images at any batch size
     only for models whose noise is drawn per image in order; the seed always gives the same images at one batch size."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    for start in track(range(0, num, batch_size), f"sampling {num} images", num, "img", count=lambda start: min(batch_size, num - start), enabled=progress):
+    for start in track(
+        range(0, num, batch_size), f"sampling {num} images", num, "img", count=lambda start: min(batch_size, num - start), enabled=progress
+    ):
         count = min(batch_size, num - start)
         condition = condition_for(start, count) if condition_for is not None else None
         yield model.sample(count, condition=condition, generator=generator, **sampling).float().clamp(0, 1)
@@ -99,7 +110,13 @@ def sample_batched(model: Any, num: int, seed: int, batch_size: int, condition_f
 @torch.no_grad()
 def reconstruct_split(model: Any, datamodule: Any, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(originals, reconstructions) batch by batch over the whole split, with the batch's condition where the model takes one."""
-    for batch in track(split_batches(datamodule, split), f"reconstructing {split_name(datamodule, split)}", split_size(datamodule, split), "img", count=lambda batch: len(batch["image"])):
+    for batch in track(
+        split_batches(datamodule, split),
+        f"reconstructing {split_name(datamodule, split)}",
+        split_size(datamodule, split),
+        "img",
+        count=lambda batch: len(batch["image"]),
+    ):
         batch = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
         originals = batch["image"].float()
         yield originals, model.reconstruct(originals, batch_condition(model, batch)).float().clamp(0, 1)

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
-from lightning_gen.progress import track
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -46,7 +46,13 @@ class FeatureExtractor:
         features = []
         starts = range(0, len(images), batch_size)
         if progress is not None:
-            starts = track(starts, f"{progress} of {len(images)} images ({self.name})", len(images), "img", count=lambda start: min(batch_size, len(images) - start))
+            starts = track(
+                starts,
+                f"{progress} of {len(images)} images ({self.name})",
+                len(images),
+                "img",
+                count=lambda start: min(batch_size, len(images) - start),
+            )
         for start in starts:
             batch = images[start : start + batch_size].to(device, torch.float32)
             if batch.shape[1] == 1:
@@ -54,7 +60,7 @@ class FeatureExtractor:
             features.append(self.module(batch.clamp(0, 1)).flatten(1).double().cpu())
         return torch.cat(features)
 
-    def to(self, device: str | torch.device) -> "FeatureExtractor":
+    def to(self, device: str | torch.device) -> FeatureExtractor:
         self.module.to(device)
         return self
 
@@ -86,9 +92,13 @@ class InceptionFeatures(nn.Module):
         except ImportError as error:  # pragma: no cover - torchmetrics always ships it
             raise UserError(f"torchmetrics' FID Inception is unavailable ({error}); pip install torch-fidelity.") from error
         try:
-            self.inception = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(weights))
+            self.inception = NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(weights)
+            )
         except ModuleNotFoundError as error:
-            raise UserError("the Inception feature extractor needs torch-fidelity; pip install torch-fidelity, or pass --feature_extractor FILE.") from error
+            raise UserError(
+                "the Inception feature extractor needs torch-fidelity; pip install torch-fidelity, or pass --feature_extractor FILE."
+            ) from error
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inception((images * 255).round().to(torch.uint8))
@@ -109,7 +119,9 @@ def readable_as_weights_only(path: Path) -> None:
         ) from error
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
-        raise UserError(f"could not read the Inception weights {path} ({first}); download {INCEPTION_URL} again and pass it with --inception_weights.") from error
+        raise UserError(
+            f"could not read the Inception weights {path} ({first}); download {INCEPTION_URL} again and pass it with --inception_weights."
+        ) from error
 
 
 def hub_weights_path() -> Path:
@@ -118,7 +130,10 @@ def hub_weights_path() -> Path:
 
 def _download(url: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+    with (
+        urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out,
+    ):
         shutil.copyfileobj(response, out)
     os.replace(out.name, target)
 
@@ -148,19 +163,25 @@ def inception_weights(given: str | None) -> Path:
 
 def _load_file(path: Path) -> tuple[nn.Module, str]:
     if path.suffix == ".ckpt":
-        from lightning_gen.checkpoints import load_model
+        from lightning_gen.checkpoints.loading import load_model
 
         model = load_model(path)
         trunk = getattr(model, "body", None)
         if trunk is None:
-            raise UserError(f"--feature_extractor {path} is a {type(model).__name__} checkpoint; pass a Judge checkpoint, a TorchScript file or 'inception'.")
+            raise UserError(
+                f"--feature_extractor {path} is a {type(model).__name__} checkpoint; pass a Judge checkpoint, "
+                f"a TorchScript file or 'inception'."
+            )
         return trunk, f"judge-trunk:{path.name}"
     if path.suffix == ".pt2":
         return torch.export.load(str(path)).module(), f"export:{path.name}"
     try:
         return torch.jit.load(str(path), map_location="cpu"), f"torchscript:{path.name}"
     except RuntimeError as error:
-        raise UserError(f"--feature_extractor {path} is not a TorchScript file ({str(error).splitlines()[0]}); save it with torch.jit.save, or a torch.export .pt2.") from error
+        raise UserError(
+            f"--feature_extractor {path} is not a TorchScript file ({str(error).splitlines()[0]}); save it "
+            f"with torch.jit.save, or a torch.export .pt2."
+        ) from error
 
 
 def _load_class(class_path: str) -> nn.Module:
@@ -169,24 +190,33 @@ def _load_class(class_path: str) -> nn.Module:
         built = getattr(importlib.import_module(module_name), attribute)()
     except (ImportError, AttributeError, ValueError, TypeError) as error:
         raise UserError(
-            f"--feature_extractor {class_path} is neither 'inception', a file nor an importable nn.Module class built without arguments ({error})."
+            f"--feature_extractor {class_path} is neither 'inception', a file nor an importable nn.Module "
+            f"class built without arguments ({error})."
         ) from error
     if not isinstance(built, nn.Module):
         raise UserError(f"--feature_extractor {class_path} built a {type(built).__name__}, not an nn.Module.")
     return built
 
 
-def build_extractor(spec: str | None = None, inception_weights_file: str | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
+def build_extractor(
+    spec: str | None = None, inception_weights_file: str | None = None, device: str | torch.device = "cpu"
+) -> FeatureExtractor:
     spec = spec or "inception"
     if spec == "inception":
         weights = inception_weights(inception_weights_file)
-        module, name, identity = InceptionFeatures(weights), "inception-v3-fid (torchmetrics, 2048 pool features)", f"inception:{file_digest(weights)}"
+        module, name, identity = (
+            InceptionFeatures(weights),
+            "inception-v3-fid (torchmetrics, 2048 pool features)",
+            f"inception:{file_digest(weights)}",
+        )
     elif Path(spec).expanduser().is_file():
         path = Path(spec).expanduser()
         module, name = _load_file(path)
         identity = f"{name}:{file_digest(path)}"
     elif "/" in spec or spec.endswith((".pt", ".pt2", ".ckpt", ".pth")):
-        raise UserError(f"--feature_extractor {spec} does not exist; pass an existing TorchScript/.pt2/Judge .ckpt file, a class path or 'inception'.")
+        raise UserError(
+            f"--feature_extractor {spec} does not exist; pass an existing TorchScript/.pt2/Judge .ckpt file, a class path or 'inception'."
+        )
     else:
         module, name = _load_class(spec), f"class:{spec}"
         identity = f"{name}:{state_digest(module)}"

@@ -41,7 +41,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE) -> tuple[float, float, int]:
+def kid(
+    real: torch.Tensor, fake: torch.Tensor, seed: int = 0, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE
+) -> tuple[float, float, int]:
     """Unbiased KID (polynomial kernel MMD²) averaged over random subsets: (mean, std, subset size used)."""
     size = min(subset_size, len(real), len(fake))
     with warnings.catch_warnings():  # "will save all extracted features": these are the features, already in memory

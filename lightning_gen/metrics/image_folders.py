@@ -52,4 +52,7 @@ def describe_folder(folder: str | Path, image_size: int) -> dict[str, object]:
     for path in image_files(folder):
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return {"class": "folder", "settings": {"path": str(Path(folder).resolve()), "files": digest.hexdigest()[:16], "image_size": image_size}}
+    return {
+        "class": "folder",
+        "settings": {"path": str(Path(folder).resolve()), "files": digest.hexdigest()[:16], "image_size": image_size},
+    }

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
-from lightning_gen.progress import track
 
 
 def judged_kind(model: Any) -> str:
@@ -22,7 +22,9 @@ def requested_conditions(model: Any, num: int, prompt_template: str | None) -> t
         conditions = model.spread_conditions(num)
         return conditions, conditions
     if not prompt_template or "{name}" not in prompt_template:
-        raise UserError("a text-conditioned model needs --prompt_template with {name}, e.g. 'a large {name}', to turn each class name into a prompt.")
+        raise UserError(
+            "a text-conditioned model needs --prompt_template with {name}, e.g. 'a large {name}', to turn each class name into a prompt."
+        )
     names = model.data_facts.class_names
     if not names:
         raise UserError("this text model's data has no class names to build prompts from; evaluate a model trained on labelled data.")
@@ -39,7 +41,9 @@ def sample_spread(
     generator = torch.Generator(device=model.device).manual_seed(seed)
     images = [
         model.sample(len(given[start : start + batch_size]), condition=given[start : start + batch_size], generator=generator, **sampling)
-        for start in track(range(0, num, batch_size), f"sampling {num} images for the judge", num, "img", count=lambda start: min(batch_size, num - start))
+        for start in track(
+            range(0, num, batch_size), f"sampling {num} images for the judge", num, "img", count=lambda start: min(batch_size, num - start)
+        )
     ]
     return torch.cat(images), expected
 
@@ -56,7 +60,9 @@ def check_same_vocabulary(model: Any, judge: Any) -> None:
     mine = model.data_facts.class_names if kind == "class" else model.data_facts.attribute_names
     theirs = judge.data_facts.class_names if kind == "class" else judge.data_facts.attribute_names
     if tuple(mine) != tuple(theirs):
-        raise UserError(f"the judge's {kind} names {list(theirs)} differ from the generator's {list(mine)}; train the judge on the same data.")
+        raise UserError(
+            f"the judge's {kind} names {list(theirs)} differ from the generator's {list(mine)}; train the judge on the same data."
+        )
 
 
 def judge_scores(

@@ -45,7 +45,7 @@ class QualityRequest:
     png_dir: Path | None
 
     @classmethod
-    def from_args(cls, args: Any, metrics: list[str], device: str, png_dir: Path | None) -> "QualityRequest":
+    def from_args(cls, args: Any, metrics: list[str], device: str, png_dir: Path | None) -> QualityRequest:
         return cls(
             metrics, args.num or DEFAULT_NUM, args.seed, args.batch_size, args.split, device, args.feature_extractor,
             args.inception_weights, FeatureCache(args.cache_dir), Path(args.save_images) if args.save_images else None, png_dir,
@@ -93,7 +93,9 @@ def sample_features(model: Any, request: QualityRequest, extractor: FeatureExtra
     return torch.cat(features)
 
 
-def reconstruction_scores(model: Any, datamodule: Any, request: QualityRequest, data: str, extractor: FeatureExtractor | None, real: torch.Tensor | None) -> tuple[list[Score], list[Path]]:
+def reconstruction_scores(
+    model: Any, datamodule: Any, request: QualityRequest, data: str, extractor: FeatureExtractor | None, real: torch.Tensor | None
+) -> tuple[list[Score], list[Path]]:
     psnr, ssim, features = [], [], []
     for originals, reconstructions in reconstruct_split(model, datamodule, request.split):
         psnr.append(reconstruction.per_image_psnr(originals, reconstructions).cpu())
@@ -106,12 +108,17 @@ def reconstruction_scores(model: Any, datamodule: Any, request: QualityRequest, 
         if name not in request.metrics:
             continue
         note = "per image over the whole split; psnr in dB" if name == "psnr" else "per image over the whole split"
-        scores += [Score(f"{name}_{stat}", "reconstructions", value, data, generated=len(values), real=len(values), note=note) for stat, value in reconstruction.summarize(values).items()]
+        scores += [
+            Score(f"{name}_{stat}", "reconstructions", value, data, generated=len(values), real=len(values), note=note)
+            for stat, value in reconstruction.summarize(values).items()
+        ]
         if request.png_dir is not None:
             title = f"{name.upper()} of {len(values)} reconstructions, {data}"
             pngs.append(reconstruction.histogram_png(values, request.png_dir / f"{name}_histogram.png", name.upper(), title))
     if extractor is not None and real is not None:
-        scores += distribution_scores(real, torch.cat(features), request.distribution_metrics, "reconstructions", data, None, extractor.name)
+        scores += distribution_scores(
+            real, torch.cat(features), request.distribution_metrics, "reconstructions", data, None, extractor.name
+        )
     return scores, pngs
 
 
@@ -120,7 +127,10 @@ def check_image_size(model: Any, datamodule: Any) -> None:
     facts = getattr(datamodule, "facts", None)
     data_size = getattr(facts, "image_size", getattr(datamodule, "image_size", model_size))
     if data_size != model_size:
-        raise UserError(f"the checkpoint makes {model_size}px images but the reference data serves {data_size}px; set --data.init_args.image_size {model_size}.")
+        raise UserError(
+            f"the checkpoint makes {model_size}px images but the reference data serves {data_size}px; set "
+            f"--data.init_args.image_size {model_size}."
+        )
 
 
 def evaluate_checkpoint(model: Any, request: QualityRequest, args: Any, run_directory: Path | None) -> tuple[list[Score], list[Path]]:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from lightning_gen.config_trust import trusted_config
+from lightning_gen.config.trust import trusted_config
 from lightning_gen.metrics.evaluation import Score
 
 
 def format_scores(scores: Sequence[Score]) -> str:
     header = ("metric", "value", "generated", "real", "seed", "data", "extractor")
     rows = [
-        (s.key, f"{s.value:.5g}", str(s.generated), "" if s.real is None else str(s.real), "" if s.seed is None else str(s.seed), s.data, s.extractor or "")
+        (
+            s.key,
+            f"{s.value:.5g}",
+            str(s.generated),
+            "" if s.real is None else str(s.real),
+            "" if s.seed is None else str(s.seed),
+            s.data,
+            s.extractor or "",
+        )
         for s in scores
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -31,7 +40,7 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 
 def run_directory_of(ckpt_path: str | Path) -> Path | None:
     """``<run>/checkpoints/x.ckpt`` with ``<run>/config.yaml`` beside it → ``<run>``; a config naming a class outside
-    the allow-list is refused here, before anything is computed (``lightning_gen.config_trust``)."""
+    the allow-list is refused here, before anything is computed (``lightning_gen.config.trust``)."""
     directory = Path(ckpt_path).resolve().parent.parent
     if Path(ckpt_path).resolve().parent.name != "checkpoints" or not (directory / "config.yaml").is_file():
         return None
@@ -45,7 +54,7 @@ def saved_config(run_directory: Path) -> dict[str, Any]:
 
 def log_to_wandb_run(run_directory: Path, run_id: str, scores: Sequence[Score], pngs: Sequence[Path]) -> bool:
     """Adds the scores to the run's W&B run, resumed by id (offline or online as the run was): summary values and a table."""
-    from lightning_gen.settings import TrackingSettings
+    from lightning_gen.config.settings import TrackingSettings
     from lightning_gen.tracking.loggers import wandb_offline
 
     tracking = saved_config(run_directory).get("tracking") or {}

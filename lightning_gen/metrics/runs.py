@@ -1,6 +1,6 @@
 """A sweep's runs on disk: found by the ``tracking.group`` in their saved ``config.yaml``, whatever logger they used.
 
-Each run's config is read as data and checked against lightning_gen's allow-list (``lightning_gen.config_trust``)
+Each run's config is read as data and checked against lightning_gen's allow-list (``lightning_gen.config.trust``)
 before ``compare`` builds its datamodule.
 """
 
@@ -10,13 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.config_trust import check_config, read_config, trusted_config
+from lightning_gen.config.trust import check_config, read_config, trusted_config
 from lightning_gen.errors import UserError
 
 COMPARE_FIX = "remove it, or leave that run out of the comparison"
 
 # Keys that differ between any two runs without making them different experiments.
-NOT_A_SETTING = ("trainer.default_root_dir", "tracking.name", "tracking.group", "ckpt_path", "config", "trainer.logger", "trainer.callbacks")
+NOT_A_SETTING = (
+    "trainer.default_root_dir",
+    "tracking.name",
+    "tracking.group",
+    "ckpt_path",
+    "config",
+    "trainer.logger",
+    "trainer.callbacks",
+)
 
 
 @dataclass
@@ -58,7 +66,9 @@ def record_of(path: str | Path) -> RunRecord:
         directory, checkpoint = path.resolve(), path / "checkpoints" / "last.ckpt"
     config_path = directory / "config.yaml"
     if not config_path.is_file():
-        raise UserError(f"{path} is not a run directory (no config.yaml at {config_path}); pass run directories, checkpoints inside them or --group.")
+        raise UserError(
+            f"{path} is not a run directory (no config.yaml at {config_path}); pass run directories, checkpoints inside them or --group."
+        )
     if not checkpoint.is_file():
         raise UserError(f"run {directory} has no checkpoint at {checkpoint}; finish or resume its training first, or leave it out.")
     config = trusted_config(config_path, COMPARE_FIX)
@@ -78,17 +88,16 @@ def find_group(group: str, root: str | Path) -> list[RunRecord]:
             check_config(config, config_path, COMPARE_FIX)
             found.append(RunRecord(directory, directory / "checkpoints" / "last.ckpt", config, flatten(config)))
     if not found:
-        raise UserError(f"no finished run of group '{group}' under {root} (looked for */config.yaml with tracking.group: {group} and checkpoints/last.ckpt); check --group and --root.")
+        raise UserError(
+            f"no finished run of group '{group}' under {root} (looked for */config.yaml with tracking.group: "
+            f"{group} and checkpoints/last.ckpt); check --group and --root."
+        )
     return found
 
 
 def varying_keys(records: list[RunRecord]) -> list[str]:
     keys = sorted({key for record in records for key in record.settings})
-    return [
-        key
-        for key in keys
-        if not key.startswith(NOT_A_SETTING) and len({repr(record.settings.get(key)) for record in records}) > 1
-    ]
+    return [key for key in keys if not key.startswith(NOT_A_SETTING) and len({repr(record.settings.get(key)) for record in records}) > 1]
 
 
 def check_comparable(records: list[RunRecord], image_sizes: list[int]) -> None:

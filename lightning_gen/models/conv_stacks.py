@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ def check_divisible(image_size: int, levels: int) -> None:
     if image_size % (2**levels) != 0:
         raise UserError(
             f"model.channels has {levels} stride-2 levels but the image size {image_size} is not divisible by "
-            f"{2 ** levels}; use fewer channels entries or an image size that is a multiple of {2 ** levels}."
+            f"{2**levels}; use fewer channels entries or an image size that is a multiple of {2**levels}."
         )
 
 

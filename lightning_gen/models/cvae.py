@@ -75,7 +75,15 @@ class CVAE(VAE):
         if injection == "film":
             hp = self.hparams
             self.decoder = FiLMConvDecoder(
-                latent_dim, size, facts.channels, hp.channels, facts.image_size, hp.decoder_dense, hp.batchnorm, hp.activation, hp.upsampling
+                latent_dim,
+                size,
+                facts.channels,
+                hp.channels,
+                facts.image_size,
+                hp.decoder_dense,
+                hp.batchnorm,
+                hp.activation,
+                hp.upsampling,
             )
         self.class_loss_weight = class_loss_weight
         self.auxiliary_classifier = None
@@ -98,7 +106,9 @@ class CVAE(VAE):
     def condition_vector(self, condition: Any, batch_size: int) -> torch.Tensor:
         """Class indices (N,) become one-hot rows; attribute vectors (N×A) pass through; None is an error."""
         if condition is None:
-            raise UserError(f"{type(self).__name__} needs a condition; pass --condition or --prompt with names from: {', '.join(self.vocabulary)}.")
+            raise UserError(
+                f"{type(self).__name__} needs a condition; pass --condition or --prompt with names from: {', '.join(self.vocabulary)}."
+            )
         condition = torch.as_tensor(condition, device=self.device)
         if self.condition_kind == "class":
             vector = nn.functional.one_hot(condition.long().view(-1), len(self.vocabulary)).float()
@@ -149,10 +159,14 @@ class CVAE(VAE):
         vocabulary = list(self.vocabulary)
         unknown = [name for name in names if name not in vocabulary]
         if unknown:
-            raise UserError(f"--condition {', '.join(unknown)} is not a known {self.condition_kind} name; use one of: {', '.join(vocabulary)}.")
+            raise UserError(
+                f"--condition {', '.join(unknown)} is not a known {self.condition_kind} name; use one of: {', '.join(vocabulary)}."
+            )
         if self.condition_kind == "class":
             if len(names) != 1:
-                raise UserError(f"--condition takes exactly one class name for this model, got {len(names)}; use one of: {', '.join(vocabulary)}.")
+                raise UserError(
+                    f"--condition takes exactly one class name for this model, got {len(names)}; use one of: {', '.join(vocabulary)}."
+                )
             return torch.full((n,), vocabulary.index(names[0]), dtype=torch.long, device=self.device)
         vector = torch.zeros(n, len(vocabulary), device=self.device)
         vector[:, [vocabulary.index(name) for name in names]] = 1.0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -114,9 +115,7 @@ class DDPM(GenerativeModel):
         self.noise_schedule = DDPMScheduler(**self.schedule_config())
 
     @classmethod
-    def imagen_base(
-        cls, data_facts: DataFacts | None = None, text_encoder: str = "google/t5-v1_1-large", **kwargs: Any
-    ) -> "DDPM":
+    def imagen_base(cls, data_facts: DataFacts | None = None, text_encoder: str = "google/t5-v1_1-large", **kwargs: Any) -> DDPM:
         """Seed 002's Imagen base model: text-conditioned, UNet from ``imagen_base_unet()`` (see its docstring for the YAML)."""
         return cls(data_facts, conditioning="text", unet=imagen_base_unet(), text_encoder=text_encoder, **kwargs)
 
@@ -130,8 +129,10 @@ class DDPM(GenerativeModel):
             (self.guidance_scale >= 0.0, "model.guidance_scale must be >= 0 (1 = no guidance)"),
             (1 <= self.sampling_steps <= self.num_train_timesteps, "model.sampling_steps must be in [1, num_train_timesteps]"),
             (self.validation_steps is None or self.validation_steps >= 1, "model.validation_steps must be >= 1 or null"),
-            (self.dynamic_threshold_percentile is None or 0.0 < self.dynamic_threshold_percentile <= 1.0,
-             "model.dynamic_threshold_percentile must be in (0, 1] or null"),
+            (
+                self.dynamic_threshold_percentile is None or 0.0 < self.dynamic_threshold_percentile <= 1.0,
+                "model.dynamic_threshold_percentile must be in (0, 1] or null",
+            ),
             (self.min_snr_gamma is None or self.min_snr_gamma > 0, "model.min_snr_gamma must be > 0 or null"),
         ]
         for ok, rule in checks:
@@ -393,11 +394,15 @@ class DDPM(GenerativeModel):
         (None: the null condition) must be given to both."""
         # diffusers' inverse scheduler runs the DDIM steps backwards on the same (trailing) timesteps; no
         # clipping of x0 here, it would make the path irreversible.
-        config = {key: value for key, value in self.schedule_config().items() if key not in ("thresholding", "dynamic_thresholding_ratio", "sample_max_value")}
+        config = {
+            key: value
+            for key, value in self.schedule_config().items()
+            if key not in ("thresholding", "dynamic_thresholding_ratio", "sample_max_value")
+        }
         scheduler = DDIMInverseScheduler(**{**config, "clip_sample": False})
         scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
         inputs = self.condition_inputs(condition, len(x))
-        sample = (x.to(self.device, self.dtype) * 2.0 - 1.0)
+        sample = x.to(self.device, self.dtype) * 2.0 - 1.0
         for timestep in scheduler.timesteps:
             output = self.unet(sample, timestep.expand(len(sample)), **inputs).sample
             sample = scheduler.step(output, timestep, sample).prev_sample

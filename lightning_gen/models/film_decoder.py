@@ -6,7 +6,7 @@ when z alone explains the training images; a per-level scale and shift keeps it 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ trailing plural ``s`` dropped), then every vocabulary phrase found as whole word
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from lightning_gen.errors import UserError
 
@@ -38,7 +38,5 @@ def attributes_in_prompt(prompt: str, vocabulary: Sequence[str]) -> list[str]:
         if phrase and any(words[i : i + len(phrase)] == phrase for i in range(len(words) - len(phrase) + 1)):
             found.append(name)
     if not found:
-        raise UserError(
-            f"--prompt '{prompt}' names none of this model's attributes; use words from: {', '.join(vocabulary)}."
-        )
+        raise UserError(f"--prompt '{prompt}' names none of this model's attributes; use words from: {', '.join(vocabulary)}.")
     return found

@@ -20,8 +20,9 @@ One line at the start of a fit says which lengths the schedule follows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch

@@ -8,7 +8,8 @@ sizes that come from the data (image size, channels, classes, text width) are fi
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
@@ -96,9 +97,7 @@ def unet_config(
     overrides = _as_tuples(overrides or {})
     fixed = sorted(set(overrides) & set(FROM_DATA))
     if fixed:
-        raise UserError(
-            f"model.unet sets {', '.join(fixed)}, which come from the data and the text encoder; remove them from the config."
-        )
+        raise UserError(f"model.unet sets {', '.join(fixed)}, which come from the data and the text encoder; remove them from the config.")
     config = {**small_unet(conditioning), **overrides}
     levels = len(config["block_out_channels"])
     for key, value in lowest_resolution_attention(levels, conditioning).items():
@@ -132,6 +131,4 @@ def build_unet(conditioning: Conditioning, config: dict[str, Any]) -> nn.Module:
     try:
         return unet_class(**config)
     except (TypeError, ValueError) as error:
-        raise UserError(
-            f"model.unet is not a valid {unet_class.__name__} configuration ({error}); fix the model.unet entries."
-        ) from error
+        raise UserError(f"model.unet is not a valid {unet_class.__name__} configuration ({error}); fix the model.unet entries.") from error

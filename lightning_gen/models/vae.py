@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from jsonargparse.typing import PositiveInt
@@ -11,12 +12,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from lightning_gen.console.option_errors import whole_number
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
 from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
-from lightning_gen.option_errors import whole_number
 
 
 class VAE(GenerativeModel):
@@ -93,6 +94,10 @@ class VAE(GenerativeModel):
     decoder_condition_size = 0
 
     # -- the protocol -------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
     def posterior(self, x: torch.Tensor, condition: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.encoder(x)
         if self.encoder_condition_size:
@@ -121,7 +126,9 @@ class VAE(GenerativeModel):
         """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded."""
         return self.decode(self.sample_latents(n, generator, prior).to(self.device), condition)
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted") -> torch.Tensor:
+    def sample_latents(
+        self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
+    ) -> torch.Tensor:
         """n latents from the fitted mixture when the model has one and ``prior`` is "fitted", else from N(0, I)."""
         device = self.device if generator is None else generator.device
         if self.latent_prior is not None and prior == "fitted":
@@ -141,8 +148,10 @@ class VAE(GenerativeModel):
             codes.append(self.encode(images[start : start + 256].to(self.device), condition).float())
         gathered = self.all_gather(torch.cat(codes)).reshape(-1, self.latent_dim)  # same codes, same seed: every rank fits the same mixture
         if not bool(torch.isfinite(gathered).all()):  # diverged weights (the NaN guard is skipping their steps): no fit
-            rank_zero_warn(f"step {self.global_step}: the latent codes hold NaN/Inf, so the latent mixture is not refitted "
-                           "(the previous one, or N(0, I), stays).")
+            rank_zero_warn(
+                f"step {self.global_step}: the latent codes hold NaN/Inf, so the latent mixture is not refitted "
+                "(the previous one, or N(0, I), stays)."
+            )
             return
         self.latent_prior.fit(gathered)
 

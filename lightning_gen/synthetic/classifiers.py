@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -26,7 +27,9 @@ def small_image_resnet18(num_classes: int, channels: int = 3) -> nn.Module:
     return network
 
 
-def build_network(name: ClassifierName, class_names: Sequence[str], image_size: int, channels: int, judge_options: dict[str, Any] | None = None) -> nn.Module:
+def build_network(
+    name: ClassifierName, class_names: Sequence[str], image_size: int, channels: int, judge_options: dict[str, Any] | None = None
+) -> nn.Module:
     if name == "resnet18":
         return small_image_resnet18(len(class_names), channels)
     facts = DataFacts(image_size=image_size, channels=channels, class_names=tuple(class_names))

@@ -9,17 +9,18 @@ the batch order, so ``real`` and ``real + synthetic`` of one seed differ only by
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from lightning_gen.callbacks.progress import progress_callbacks
+from lightning_gen.console.progress import Progress
 from lightning_gen.errors import UserError
-from lightning_gen.progress import Progress
 from lightning_gen.synthetic.classifiers import ClassifierName, DownstreamClassifier, build_network
 
 REAL, MIXED, SYNTHETIC = "real", "real + synthetic", "synthetic only"
@@ -88,8 +89,15 @@ def train_and_test(train_set: Dataset, test_set: Dataset, setup: ClassifierSetup
     test_loader = DataLoader(test_set, batch_size=256, num_workers=setup.num_workers)
     # The classifier is only ever tested at the end, on the real held-out split: no validation loop.
     lines = progress_callbacks(None, [])  # step lines in a pipe (a ResNet-18 on a CPU trains for minutes); no bar
-    owned = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "enable_progress_bar": bool(lines),
-             "num_sanity_val_steps": 0, "limit_val_batches": 0, "callbacks": lines}
+    owned = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "enable_progress_bar": bool(lines),
+        "num_sanity_val_steps": 0,
+        "limit_val_batches": 0,
+        "callbacks": lines,
+    }
     with quiet_lightning():  # dozens of classifiers: not "GPU available: …" and "max_steps reached" for each
         trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **setup.trainer_options, **owned})
         trainer.fit(module, train_loader)

@@ -9,8 +9,8 @@ data's size and channels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.nn import functional as F

@@ -10,7 +10,8 @@ size, and padding makes an image's bytes independent of which other images are s
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -47,7 +48,10 @@ class PerImageSampler:
             return
         accepted = inspect.signature(model.sample).parameters
         if "initial_noise" not in accepted:
-            raise UserError(f"{type(model).__name__} takes no initial noise, so its images cannot be made per (seed, index); export a CVAE or DDPM checkpoint.")
+            raise UserError(
+                f"{type(model).__name__} takes no initial noise, so its images cannot be made per (seed, "
+                f"index); export a CVAE or DDPM checkpoint."
+            )
         if "sampler" in accepted:
             options = {**options, "sampler": "ddim"}  # deterministic given the initial noise
         self.options = sampling_kwargs(model, options)

@@ -81,7 +81,10 @@ def class_prompts(model: Any, prompts_file: str | None, prompt_template: str | N
     if prompt_template is not None and "{name}" not in prompt_template:
         raise UserError(f"--prompt_template '{prompt_template}' has no {{name}}; write e.g. 'a photo of a {{name}}'.")
     if kind == "text" and prompt_template is None:
-        raise UserError("a text-conditioned model needs --prompt_template with {name} (e.g. 'a large {name}') or --prompts FILE to turn class names into prompts.")
+        raise UserError(
+            "a text-conditioned model needs --prompt_template with {name} (e.g. 'a large {name}') or --prompts "
+            "FILE to turn class names into prompts."
+        )
     return {name: [prompt_template.format(name=name) if prompt_template else None] for name in names}
 
 
@@ -112,7 +115,10 @@ def build_plan(
     kind = condition_kind(model)
     if kind == "none":
         if per_class is not None:
-            raise UserError(f"{type(model).__name__} in --ckpt_path is unconditional (no classes, attributes or text); export it flat with --num N instead of --per_class.")
+            raise UserError(
+                f"{type(model).__name__} in --ckpt_path is unconditional (no classes, attributes or text); "
+                f"export it flat with --num N instead of --per_class."
+            )
         if num is None or num < 1:
             raise UserError("an unconditional checkpoint is exported flat: pass --num N (at least 1).")
         return [ExportItem(f"{i:06d}.png", i, None, None, None, None, None, noise_seed(seed, None, i)) for i in range(num)]

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import write_png
-from lightning_gen.progress import Progress
+
+from lightning_gen.console.progress import Progress
 from lightning_gen.synthetic.generate import PerImageSampler, to_uint8
 from lightning_gen.synthetic.plan import ExportItem
 
@@ -108,7 +110,13 @@ def predict_images(
         when_all_written()
         return 0.0
     writer = ImageWriter(root, len(pending), when_all_written)
-    owned = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False, "callbacks": [writer]}
+    owned = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [writer],
+    }
     trainer = pl.Trainer(**{"accelerator": "auto", "devices": 1, **(trainer_options or {}), **owned})
     loader = DataLoader(PendingImages(pending), batch_size=batch_size, shuffle=False)
     trainer.predict(ExportModule(model, pending, options, batch_size), dataloaders=loader, return_predictions=False)

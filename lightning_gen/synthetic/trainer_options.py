@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def trainer_options(args: Any, drop: tuple[str, ...] = ("default_root_dir",)) -> dict[str, Any]:
     """The command then sets its own keys (logger, callbacks, ...) over these."""
     trainer = args.get("trainer") if hasattr(args, "get") else None

@@ -2,8 +2,8 @@
 
 Embeddings and masks live in one safetensors file per (encoder, max_length), read into memory
 at start and rewritten atomically whenever new captions were encoded, so later epochs and later
-runs reuse them (under DDP, rank 0 writes the file; the other ranks keep theirs in memory). The encoder is loaded only on a miss and is moved back to the CPU after each
-encoding, so it never holds accelerator memory during training.
+runs reuse them (under DDP, rank 0 writes the file; the other ranks keep theirs in memory). The encoder
+is loaded only on a miss and is moved back to the CPU after each encoding, so it never holds accelerator memory during training.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from lightning_gen.progress import track
+from lightning_gen.console.progress import track
 from lightning_gen.seeding import process_rank
 from lightning_gen.text.t5 import FrozenT5, encoder_fingerprint
 
@@ -28,7 +29,7 @@ ENCODE_CHUNK = 64  # captions per encoder call: bounds activation memory on a fi
 class TextEncoder(Protocol):
     def encode(self, captions: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def to(self, device: torch.device | str) -> "TextEncoder": ...
+    def to(self, device: torch.device | str) -> TextEncoder: ...
 
 
 def caption_key(caption: str) -> str:
@@ -61,7 +62,7 @@ class CaptionEmbeddingCache:
         self.path = self.cache_dir / f"{readable}-len{max_length}-{encoder_fingerprint(encoder_name)}.safetensors"
         self._entries: dict[str, torch.Tensor] = load_file(self.path) if self.path.exists() else {}
 
-    def __deepcopy__(self, memo: dict) -> "CaptionEmbeddingCache":
+    def __deepcopy__(self, memo: dict) -> CaptionEmbeddingCache:
         # A model copy (e.g. the EMA copy of weight averaging) shares the cache instead of duplicating the encoder.
         return self
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from huggingface_hub.constants import HF_HUB_CACHE
@@ -97,16 +97,14 @@ class FrozenT5:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: torch.device | str) -> "FrozenT5":
+    def to(self, device: torch.device | str) -> FrozenT5:
         self.model.to(device)
         return self
 
     @torch.no_grad()
     def encode(self, captions: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (embeddings float32 N×max_length×D, mask bool N×max_length), padded or truncated to max_length."""
-        tokens = self.tokenizer(
-            list(captions), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-        )
+        tokens = self.tokenizer(list(captions), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         # Autocast off: the caller may be inside a mixed-precision step, and the cache keeps float32.
         with torch.autocast(self.device.type, enabled=False):

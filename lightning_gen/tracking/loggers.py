@@ -24,8 +24,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
-from lightning_gen.run_dir import RunLocation
-from lightning_gen.settings import TrackingSettings
+from lightning_gen.config.settings import TrackingSettings
+from lightning_gen.runs.directory import RunLocation
 
 METRICS_FILE = "metrics.csv"
 

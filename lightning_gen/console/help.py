@@ -33,7 +33,9 @@ SHARED_LABELS = {
 class ShowAllHelp(argparse.Action):
     """``--help-all``: argparse's full help, every option of every group, then exit."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None):
+    def __init__(
+        self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None
+    ):
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
@@ -83,8 +85,15 @@ def _listed(names: list[str]) -> str:
 
 
 def _summary_action(key: str, actions: list[argparse.Action], title: str | None, detailed: bool) -> argparse.Action:
-    options = [action for action in actions if action.dest != key and not action.dest.endswith(".help") and action.help != argparse.SUPPRESS
-               and action.dest.startswith(key + ".") and action.option_strings]
+    options = [
+        action
+        for action in actions
+        if action.dest != key
+        and not action.dest.endswith(".help")
+        and action.help != argparse.SUPPRESS
+        and action.dest.startswith(key + ".")
+        and action.option_strings
+    ]
     if any(action.dest == f"{key}.help" for action in actions):  # a class chosen by class path: --model, --data
         classes = _known_classes(key)
         example = CLASS_EXAMPLES.get(key, "CLASS")
@@ -125,9 +134,13 @@ def short_help_formatter(base: type[argparse.HelpFormatter], prog: str, first: S
             self.sections: list[tuple[str | None, str | None, list[argparse.Action]]] = []
             self.open: list[Any] | None = None
 
-        def add_usage(self, usage: str | None, actions: Iterable[argparse.Action], groups: Iterable[Any], prefix: str | None = None) -> None:
+        def add_usage(
+            self, usage: str | None, actions: Iterable[argparse.Action], groups: Iterable[Any], prefix: str | None = None
+        ) -> None:
             commands = any(isinstance(action.choices, dict) for action in actions)  # the main parser: its subcommands
-            usage = f"{program} [OPTIONS] COMMAND ..." if commands else f"{program} [OPTIONS] [--config FILE.yaml] [--GROUP.OPTION VALUE ...]"
+            usage = (
+                f"{program} [OPTIONS] COMMAND ..." if commands else f"{program} [OPTIONS] [--config FILE.yaml] [--GROUP.OPTION VALUE ...]"
+            )
             super().add_usage(usage, [], [], prefix)
 
         def start_section(self, heading: str | None) -> None:
@@ -169,7 +182,9 @@ def short_help_formatter(base: type[argparse.HelpFormatter], prog: str, first: S
             summaries = {key: _summary_action(key, actions, title, detailed=key in first) for key, (actions, title) in shared.items()}
             leading = [key for key in first if key in summaries]
             if leading:
-                self._emit(" and ".join(f"--{key}" for key in leading) + " (the classes to run)", None, [summaries.pop(key) for key in leading])
+                self._emit(
+                    " and ".join(f"--{key}" for key in leading) + " (the classes to run)", None, [summaries.pop(key) for key in leading]
+                )
             for heading, text, actions in own:
                 self._emit(heading, text, [_readable(action) for action in actions])
             if summaries:

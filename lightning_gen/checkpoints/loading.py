@@ -3,7 +3,7 @@
 Every load is ``torch.load(weights_only=True)``: a checkpoint is data (tensors, dicts, lists, strings,
 numbers), never code, so one shared by someone else cannot run anything when it is read. Its
 ``hyper_parameters``, passed to the model class, are checked against lightning_gen's allow-list
-(``lightning_gen.config_trust``) first; Lightning's own ``_class_path``/``_instantiator`` entries are
+(``lightning_gen.config.trust``) first; Lightning's own ``_class_path``/``_instantiator`` entries are
 dropped unread.
 """
 
@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from lightning_gen.config_trust import CHECKPOINT_FIX, check_config
+from lightning_gen.checkpoints.classes import model_class_from_checkpoint
+from lightning_gen.checkpoints.snapshots import load_weight_snapshot
+from lightning_gen.config.trust import CHECKPOINT_FIX, check_config
 from lightning_gen.errors import UserError
-from lightning_gen.models.base import GenerativeModel, model_class_from_checkpoint
-from lightning_gen.weight_snapshots import load_weight_snapshot
+from lightning_gen.models.base import GenerativeModel
 
 _FORBIDDEN_GLOBAL = re.compile(r"(?:unsupported|Unsupported) (?:GLOBAL|global:?) ([\w.]+)")
 
@@ -56,7 +57,7 @@ def load_checkpoint_file(path: str | Path, mmap: bool = False) -> dict[str, Any]
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
     """The checkpoint's ``state_dict`` holds the EMA weights when EMA was on (Lightning's WeightAveraging puts them there)."""
-    if Path(path).suffix == ".safetensors":  # a weights-only snapshot (lightning_gen.weight_snapshots)
+    if Path(path).suffix == ".safetensors":  # a weights-only snapshot (lightning_gen.checkpoints.snapshots)
         return load_weight_snapshot(path, device)
     checkpoint = load_checkpoint_file(path)
     model_class = model_class_from_checkpoint(checkpoint, path)

@@ -140,5 +140,11 @@ class ImageSettings:
 
 
 # The groups the CLI adds beside trainer/model/data, for fit and every command alike.
-SETTINGS = {"tracking": TrackingSettings, "checkpointing": CheckpointSettings, "snapshots": SnapshotSettings, "guard": GuardSettings,
-            "ema": EMASettings, "images": ImageSettings}
+SETTINGS = {
+    "tracking": TrackingSettings,
+    "checkpointing": CheckpointSettings,
+    "snapshots": SnapshotSettings,
+    "guard": GuardSettings,
+    "ema": EMASettings,
+    "images": ImageSettings,
+}

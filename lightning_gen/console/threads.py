@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_gen.progress import emit, is_rank_zero
+from lightning_gen.console.progress import emit, is_rank_zero
 
 LONG_COMMANDS = ("evaluate", "export", "downstream", "compare")  # the commands beside fit that compute for minutes
 

@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.settings import SnapshotSettings
-from lightning_gen.weight_snapshots import save_snapshot, snapshot_metadata
+from lightning_gen.checkpoints.snapshots import save_snapshot, snapshot_metadata
+from lightning_gen.config.settings import SnapshotSettings
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

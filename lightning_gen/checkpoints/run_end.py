@@ -188,8 +188,10 @@ class RunEndSave(pl.Callback):
         try:
             self._save_at_exception(trainer, pl_module, exception)
         except Exception as error:
-            rank_zero_warn(f"could not save {self.last_path} after {type(exception).__name__} ({type(error).__name__}: {error}); "
-                           f"the newest checkpoint is the one saved before.")
+            rank_zero_warn(
+                f"could not save {self.last_path} after {type(exception).__name__} ({type(error).__name__}: {error}); "
+                f"the newest checkpoint is the one saved before."
+            )
         requeued = False
         if self._requeue and trainer.is_global_zero:
             try:
@@ -211,8 +213,10 @@ class RunEndSave(pl.Callback):
                     callback.on_validation_epoch_end(trainer, pl_module)
         synchronised = isinstance(exception, (SIGTERMException, NonFiniteStop))  # raised on every rank at once
         if trainer.world_size > 1 and not synchronised:
-            rank_zero_warn(f"{type(exception).__name__} on one process of a multi-process run: last.ckpt not saved "
-                           "(the other processes cannot join the save); resume from the newest checkpoint.")
+            rank_zero_warn(
+                f"{type(exception).__name__} on one process of a multi-process run: last.ckpt not saved "
+                "(the other processes cannot join the save); resume from the newest checkpoint."
+            )
         elif not weights_are_finite(pl_module):
             rank_zero_warn(f"the weights hold NaN/Inf at step {trainer.global_step}: last.ckpt not overwritten.")
         else:
@@ -225,7 +229,9 @@ class RunEndSave(pl.Callback):
         if self._saved_step == trainer.global_step and self.last_path.is_file():
             return
         try:
-            trainer.save_checkpoint(self.last_path, weights_only=False)  # the full, resumable state (said, so Lightning does not log its default)
+            trainer.save_checkpoint(
+                self.last_path, weights_only=False
+            )  # the full, resumable state (said, so Lightning does not log its default)
         except Exception as error:  # the run is ending anyway; the previous last.ckpt is intact (atomic writes)
             rank_zero_warn(f"could not save {self.last_path} at the end of the run ({type(error).__name__}: {error}).")
             return
@@ -257,8 +263,10 @@ class RunEndSave(pl.Callback):
         self._stop_signal = self._stop_signal or signum
         if signum == signal.SIGUSR1 and slurm_auto_requeue(trainer):
             self._requeue = True
-        rank_zero_info(f"\n{signal.Signals(signum).name}: finishing step {trainer.global_step + 1}, then saving {self.last_path}"
-                       + (" (Ctrl-C again to stop at once)." if signum == signal.SIGINT else "."))
+        rank_zero_info(
+            f"\n{signal.Signals(signum).name}: finishing step {trainer.global_step + 1}, then saving {self.last_path}"
+            + (" (Ctrl-C again to stop at once)." if signum == signal.SIGINT else ".")
+        )
         # Lightning's SIGTERM handler is the graceful stop: it ends the batch, tells the other ranks and raises
         # SIGTERMException, on which on_exception saves.
         sigterm_handler = signal.getsignal(signal.SIGTERM)

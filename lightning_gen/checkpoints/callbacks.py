@@ -1,8 +1,8 @@
 """The checkpoints of a run: last.ckpt, best-k by a monitored metric, and periodic ones.
 
-Files are written by lightning_gen.checkpoint_io (a temporary file beside the target, fsynced, then
+Files are written by lightning_gen.checkpoints.files (a temporary file beside the target, fsynced, then
 renamed), so a session killed mid-save keeps the previous last.ckpt intact. The save at the end of a
-run (max_steps, max_time, a signal, an exception) is lightning_gen.callbacks.run_end's, which runs
+run (max_steps, max_time, a signal, an exception) is lightning_gen.checkpoints.run_end's, which runs
 before EMA's on_train_end copies the average into the model.
 """
 
@@ -16,7 +16,7 @@ from typing import Literal
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_gen.settings import CheckpointSettings
+from lightning_gen.config.settings import CheckpointSettings
 
 # Words that make a metric higher-is-better, matched against the parts of its name (val/class_accuracy → class, accuracy).
 HIGHER_IS_BETTER = {"psnr", "ssim", "accuracy", "acc", "precision", "recall", "f1", "auc", "judge", "clip"}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lightning_gen.errors import UserError
-from lightning_gen.run_dir import RunLocation
+from lightning_gen.runs.directory import RunLocation
 
 ENV_KEY = "LIGHTNING_GEN_RUN"
 WAIT_SECONDS = 600.0

@@ -59,8 +59,9 @@ import importlib
 import importlib.util
 import inspect
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 
@@ -87,7 +88,9 @@ SHORT_NAME_MODULES = (
     "torch.optim.lr_scheduler",
     *(package for package in ALLOWED_PACKAGES if package.startswith("lightning.pytorch.")),
 )
-ALLOWED_IN_WORDS = "classes of lightning_gen, torch.optim and Lightning's loggers, callbacks, strategies, plugins, profilers and accelerators"
+ALLOWED_IN_WORDS = (
+    "classes of lightning_gen, torch.optim and Lightning's loggers, callbacks, strategies, plugins, profilers and accelerators"
+)
 CLASS_PATH_KEYS = ("class_path", "_class_path")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 RUN_FIX = "remove it, or if you wrote that file yourself and trust it, copy it out of the run directory and pass the copy with --config"
@@ -188,8 +191,10 @@ def check_config(config: Any, source: str | Path, fix: str = RUN_FIX, where: str
                     continue
                 if key == "feature_extractor" and isinstance(item, str) and not _plain_extractor(item):
                     raise UntrustedConfig(
-                        f"{source} sets {inner} to {item}, a TorchScript/torch.export file or class lightning_gen does not load from a config "
-                        f"that came with a run or checkpoint (such files can carry code; inception, a Judge .ckpt or one of the {ALLOWED_IN_WORDS} are loaded); {fix}."
+                        f"{source} sets {inner} to {item}, a TorchScript/torch.export file or class "
+                        f"lightning_gen does not load from a config "
+                        f"that came with a run or checkpoint (such files can carry code; inception, a Judge "
+                        f".ckpt or one of the {ALLOWED_IN_WORDS} are loaded); {fix}."
                     )
                 stack.append((item, inner))
         elif isinstance(value, (list, tuple)):
@@ -224,7 +229,8 @@ def _check_string(text: str, where: str, source: str | Path, fix: str, folders: 
 
 def _refuse(source: str | Path, where: str, name: Any, fix: str) -> None:
     raise UntrustedConfig(
-        f"{source} names {name!s} at {where or 'its top level'}, which lightning_gen does not build from a config that came with a run or checkpoint "
+        f"{source} names {name!s} at {where or 'its top level'}, which lightning_gen does not build from a "
+        f"config that came with a run or checkpoint "
         f"(only {ALLOWED_IN_WORDS}); {fix}."
     )
 

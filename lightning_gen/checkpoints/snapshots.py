@@ -19,20 +19,31 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import safe_open
 
-from lightning_gen.checkpoint_io import atomic_write
-from lightning_gen.config_trust import CHECKPOINT_FIX, check_config
+from lightning_gen.checkpoints.classes import model_class_from_checkpoint
+from lightning_gen.checkpoints.files import atomic_write
+from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
+from lightning_gen.config.trust import CHECKPOINT_FIX, check_config
 from lightning_gen.errors import UserError
-from lightning_gen.models.base import CHECKPOINT_KEY, GenerativeModel, model_class_from_checkpoint
+from lightning_gen.models.base import GenerativeModel
 
 SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 METADATA_KEY = "lightning_gen"
 EXTRA_STATE_KEY = "lightning_gen_extra_state"
@@ -57,8 +68,10 @@ def split_extra_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Te
             tensors[key] = value
             continue
         if not isinstance(value, Mapping):
-            raise UserError(f"{key} in the model's state is a {type(value).__name__}, which a weight snapshot cannot hold; "
-                            "switch snapshots off with --snapshots.every_n_steps null.")
+            raise UserError(
+                f"{key} in the model's state is a {type(value).__name__}, which a weight snapshot cannot hold; "
+                "switch snapshots off with --snapshots.every_n_steps null."
+            )
         plain[key] = {}
         for name, item in value.items():
             if isinstance(item, torch.Tensor):
@@ -97,10 +110,14 @@ def snapshot_metadata(pl_module: GenerativeModel, weights: str, global_step: int
     pl_module.on_save_checkpoint(checkpoint)  # model class and data facts, as in a .ckpt
     hyperparameters = {key: value for key, value in dict(pl_module.hparams).items() if not key.startswith("_")}
     try:
-        info = json.dumps({**checkpoint.get(CHECKPOINT_KEY, {}), "hyper_parameters": hyperparameters, "weights": weights, "global_step": global_step})
+        info = json.dumps(
+            {**checkpoint.get(CHECKPOINT_KEY, {}), "hyper_parameters": hyperparameters, "weights": weights, "global_step": global_step}
+        )
     except TypeError as error:
-        raise UserError(f"{type(pl_module).__name__}'s hyperparameters cannot be written to a weight snapshot ({error}); "
-                        "switch snapshots off with --snapshots.every_n_steps null.") from error
+        raise UserError(
+            f"{type(pl_module).__name__}'s hyperparameters cannot be written to a weight snapshot ({error}); "
+            "switch snapshots off with --snapshots.every_n_steps null."
+        ) from error
     return {"format": "pt", METADATA_KEY: info}
 
 
@@ -115,7 +132,9 @@ def read_snapshot_info(path: str | Path) -> dict[str, Any]:
     except Exception as error:
         raise UserError(f"could not read weight snapshot {path} ({type(error).__name__}: {error}); pass another file.") from error
     if METADATA_KEY not in metadata:
-        raise UserError(f"{path} is not a lightning_gen weight snapshot (no model class recorded); pass a snapshot from a run's checkpoints/ folder.")
+        raise UserError(
+            f"{path} is not a lightning_gen weight snapshot (no model class recorded); pass a snapshot from a run's checkpoints/ folder."
+        )
     return json.loads(metadata[METADATA_KEY])
 
 

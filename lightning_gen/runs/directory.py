@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_gen.checkpoints import load_checkpoint_file
+from lightning_gen.checkpoints.loading import load_checkpoint_file
 from lightning_gen.errors import UserError
-from lightning_gen.models.base import CHECKPOINT_KEY
-from lightning_gen.processes import pid_alive, process_start as _process_start
+from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
+from lightning_gen.runs.processes import pid_alive, process_start as _process_start
 
 
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Optional
 
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_gen.errors import UserError
-from lightning_gen.processes import pid_alive
+from lightning_gen.runs.processes import pid_alive
 
 TEMPORARY_SUFFIX = ".partial"
 
@@ -39,7 +40,7 @@ def temporary_path(target: Path) -> Path:
 
 
 def _writer_pid(temporary: Path, target: Path) -> int | None:
-    middle = temporary.name[len(f".{target.name}."): -len(TEMPORARY_SUFFIX)]
+    middle = temporary.name[len(f".{target.name}.") : -len(TEMPORARY_SUFFIX)]
     pid, _, token = middle.partition(".")
     return int(pid) if pid.isdigit() and token else None  # None: written before the pid was in the name
 

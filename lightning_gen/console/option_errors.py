@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 
+from lightning_gen.console.help import ShowAllHelp, short_help_formatter
 from lightning_gen.errors import UserError
-from lightning_gen.help_summary import ShowAllHelp, short_help_formatter
 
 # A negative number or a comma-separated list of numbers that starts with one: -1, -0.5, -2,-1,0,1,2, -1e-3.
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -72,7 +72,7 @@ class ExplainingParser(LightningArgumentParser):
 
     ``short_help=True`` (the commands' and fit's parsers): ``--help`` shows the command's own options in full
     and the shared groups one line each, ``short_help_first`` (fit: model, data) summarised first;
-    ``--help-all`` shows argparse's full help (see lightning_gen.help_summary).
+    ``--help-all`` shows argparse's full help (see lightning_gen.console.help).
     """
 
     def __init__(self, *args: Any, short_help: bool = False, short_help_first: Sequence[str] = (), **kwargs: Any):
@@ -80,7 +80,11 @@ class ExplainingParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
         self.short_help, self.short_help_first, self.show_all_help = short_help, tuple(short_help_first), False
         if short_help:
-            self.add_argument("--help-all", action=ShowAllHelp, help="Show every option, those of the shared groups (trainer, model, data, ...) too, and exit.")
+            self.add_argument(
+                "--help-all",
+                action=ShowAllHelp,
+                help="Show every option, those of the shared groups (trainer, model, data, ...) too, and exit.",
+            )
 
     def parse_args(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
         return super().parse_args(join_dash_values(sys.argv[1:] if args is None else args), *rest, **kwargs)
@@ -155,7 +159,9 @@ def explain(failure: ParseFailure, argv: list[str], program: str) -> UserError:
         typed_key = next((option[2:] for option in _typed_options(argv) if option[2:] == key or option[2:].endswith("." + key)), None)
         if typed_key is None:  # the key came from a --config file
             owner = f" of {class_path}" if class_path else ""
-            return UserError(_sentence(key, owner, _class_parameters(class_path) if class_path else [], f"{help_hint} or the config's docs"))
+            return UserError(
+                _sentence(key, owner, _class_parameters(class_path) if class_path else [], f"{help_hint} or the config's docs")
+            )
         prefix = typed_key[: len(typed_key) - len(key)]
         candidates = _useful([f"--{prefix}{name}" for name in (_class_parameters(class_path) if class_path else [])])
         return UserError(_sentence(f"--{typed_key}", f" of {class_path}" if class_path else "", candidates, help_hint))
@@ -164,7 +170,10 @@ def explain(failure: ParseFailure, argv: list[str], program: str) -> UserError:
         option = expected.group(1)
         value = next((argv[index + 1] for index, token in enumerate(argv[:-1]) if token == option), None)
         if value is not None and value.startswith("-"):
-            return UserError(f"{option} needs a value and {value} was read as an option; write {option}={value} (with =) for a value that starts with '-'.")
+            return UserError(
+                f"{option} needs a value and {value} was read as an option; write {option}={value} (with =) "
+                f"for a value that starts with '-'."
+            )
         return UserError(f"{option} needs a value; {help_hint} says what it takes.")
     return UserError(one_sentence(message, prefix=f"{prog}: "))
 
@@ -185,8 +194,17 @@ def whole_number(value: Any, key: str, minimum: int = 1) -> int:
 
 
 # torch.optim's ValueError messages ("Invalid learning rate: -1") and the init_args key each one is about.
-_OPTIMIZER_SETTINGS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas", "weight_decay": "weight_decay", "momentum": "momentum",
-                       "dampening": "dampening", "alpha": "alpha", "rho": "rho", "lr_decay": "lr_decay"}
+_OPTIMIZER_SETTINGS = {
+    "learning rate": "lr",
+    "epsilon": "eps",
+    "beta": "betas",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "dampening": "dampening",
+    "alpha": "alpha",
+    "rho": "rho",
+    "lr_decay": "lr_decay",
+}
 
 
 def check_optimizer(optimizer: Any, key: str = "model.init_args.optimizer") -> None:
@@ -206,18 +224,29 @@ def check_optimizer(optimizer: Any, key: str = "model.init_args.optimizer") -> N
         name = f"{cls.__module__}.{cls.__qualname__}" if cls is not None else "the optimizer"
         setting = next((arg for words, arg in _OPTIMIZER_SETTINGS.items() if words in message.lower()), None)
         if setting is None:
-            raise UserError(f"{name} refuses the settings in {key}.init_args ({message.rstrip('.')}); fix them in the config or with --{key}.init_args.* options.") from None
+            raise UserError(
+                f"{name} refuses the settings in {key}.init_args ({message.rstrip('.')}); fix them in the "
+                f"config or with --{key}.init_args.* options."
+            ) from None
         value = message.rsplit(":", 1)[-1].strip() if ":" in message else None
         given = f" {value}" if value else ""
         hint = "a positive learning rate such as 1e-3" if setting == "lr" else "a value it accepts"
-        raise UserError(f"--{key}.init_args.{setting}{given} is not valid: {name} refuses it ({message.rstrip('.')}); set {hint}.") from None
+        raise UserError(
+            f"--{key}.init_args.{setting}{given} is not valid: {name} refuses it ({message.rstrip('.')}); set {hint}."
+        ) from None
     except Exception:
         return
 
 
 # jsonargparse.typing's restricted numbers ("Not of type PositiveInt: 0 does not conform to restriction v>0") in words.
-_RESTRICTED = {"PositiveInt": "a positive whole number", "NonNegativeInt": "a whole number of 0 or more", "PositiveFloat": "a positive number",
-               "NonNegativeFloat": "a number of 0 or more", "ClosedUnitInterval": "a number from 0 to 1", "OpenUnitInterval": "a number between 0 and 1"}
+_RESTRICTED = {
+    "PositiveInt": "a positive whole number",
+    "NonNegativeInt": "a whole number of 0 or more",
+    "PositiveFloat": "a positive number",
+    "NonNegativeFloat": "a number of 0 or more",
+    "ClosedUnitInterval": "a number from 0 to 1",
+    "OpenUnitInterval": "a number between 0 and 1",
+}
 
 
 def _nested_key(message: str) -> tuple[str, int] | None:
@@ -239,9 +268,19 @@ def _nested_key(message: str) -> tuple[str, int] | None:
 def one_sentence(message: str, prefix: str = "") -> str:
     """A multi-line or multi-sentence message from a library as one line: its key and most specific cause."""
     nested = _nested_key(message) if re.match(r'Parser key "', message) else None
-    generic = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:", "- Expected a <class 'NoneType'>")
+    generic = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "- Expected a <class 'NoneType'>",
+    )
     lines = [line.strip() for line in (message[nested[1] :] if nested else message).splitlines() if line.strip()]
-    causes = [line.lstrip("- ").rstrip(".:") for line in lines if not line.startswith(generic) and not line.startswith(("Given value:", "Parser key "))]
+    causes = [
+        line.lstrip("- ").rstrip(".:")
+        for line in lines
+        if not line.startswith(generic) and not line.startswith(("Given value:", "Parser key "))
+    ]
     given = next((line[len("Given value:") :].strip() for line in lines if line.startswith("Given value:")), None)
     cause = causes[-1] if causes else (lines[0] if lines else message)
     got = re.match(r"(.*?)\.? Got value: (.*)$", cause)
@@ -251,7 +290,10 @@ def one_sentence(message: str, prefix: str = "") -> str:
         cause = f"expected a list, written [{given}]"
     restricted = re.match(r"Not of type (\w+): (.*) does not conform to restriction (.+)", cause)
     if restricted:
-        given, cause = restricted.group(2), f"expected {_RESTRICTED.get(restricted.group(1)) or restricted.group(1) + ' (' + restricted.group(3) + ')'}"
+        given, cause = (
+            restricted.group(2),
+            f"expected {_RESTRICTED.get(restricted.group(1)) or restricted.group(1) + ' (' + restricted.group(3) + ')'}",
+        )
     text = (f"--{nested[0]} " + (f"{given} " if given and "NestedArg" not in given else "") + f"is not valid: {cause}") if nested else cause
     text = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", text)
     text = re.sub(r"\.\s+(?=\S)", "; ", text.strip()).rstrip(".")
@@ -331,8 +373,12 @@ def write_sentence(error: OSError, hint: str) -> str:
     blocking = _file_in_the_way(path)
     if error.errno in (errno.ENOTDIR, errno.EEXIST) and blocking is not None:
         return f"cannot create {path}: {blocking} is a file, not a folder; {hint}."
-    reason = {errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EROFS: "a read-only file system",
-              errno.ENOSPC: "the disk is full"}.get(error.errno, (error.strerror or type(error).__name__).lower())
+    reason = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "a read-only file system",
+        errno.ENOSPC: "the disk is full",
+    }.get(error.errno, (error.strerror or type(error).__name__).lower())
     return f"cannot write {path} ({reason}); {hint}."
 
 

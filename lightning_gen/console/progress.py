@@ -17,7 +17,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Iterable, Iterator, TextIO, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO, TypeVar
 
 ENV_MODE = "LIGHTNING_GEN_PROGRESS"  # auto (default), lines, bar or off
 ENV_SECONDS = "LIGHTNING_GEN_PROGRESS_SECONDS"
@@ -132,7 +133,7 @@ class Progress:
 
             self._bar = tqdm(total=total, desc=what, unit=unit, delay=first_line_seconds(self.every), dynamic_ncols=True, file=stream)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -176,10 +177,15 @@ class Progress:
         elif self._lines:
             self._lines = False
             if self.lines or self.elapsed >= first_line_seconds(self.every):
-                self._print(f"{self.what}: done, {self.done} {self.unit} in {duration(self.elapsed)} ({rate(self.done, self.elapsed, self.unit)})", time.monotonic())
+                self._print(
+                    f"{self.what}: done, {self.done} {self.unit} in {duration(self.elapsed)} ({rate(self.done, self.elapsed, self.unit)})",
+                    time.monotonic(),
+                )
 
 
-def track(iterable: Iterable[T], what: str, total: int | float | None = None, unit: str = "it", count: Any = None, **options: Any) -> Iterator[T]:
+def track(
+    iterable: Iterable[T], what: str, total: int | float | None = None, unit: str = "it", count: Any = None, **options: Any
+) -> Iterator[T]:
     """Yields ``iterable``'s items with progress; ``count(item)`` says how many units an item is (default 1)."""
     if total is None:
         try:
