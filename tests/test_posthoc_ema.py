@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -201,3 +202,31 @@ def test_sample_with_ema_sigma_rel_uses_the_synthesized_weights(raw_run, tmp_pat
 def test_a_run_without_post_hoc_snapshots_is_one_clear_sentence(tmp_path):
     with pytest.raises(UserError, match="--ema.post_hoc true"):
         load_posthoc_model(tmp_path, 0.1)
+
+
+def test_evaluate_prints_one_row_per_sigma_rel(raw_run, tmp_path, capsys, one_torch_thread):
+    """Each row scores the rebuilt EMA: σ_rel 0.10 (a tracked length) scores as its own snapshot file does."""
+    from test_evaluate_quality import TinyFeatures
+
+    extractor = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(TinyFeatures()), extractor)
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"data": TINY_CONFIG["data"]}))  # the run's data (its config's images group is evaluate's --images)
+    common = ["--config", data, "--feature_extractor", extractor, "--metrics", "fid", "--num", 16, "--device", "cpu"]
+    common += ["--cache_dir", tmp_path / "cache", "--log_to_run", "false"]
+    ckpt = raw_run / "checkpoints/last.ckpt"
+    run_cli("evaluate", "--ckpt_path", ckpt, "--ema_sigma_rel", "0.05,0.1,0.15", *common, "--out", tmp_path / "sweep.json")
+    printed = capsys.readouterr().out
+    table = printed[printed.index("sigma_rel") :].splitlines()
+    assert table[0].split() == ["sigma_rel", "fid/samples", "fid/reconstructions"] and [line.split()[0] for line in table[1:4]] == [
+        "0.05",
+        "0.1",
+        "0.15",
+    ]
+    rows = json.loads((tmp_path / "sweep.json").read_text())["ema_sigma_rel"]
+    assert [row["sigma_rel"] for row in rows] == [0.05, 0.1, 0.15]
+
+    run_cli("evaluate", "--ckpt_path", raw_run / "posthoc_ema" / snapshot_name(0.10, 6), *common, "--out", tmp_path / "track.json")
+    track = json.loads((tmp_path / "track.json").read_text())["scores"][0]  # fid/samples
+    assert (track["metric"], track["subject"]) == ("fid", "samples") and rows[1]["fid/samples"] == pytest.approx(track["value"], rel=1e-4)
+    assert rows[0]["fid/samples"] != pytest.approx(rows[1]["fid/samples"], rel=1e-3)  # the length changes the score
