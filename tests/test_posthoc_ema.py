@@ -230,3 +230,33 @@ def test_evaluate_prints_one_row_per_sigma_rel(raw_run, tmp_path, capsys, one_to
     track = json.loads((tmp_path / "track.json").read_text())["scores"][0]  # fid/samples
     assert (track["metric"], track["subject"]) == ("fid", "samples") and rows[1]["fid/samples"] == pytest.approx(track["value"], rel=1e-4)
     assert rows[0]["fid/samples"] != pytest.approx(rows[1]["fid/samples"], rel=1e-3)  # the length changes the score
+
+
+def test_resume_removes_the_snapshots_written_after_the_checkpoint(tmp_path):
+    """A killed run can have written snapshots after its last checkpoint; the resumed tracks would not match them."""
+    model = torch.nn.Linear(3, 2)
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True)
+    callback = PostHocEMA(tmp_path, [0.05, 0.10], every_n_steps=1, dtype="float32")
+    callback.save = lambda trainer, module: _write_fake_snapshots(tmp_path, trainer.global_step)
+    callback.on_train_start(trainer, model)
+    for step in (1, 2, 3):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, model, None, None, 0)
+        if step == 1:
+            state = callback.state_dict()
+    assert sorted(s.step for s in list_snapshots(tmp_path)) == [1, 2, 3]
+    resumed = PostHocEMA(tmp_path, [0.05, 0.10], every_n_steps=1, dtype="float32")
+    resumed.load_state_dict(state)
+    resumed.on_train_start(SimpleNamespace(global_step=1, is_global_zero=True), model)
+    assert [s.step for s in list_snapshots(tmp_path)] == [1]
+    with pytest.raises(UserError, match="--ema.sigma_rels"):
+        PostHocEMA(tmp_path, [0.05, 0.2], every_n_steps=1).load_state_dict(state)
+
+
+def _write_fake_snapshots(folder, step):
+    from lightning_gen.checkpoints.posthoc_ema import snapshot_metadata
+    from lightning_gen.checkpoints.snapshots import save_snapshot
+
+    save_snapshot(
+        folder / "posthoc_ema" / snapshot_name(0.1, step), {"w": torch.zeros(1)}, torch.float32, snapshot_metadata(step, 6.94, 0.1, ["w"])
+    )
