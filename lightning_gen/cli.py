@@ -27,6 +27,7 @@ from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.posthoc_ema import PostHocEMA
 from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.checkpoints.callbacks import checkpoint_callbacks
@@ -220,6 +221,8 @@ class GenerativeCLI(LightningCLI):
                 callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
+        if self.subcommand == "fit" and ema.post_hoc:
+            callbacks.append(PostHocEMA(run.directory, ema.sigma_rels, ema.snapshot_every_n_steps, ema.snapshot_dtype))
         if self.subcommand == "fit":
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         configured = config.trainer.get("callbacks") or []

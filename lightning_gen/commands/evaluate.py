@@ -58,6 +58,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     )
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
     add_sampling_arguments(parser)
+    parser.add_argument(
+        "--ema_sigma_rel", type=Optional[str], default=None, help="post-hoc EMA lengths to score, one row each, e.g. 0.05,0.1,0.15,0.2"
+    )
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="text models: prompt per class, e.g. 'a large {name}'")
 
 
@@ -101,6 +104,8 @@ def run(args: Namespace) -> None:
     if args.split not in ("val", "test"):
         raise UserError(f"--split must be val or test, got {args.split}.")
     device = resolve_device(args.device)
+    if args.ema_sigma_rel is not None:
+        return run_sigma_rels(args, device)
     payload: dict[str, Any] = {"seed": args.seed, "split": args.split}
     out_dir = Path(args.out).parent if args.out else None
     if args.images is not None:
@@ -146,4 +151,35 @@ def run(args: Namespace) -> None:
             write_json(args.out, payload["judge"])  # the judge-only file keeps its flat {name: accuracy} form
         else:
             write_json(args.out, payload)
+        print(f"Wrote {args.out}")
+
+
+def run_sigma_rels(args: Namespace, device: str) -> None:
+    """One row of scores per post-hoc EMA length (``--ema_sigma_rel``), so the best EMA of a run can be picked."""
+    from lightning_gen.checkpoints.posthoc_ema import format_sigma_rel_table, parse_sigma_rels, score_sigma_rels
+    from lightning_gen.metrics.quality import QualityRequest, evaluate_checkpoint
+    from lightning_gen.metrics.report import run_directory_of, write_json
+    from lightning_gen.protocol import has_latents
+
+    if args.ckpt_path is None:
+        raise UserError(
+            "--ema_sigma_rel rebuilds the EMAs of a run; pass --ckpt_path with a checkpoint of a run fitted with --ema.post_hoc true."
+        )
+
+    def score(model: Any) -> dict[str, float]:
+        metrics = parse_metrics(args.metrics, args.judge, has_latents(model))
+        row = {"judge accuracy": run_judge(args, model, device)["overall"]} if "judge" in metrics else {}
+        if set(metrics) - {"judge"}:
+            scores, _ = evaluate_checkpoint(
+                model, QualityRequest.from_args(args, metrics, device, None), args, run_directory_of(args.ckpt_path)
+            )
+            row.update({s.key: s.value for s in scores})
+        return row
+
+    rows = score_sigma_rels(args.ckpt_path, parse_sigma_rels(args.ema_sigma_rel), device, score)
+    print(f"Post-hoc EMA of {args.ckpt_path} (seed {args.seed}, split {args.split}, {args.num or 'default'} samples):")
+    print(format_sigma_rel_table(rows))
+    if args.out:
+        payload = {"checkpoint": str(args.ckpt_path), "seed": args.seed, "split": args.split}
+        write_json(args.out, {**payload, "ema_sigma_rel": [{"sigma_rel": sigma_rel, **row} for sigma_rel, row in rows]})
         print(f"Wrote {args.out}")

@@ -16,6 +16,7 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
+from lightning_gen.checkpoints.posthoc_ema import load_posthoc_model
 from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
 
@@ -35,6 +36,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--prompt", type=Optional[str], default=None, help="free text (text models; attribute models map it)")
     add_sampling_arguments(parser)
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--ema_sigma_rel", type=Optional[float], default=None, help="post-hoc EMA length to rebuild (a run fitted with --ema.post_hoc true)"
+    )
 
 
 def add_sampling_arguments(parser: ArgumentParser) -> None:
@@ -77,7 +81,10 @@ def run(args: Namespace) -> None:
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}.")
     device = resolve_device(args.device)
-    model = load_model(args.ckpt_path, device)
+    if args.ema_sigma_rel is None:
+        model = load_model(args.ckpt_path, device)
+    else:  # the EMA of that length rebuilt from the run's post-hoc snapshots
+        model = load_posthoc_model(args.ckpt_path, args.ema_sigma_rel, device)
     condition = resolve_condition(model, args.num, args.condition, args.prompt)
     kwargs = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
     generator = torch.Generator(device=device).manual_seed(args.seed)

@@ -92,11 +92,20 @@ class EMASettings:
         enabled: switch EMA off with ``--ema.enabled false``.
         decay: the target decay.
         warmup: use decay_t = min(decay, (1 + t) / (10 + t)) so early EMA weights do not keep the random init.
+        post_hoc: also keep power-function EMA tracks (EDM2's post-hoc EMA), so that ``sample``/``evaluate
+            --ema_sigma_rel`` rebuild an EMA of any length after training; runs beside (or without) the EMA above.
+        sigma_rels: the tracked EMA lengths (relative standard deviations, at least two).
+        snapshot_every_n_steps: a snapshot of each track every N optimizer steps in ``<run>/posthoc_ema/``.
+        snapshot_dtype: ``bfloat16`` (2 bytes a weight), ``float16`` or ``float32``.
     """
 
     enabled: bool = True
     decay: float = 0.999
     warmup: bool = True
+    post_hoc: bool = False
+    sigma_rels: list[float] = field(default_factory=lambda: [0.05, 0.10])
+    snapshot_every_n_steps: int = 500
+    snapshot_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
 
 @dataclass
