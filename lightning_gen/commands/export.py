@@ -17,8 +17,8 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.inference.loading import load_model
 from lightning_gen.errors import UserError
+from lightning_gen.inference.loading import load_model
 from lightning_gen.protocol import Generator
 from lightning_gen.synthetic.metadata import METADATA_FILE, check_or_write_settings, checkpoint_global_step, file_sha256, write_metadata
 from lightning_gen.synthetic.plan import build_plan
