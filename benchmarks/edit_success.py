@@ -24,8 +24,8 @@ import time
 import torch
 
 from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.commands.edit import load_directions
 from lightning_gen.data.shapes_render import COLOURS, SHAPES
+from lightning_gen.inference.directions import load_directions
 from lightning_gen.latent.codec import Codec
 from lightning_gen.latent.editing import edit_images, edit_offset
 from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data

@@ -43,6 +43,7 @@ from lightning_gen.console.option_errors import ExplainingParser, ParseFailure, 
 from lightning_gen.console.quiet import quiet, take_verbose
 from lightning_gen.console.threads import LONG_COMMANDS, ThreadAdvice, advise
 from lightning_gen.errors import UserError
+from lightning_gen.inference.memory import batch_in_memory
 from lightning_gen.runs.agreement import agreed_run_location, is_deciding_rank, requeued_run
 from lightning_gen.runs.directory import (
     RunLocation,
@@ -121,8 +122,7 @@ class GenerativeCLI(LightningCLI):
         )
 
     def _batch_in_memory(self) -> tuple[str, int | None]:
-        batch_size = getattr(getattr(self, "datamodule", None), "batch_size", None)
-        return "--data.init_args.batch_size", batch_size if isinstance(batch_size, int) else None
+        return batch_in_memory(datamodule=getattr(self, "datamodule", None))
 
     def _write_hint(self, path: Path) -> str | None:
         config = getattr(self, "config", None)

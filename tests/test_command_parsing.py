@@ -10,7 +10,9 @@ from conftest import TINY_CONFIG, run_cli
 from test_awa2 import write_awa2
 
 from lightning_gen.commands import COMMANDS, command_module
-from lightning_gen.commands.common import command_parser, instantiate_datamodule, run_directory_of
+from lightning_gen.commands.common import command_parser
+from lightning_gen.inference.datamodules import instantiate_datamodule
+from lightning_gen.runs.lookup import run_location_of
 
 
 def test_every_command_has_a_description_and_the_shared_groups():
@@ -54,7 +56,7 @@ def test_a_run_config_yaml_is_accepted_by_sample_and_names_its_run(tmp_path, mon
     run_cli("sample", "--config", run / "config.yaml", "--ckpt_path", checkpoint, "--num", "4", "--out", "grid.png", "--seed", "1")
     run_cli("sample", "--ckpt_path", checkpoint, "--num", "4", "--out", "plain.png", "--seed", "1")
     assert (tmp_path / "grid.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
-    location = run_directory_of(checkpoint)
+    location = run_location_of(checkpoint)
     assert location is not None and location.directory == run.resolve() and location.experiment == "tiny"
 
 

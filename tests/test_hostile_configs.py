@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -283,13 +284,16 @@ def test_every_command_refuses_a_hostile_run_config_given_with_config(trained, p
     assert not marker.exists()
 
 
-def test_sweeps_in_process_fits_refuse_a_hostile_run_config(trained, marker, tmp_path):
-    from lightning_gen.commands.sweep import fit_in_process
+def test_sweeps_fit_processes_refuse_a_hostile_run_config(trained, marker, tmp_path, monkeypatch, capfd):
+    from lightning_gen.commands.sweep import fit_in_subprocess
+    from lightning_gen.errors import UserError
 
     run, name = hostile_run(trained, tmp_path, "import", marker)
-    with pytest.raises(SystemExit) as exit_:
-        fit_in_process(["--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(tmp_path / "out")])
-    assert exit_.value.code == 2 and not marker.exists()
+    # The payload's module is importable in the sweep's fit process too: only the check keeps it from running there.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(marker.parent / "modules"), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(UserError, match="exited with 2"):
+        fit_in_subprocess(["--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(tmp_path / "out")])
+    assert name in capfd.readouterr().err and not marker.exists()
 
 
 # -- commands that read no config beside the checkpoint ------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,27 @@ def test_bad_set_is_one_sentence(capsys):
     assert exit_info.value.code == 2 and "is not KEY=V1,V2" in capsys.readouterr().err
 
 
+def test_sweep_reads_the_config_as_fit_merges_it(tmp_path):
+    """Two config files and a dotted override, merged by jsonargparse as fit merges them: a nested key of the first
+    file survives the second (a shallow YAML merge would drop model.init_args.latent_dim), the override wins."""
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(yaml.safe_dump({
+        "trainer": {"default_root_dir": str(tmp_path / "mine"), "max_epochs": 3}, "tracking": {"group": "betas"},
+        "model": {"class_path": "lightning_gen.models.VAE", "init_args": {"kl_weight": 1.0, "latent_dim": 8, "channels": [4, 8]}},
+    }))  # fmt: skip
+    second.write_text(yaml.safe_dump({"model": {"init_args": {"latent_dim": 4}}, "trainer": {"max_epochs": 5}}))
+    fit_args = ["--config", str(first), "--config", str(second), "--model.init_args.kl_weight=0.5"]
+    config = sweep.fit_config(fit_args)
+    assert config.model.class_path == "lightning_gen.models.VAE"
+    assert (config.model.init_args.kl_weight, config.model.init_args.latent_dim, config.model.init_args.channels) == (0.5, 4, [4, 8])
+    assert (config.trainer.max_epochs, config.trainer.default_root_dir) == (5, str(tmp_path / "mine"))
+    assert sweep.sweep_name(fit_args, None) == "betas" and sweep.root_directory(fit_args) == tmp_path / "mine"
+    later = ["--trainer.default_root_dir", str(tmp_path / "first"), "--config", str(first)]  # a later file overrides an earlier flag
+    assert sweep.root_directory(later) == tmp_path / "mine"
+
+
 @pytest.mark.slow
-def test_real_sweep_is_resumed_after_a_kill_and_then_skipped(tmp_path, capsys, one_torch_thread):
+def test_real_sweep_is_resumed_after_a_kill_and_then_skipped(tmp_path, capsys, monkeypatch, one_torch_thread):
     root = tmp_path / "runs"
     config = copy.deepcopy(TINY_CONFIG)
     config["trainer"]["max_epochs"] = 2
@@ -96,8 +116,11 @@ def test_real_sweep_is_resumed_after_a_kill_and_then_skipped(tmp_path, capsys, o
         yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "conftest.KillAtStep", "init_args": {"step": 7}}]}})
     )
     common = ["--set", "model.init_args.kl_weight=0.1,1", "--trainer.default_root_dir", str(root), "--name", "tiny_sweep"]
-    with pytest.raises(SimulatedKill):
+    # Each run is its own fit process: conftest (the KillAtStep callback) must be importable there.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(SystemExit) as exit_info:  # the killed fit process: one sentence naming the run, then exit 2
         run_cli("sweep", "--config", tmp_path / "tiny.yaml", "--config", tmp_path / "kill.yaml", *common)
+    assert exit_info.value.code == 2 and "tiny_sweep-kl_weight=0.1" in capsys.readouterr().err
     killed = root / "tiny_sweep-kl_weight=0.1" / "version_0"
     # The kill (an exception before step 7 trains) is saved as step 7's start by the run-end save.
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 7

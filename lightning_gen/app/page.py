@@ -107,7 +107,7 @@ def build_page(service: MixerService) -> gr.Blocks:
                     value=None,
                     precision=0,
                     label="DDIM inversion steps (diffusion models)",
-                    visible=not service.model.__class__.__name__.endswith("VAE") and not service.needs_condition,
+                    visible=service.inverts,
                 )
             strip = gr.Image(
                 label="Strip: A, A's reconstruction … B's reconstruction, B",

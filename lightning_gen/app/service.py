@@ -18,19 +18,19 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.commands.edit import DEFAULT_REFERENCES, load_directions
-from lightning_gen.commands.mix import make_codec
-from lightning_gen.commands.sample import resolve_condition, sampling_kwargs
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
-from lightning_gen.latent.codec import condition_by_names
-from lightning_gen.latent.directions import Directions
+from lightning_gen.inference.codec import make_codec
+from lightning_gen.inference.conditions import condition_by_names, resolve_condition
+from lightning_gen.inference.directions import load_directions
+from lightning_gen.inference.loading import load_model
+from lightning_gen.inference.sampling import sampling_kwargs
+from lightning_gen.latent.directions import DEFAULT_REFERENCES, Directions
 from lightning_gen.latent.editing import DEFAULT_NEIGHBOURS, condition_pair, edit_images, slider_edit
 from lightning_gen.latent.interpolate import Mode
 from lightning_gen.latent.mixing import EncodedPair, blend, encode_pair, mix_strip, strip_grid, to_pil
 from lightning_gen.latent.reference_data import check_run_config, data_section_of_run, instantiate_data
-from lightning_gen.protocol import has_latents, is_invertible
+from lightning_gen.protocol import has_latents, is_conditional, is_invertible
 
 GALLERY_SIZE = 12
 MAX_SAMPLES = 64
@@ -88,20 +88,22 @@ class MixerService:
         return tuple(self.model.data_facts.attribute_names)
 
     @property
+    def inverts(self) -> bool:
+        """Images are encoded by inversion (a diffusion model), which takes a number of steps."""
+        return is_invertible(self.model) and not has_latents(self.model)
+
+    @property
     def condition_names(self) -> tuple[str, ...]:
-        """Names a condition can be built from: the CVAE's vocabulary, or a class DDPM's classes."""
-        if getattr(self.model, "condition_from_names", None) is None:
-            return ()
-        vocabulary = getattr(self.model, "vocabulary", None)
-        return tuple(vocabulary) if vocabulary is not None else tuple(self.model.data_facts.class_names)
+        """Names a condition can be built from: a CVAE's classes or attributes, a class DDPM's classes."""
+        return tuple(self.model.condition_vocabulary)
 
     @property
     def needs_condition(self) -> bool:
-        return hasattr(self.model, "vocabulary")  # a CVAE cannot encode or decode without one
+        return has_latents(self.model) and is_conditional(self.model)  # a CVAE cannot encode or decode without one
 
     @property
     def takes_prompt(self) -> bool:
-        return getattr(self.model, "condition_from_prompt", None) is not None
+        return is_conditional(self.model)
 
     def gallery(self, count: int = GALLERY_SIZE) -> list[str]:
         """Validation images of the run's data as PNG files (empty when the run's data is not at hand)."""

@@ -33,8 +33,9 @@ def run_command(name: str, argv: list[str]) -> None:
     if not hasattr(module, "run"):  # a command not yet moved to the shared parser
         module.main(argv)
         return
-    from lightning_gen.commands.common import batch_in_memory, command_parser, write_hint
+    from lightning_gen.commands.common import command_parser, write_hint
     from lightning_gen.console.option_errors import explained_resource_errors
+    from lightning_gen.inference.memory import batch_in_memory
 
     args = command_parser(name, module).parse_args(argv)
     # Out of memory, or a folder that cannot be written: one sentence with the size tried / the path, not a traceback.

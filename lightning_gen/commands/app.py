@@ -14,8 +14,8 @@ import sys
 from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.commands.edit import add_direction_arguments
-from lightning_gen.commands.mix import device_of
 from lightning_gen.errors import UserError
+from lightning_gen.inference.devices import resolve_device
 
 DESCRIPTION = "serve the Kitten Mixer page (mix, edit, sample) for a checkpoint with Gradio"
 
@@ -53,5 +53,5 @@ def run(args: Namespace) -> None:
     warning = exposure_warning(args.host, args.port)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    service = MixerService(args.ckpt_path, device_of(args.device), args.references, args.neighbours)  # loads the model once
+    service = MixerService(args.ckpt_path, resolve_device(args.device), args.references, args.neighbours)  # loads the model once
     launch(service, args.host, args.port, args.share)

@@ -1,4 +1,7 @@
-"""What every command shares: fit's configuration (``--config`` and dotted overrides), devices, models, runs.
+"""What every command shares: fit's configuration (``--config`` and dotted overrides) and where a write failed.
+
+Loading models, devices, conditions, sampling options and datamodules are the library's
+(``lightning_gen.inference``, ``lightning_gen.runs``): commands only parse options and call it.
 
 A command module defines ``DESCRIPTION``, ``add_arguments(parser)`` (its own options) and
 ``run(args)``. ``command_parser`` adds, after the command's own options, the same ``--config`` and
@@ -13,20 +16,16 @@ import argparse
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import lightning.pytorch as pl
-import torch
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
-from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.console.option_errors import ExplainingParser
-from lightning_gen.errors import UserError
-from lightning_gen.runs.directory import RunLocation, read_run_info
 
-__all__ = ["command_parser", "instantiate_datamodule", "load_model", "resolve_device", "run_directory_of"]
+__all__ = ["add_fit_arguments", "command_parser", "write_hint"]
 
 
 def _defined(parser: ArgumentParser, key: str) -> bool:
@@ -65,18 +64,6 @@ def command_parser(name: str, module: ModuleType) -> LightningArgumentParser:
     return parser
 
 
-def batch_in_memory(args: Namespace) -> tuple[str, int | None]:
-    """The command's option that sets how many images are in memory at once, and its value, for the
-    out-of-memory sentence: ``--batch_size`` (evaluate, export, compare), else ``--num`` (sample), else the data's."""
-    for key in ("batch_size", "num"):
-        if isinstance(args.get(key), int):
-            return f"--{key}", args[key]
-    data = args.get("data")
-    init_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
-    value = init_args.get("batch_size") if init_args is not None and hasattr(init_args, "get") else None
-    return "--data.init_args.batch_size", value if isinstance(value, int) else None
-
-
 def write_hint(args: Namespace, path: Path) -> str | None:
     """What to do about ``path`` that cannot be written: the option that chose it, or the checkpoint's run
     directory; None for a path the command was not told to write (a dataset file it reads)."""
@@ -104,39 +91,3 @@ def write_hint(args: Namespace, path: Path) -> str | None:
             )
         return f"it lies in the checkpoint's run directory {run}: make that writable or copy the run somewhere writable"
     return None
-
-
-def instantiate_datamodule(args: Namespace, required_for: str = "this command") -> pl.LightningDataModule:
-    """The datamodule of ``args.data`` (from ``--config`` and ``--data.*`` overrides), as fit would build it."""
-    data = args.get("data")
-    if not data or not data.get("class_path"):
-        raise UserError(
-            f"{required_for} needs a dataset: pass --config with a run config that has a data section (e.g. "
-            f"configs/quickstart.yaml) or --data.class_path."
-        )
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(pl.LightningDataModule, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})).data
-
-
-def resolve_device(device: Any) -> str:
-    """``auto`` → cuda when a GPU is there, else cpu; accepts a parsed ``args`` with a ``device`` key."""
-    if isinstance(device, Namespace):
-        device = device.get("device", "auto")
-    device = device or "auto"
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} was asked but no CUDA GPU is visible; pass --device cpu or auto.")
-    return str(device)
-
-
-def run_directory_of(ckpt_path: str | Path) -> RunLocation | None:
-    """The run a checkpoint belongs to (its directory must still exist), or None for a checkpoint on its own."""
-    info = read_run_info(ckpt_path)
-    directory = info.get("run_directory")
-    if not directory or not info.get("run_id") or not Path(directory).is_dir():
-        return None
-    return RunLocation(
-        Path(directory).parent.parent, info.get("experiment", Path(directory).parent.name), Path(directory), run_id=info["run_id"]
-    )

@@ -19,11 +19,12 @@ from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
 from lightning_gen.callbacks.progress import progress_callbacks
-from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
+from lightning_gen.inference.datamodules import datamodule_from_config
+from lightning_gen.inference.devices import resolve_device
+from lightning_gen.inference.loading import load_model
 from lightning_gen.metrics import comparison
-from lightning_gen.metrics.datamodules import datamodule_from_config
 from lightning_gen.metrics.runs import RunRecord, check_comparable, find_group, record_of, short_key, varying_keys
 
 DESCRIPTION = "a sweep's runs side by side: reconstruction/interpolation/sample grids, a metric table and plots"

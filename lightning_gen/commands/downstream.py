@@ -19,8 +19,8 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.commands.common import instantiate_datamodule
 from lightning_gen.errors import UserError
+from lightning_gen.inference.datamodules import instantiate_datamodule
 from lightning_gen.synthetic.downstream_runs import ClassifierSetup, RealImages, TensorImages, run_downstream
 from lightning_gen.synthetic.folder import read_image_folder
 from lightning_gen.synthetic.report import markdown_table, plot, summarise, write_csv

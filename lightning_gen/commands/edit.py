@@ -19,18 +19,18 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.commands.mix import device_of
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
-from lightning_gen.latent.codec import condition_by_names
-from lightning_gen.latent.directions import Directions, cached_directions, require_attributes
+from lightning_gen.inference.conditions import condition_by_names
+from lightning_gen.inference.devices import resolve_device
+from lightning_gen.inference.directions import load_directions
+from lightning_gen.inference.loading import load_model
+from lightning_gen.latent.directions import DEFAULT_REFERENCES, require_attributes
 from lightning_gen.latent.editing import DEFAULT_NEIGHBOURS, condition_pair, edit_offset, edit_strip, parse_strengths
 from lightning_gen.latent.mixing import strip_grid
-from lightning_gen.latent.reference_data import data_section_of_run, instantiate_data, training_batches
+from lightning_gen.latent.reference_data import data_section_of_run
 
 DESCRIPTION = "add or remove an attribute (CelebA's Blond_Hair, a shape's colour) in an image through latent directions"
-DEFAULT_REFERENCES = 8000
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -76,17 +76,11 @@ def data_section(args: Namespace) -> dict[str, Any]:
     return data_section_of_run(args.ckpt_path)
 
 
-def load_directions(model: Any, ckpt_path: str, references: int, section: dict[str, Any]) -> tuple[Directions, bool]:
-    require_attributes(model)
-    datamodule = instantiate_data(section)
-    return cached_directions(model, ckpt_path, references, section, training_batches(datamodule))
-
-
 def run(args: Namespace) -> None:
     if not args.image:
         raise UserError("pass the image to edit with --image X.jpg.")
     strengths = parse_strengths(args.strengths)
-    model = load_model(args.ckpt_path, device_of(args.device))
+    model = load_model(args.ckpt_path, resolve_device(args.device))
     require_attributes(model)
     image = load_user_image(args.image, model.data_facts)
     codec = condition_pair(

@@ -17,9 +17,11 @@ from typing import Any, Optional
 
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.commands.common import load_model, resolve_device
-from lightning_gen.commands.sample import SAMPLING_OPTIONS, add_sampling_arguments, sampling_kwargs
+from lightning_gen.commands.sample import add_sampling_arguments
 from lightning_gen.errors import UserError
+from lightning_gen.inference.devices import resolve_device
+from lightning_gen.inference.loading import load_model
+from lightning_gen.inference.sampling import options_of, sampling_kwargs
 
 DESCRIPTION = "FID/KID/precision-recall, PSNR/SSIM distributions and judge accuracy of a checkpoint or an image folder"
 KNOWN_METRICS = ("fid", "kid", "pr", "psnr", "ssim", "judge")
@@ -84,18 +86,19 @@ def run_judge(args: Namespace, model: Any, device: str) -> dict[str, float]:
     judge = load_model(args.judge, device)
     group_names = [name.strip() for name in args.group_names.split(",")] if args.group_names else None
     check_conditional(model)
-    sampling = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
+    sampling = sampling_kwargs(model, options_of(args))
     num = args.num or 512
     scores = judge_scores(model, judge, num, args.seed, args.batch_size, group_names, args.prompt_template, **sampling)
     options = "".join(f", {key} {value}" for key, value in sampling.items())
-    print(f"Judged {num} samples of {args.ckpt_path} (condition: {model.condition_kind}{options}, seed {args.seed})")
+    print(f"Judged {num} samples of {args.ckpt_path} (condition: {model.conditioning}{options}, seed {args.seed})")
     print(format_table(scores))
     return scores
 
 
 def run(args: Namespace) -> None:
     from lightning_gen.metrics.quality import QualityRequest, evaluate_checkpoint, evaluate_folder
-    from lightning_gen.metrics.report import format_scores, run_directory_of, write_json
+    from lightning_gen.metrics.report import format_scores, write_json
+    from lightning_gen.runs.lookup import trusted_run_directory
 
     if (args.ckpt_path is None) == (args.images is None):
         raise UserError("pass either --ckpt_path CKPT (a model to sample) or --images DIR (folder mode), not both or neither.")
@@ -122,11 +125,11 @@ def run(args: Namespace) -> None:
         if "judge" in metrics:
             payload["judge"] = run_judge(args, model, device)
         scores, pngs = [], []
-        run_directory = run_directory_of(args.ckpt_path) if args.log_to_run else None
+        run_directory = trusted_run_directory(args.ckpt_path) if args.log_to_run else None
         if set(metrics) - {"judge"}:
             # Histograms go to the run directory when there is one (and are copied beside --out).
             request = QualityRequest.from_args(args, metrics, device, run_directory / "evaluation" if run_directory else out_dir)
-            scores, pngs = evaluate_checkpoint(model, request, args, run_directory_of(args.ckpt_path))
+            scores, pngs = evaluate_checkpoint(model, request, args, trusted_run_directory(args.ckpt_path))
             if run_directory is not None and out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 for png in pngs:

@@ -17,10 +17,11 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.errors import UserError
+from lightning_gen.inference.loading import load_model
+from lightning_gen.protocol import Generator
 from lightning_gen.synthetic.metadata import METADATA_FILE, check_or_write_settings, checkpoint_global_step, file_sha256, write_metadata
-from lightning_gen.synthetic.plan import build_plan, condition_kind
+from lightning_gen.synthetic.plan import build_plan
 from lightning_gen.synthetic.predict import predict_images
 from lightning_gen.synthetic.trainer_options import trainer_options
 
@@ -42,17 +43,19 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--prompt_template", type=Optional[str], default=None, help="prompt per class, e.g. 'a photo of a {name}'")
 
 
-def export_settings(model: Any, ckpt_path: str, seed: int, steps: int | None, guidance_scale: float | None) -> dict[str, Any]:
+def export_settings(model: Generator, ckpt_path: str, seed: int, steps: int | None, guidance_scale: float | None) -> dict[str, Any]:
     """What the images depend on besides their plan; stored in every metadata row and checked on resume."""
-    diffusion = hasattr(model, "sampling_steps")
+    declared = model.sampling_options()
     cls = type(model)
     return {
         "seed": seed,
-        "guidance_scale": (guidance_scale if guidance_scale is not None else model.guidance_scale) if diffusion else None,
-        "steps": (steps or model.sampling_steps) if diffusion else None,
-        "sampler": "ddim" if diffusion else None,
+        "guidance_scale": (guidance_scale if guidance_scale is not None else declared.defaults["guidance_scale"])
+        if declared.accepts("guidance_scale")
+        else None,
+        "steps": (steps or declared.steps) if declared.accepts("steps") else None,
+        "sampler": declared.deterministic_sampler,  # per-seed images are drawn with it (synthetic.generate)
         "model_class": f"{cls.__module__}.{cls.__qualname__}",
-        "condition": condition_kind(model),
+        "condition": model.conditioning,
         "checkpoint_sha256": file_sha256(ckpt_path),
         "global_step": checkpoint_global_step(ckpt_path),
     }

@@ -16,11 +16,11 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
-from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.commands.common import resolve_device
 from lightning_gen.data.preprocess import load_user_image
 from lightning_gen.errors import UserError
-from lightning_gen.latent.codec import Codec, condition_by_names
+from lightning_gen.inference.codec import make_codec
+from lightning_gen.inference.devices import resolve_device
+from lightning_gen.inference.loading import load_model
 from lightning_gen.latent.interpolate import Mode
 from lightning_gen.latent.mixing import encode_pair, mix_strip, strip_grid, write_gif
 
@@ -39,14 +39,6 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
 
 
-def device_of(name: str) -> str:
-    return resolve_device(name)
-
-
-def make_codec(model: Any, condition: str | None, inversion_steps: int | None = None) -> Codec:
-    return Codec(model, encode_condition=condition_by_names(model, condition), steps=inversion_steps)
-
-
 def mix_files(
     model: Any, image_a: Any, image_b: Any, steps: int, mode: Mode, condition: str | None, inversion_steps: int | None = None
 ) -> torch.Tensor:
@@ -60,7 +52,7 @@ def mix_files(
 def run(args: Namespace) -> None:
     if len(args.images) != 2:
         raise UserError(f"mix takes exactly two images, got {len(args.images)}; e.g. mix --ckpt_path CKPT a.jpg b.jpg --out strip.png.")
-    model = load_model(args.ckpt_path, device_of(args.device))
+    model = load_model(args.ckpt_path, resolve_device(args.device))
     strip = mix_files(model, *args.images, args.steps, args.mode, args.condition, args.inversion_steps)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

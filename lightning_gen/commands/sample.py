@@ -2,26 +2,25 @@
 
 Writes an N-image grid from a checkpoint alone, with the EMA weights when the run used EMA.
 Model-specific sampling options (``--steps``, ``--guidance_scale``, ``--sampler``; ``--prior`` for VAEs)
-are passed to models whose ``sample`` accepts them.
+are passed to models whose ``sampling_options()`` declare them.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
 from torchvision.utils import save_image
 
 from lightning_gen.checkpoints.posthoc_ema import load_posthoc_model
-from lightning_gen.commands.common import load_model, resolve_device
 from lightning_gen.errors import UserError
-
-SAMPLING_OPTIONS = ("steps", "guidance_scale", "sampler", "prior")
-
+from lightning_gen.inference.conditions import resolve_condition
+from lightning_gen.inference.devices import resolve_device
+from lightning_gen.inference.loading import load_model
+from lightning_gen.inference.sampling import options_of, sampling_kwargs
 
 DESCRIPTION = "write a grid of samples from a checkpoint (by class, attributes or prompt)"
 
@@ -42,7 +41,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def add_sampling_arguments(parser: ArgumentParser) -> None:
-    """The model-specific sampling options (SAMPLING_OPTIONS), shared by ``sample`` and ``evaluate``."""
+    """The model-specific sampling options (``protocol.SAMPLING_OPTION_NAMES``), shared by ``sample`` and ``evaluate``."""
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
     parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
@@ -54,29 +53,6 @@ def add_sampling_arguments(parser: ArgumentParser) -> None:
     )
 
 
-def resolve_condition(model: Any, num: int, condition: str | None, prompt: str | None) -> Any:
-    if condition is not None and prompt is not None:
-        raise UserError("pass either --condition or --prompt, not both.")
-    if condition is None and prompt is None:
-        return None
-    flag, method = ("--condition", "condition_from_names") if condition is not None else ("--prompt", "condition_from_prompt")
-    build = getattr(model, method, None)
-    if build is None:
-        raise UserError(f"{type(model).__name__} in this checkpoint does not take {flag}; drop it.")
-    if condition is not None:
-        return build([name.strip() for name in condition.split(",") if name.strip()], num)
-    return build(prompt, num)
-
-
-def sampling_kwargs(model: Any, options: dict[str, Any]) -> dict[str, Any]:
-    accepted = inspect.signature(model.sample).parameters
-    given = {key: value for key, value in options.items() if value is not None}
-    unsupported = [f"--{key}" for key in given if key not in accepted]
-    if unsupported:
-        raise UserError(f"{type(model).__name__} sampling does not take {', '.join(unsupported)}; drop it.")
-    return given
-
-
 def run(args: Namespace) -> None:
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}.")
@@ -86,7 +62,7 @@ def run(args: Namespace) -> None:
     else:  # the EMA of that length rebuilt from the run's post-hoc snapshots
         model = load_posthoc_model(args.ckpt_path, args.ema_sigma_rel, device)
     condition = resolve_condition(model, args.num, args.condition, args.prompt)
-    kwargs = sampling_kwargs(model, {key: args[key] for key in SAMPLING_OPTIONS})
+    kwargs = sampling_kwargs(model, options_of(args))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     with torch.no_grad():
         images = model.sample(args.num, condition=condition, generator=generator, **kwargs)

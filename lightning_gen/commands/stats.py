@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.commands.common import instantiate_datamodule
 from lightning_gen.errors import UserError
+from lightning_gen.inference.datamodules import instantiate_datamodule
 
 DESCRIPTION = "per-class and per-attribute image counts of a config's dataset"
 

@@ -1,9 +1,10 @@
 """``python -m lightning_gen sweep --config X.yaml --set model.init_args.kl_weight=1,2,0.5 [--set ...] [fit overrides]``.
 
-Runs the grid (every combination of the ``--set`` values) one run after another through the fit CLI,
-all in one W&B group, each run named after its values (``<sweep>-kl_weight=0.5``). Re-running the same
-command skips finished runs and resumes an interrupted one with ``--ckpt_path last``. At the end it
-prints the ``compare`` command. ``--wandb_sweep_yaml FILE`` writes the equivalent W&B sweep config.
+Runs the grid (every combination of the ``--set`` values) one run after another, each as its own
+``python -m lightning_gen fit`` process (its output streams to this terminal), all in one W&B group,
+each run named after its values (``<sweep>-kl_weight=0.5``). Re-running the same command skips
+finished runs and resumes an interrupted one with ``--ckpt_path last``. At the end it prints the
+``compare`` command. ``--wandb_sweep_yaml FILE`` writes the equivalent W&B sweep config.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Optional
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 
-from lightning_gen.config.trust import read_config
+from lightning_gen.commands.common import command_parser
 from lightning_gen.console.progress import Progress, duration
 from lightning_gen.errors import UserError
 from lightning_gen.metrics.runs import flatten
@@ -41,7 +42,6 @@ def add_arguments(parser: ArgumentParser) -> None:
         help="sweep name = W&B group (default: the config's tracking.group or '<config stem>_sweep')",
     )
     parser.add_argument("--wandb_sweep_yaml", type=Optional[str], default=None, help="also write the equivalent W&B sweep config here")
-    parser.add_argument("--subprocess", type=bool, default=False, help="run each fit as its own process instead of in this one")
     parser.add_argument("--dry_run", type=bool, default=False, help="print what would run, run nothing")
 
 
@@ -78,24 +78,18 @@ def option_value(fit_args: list[str], option: str) -> str | None:
     return None
 
 
-def config_settings(fit_args: list[str]) -> dict[str, Any]:
-    """The config files' contents merged in order (enough to read the root directory and the group)."""
-    merged: dict[str, Any] = {}
+def fit_config(fit_args: list[str]) -> Namespace:
+    """The configuration fit sees for ``fit_args``: jsonargparse merges the config files and dotted overrides in order."""
     for index, item in enumerate(fit_args):
-        if item == "--config" and index + 1 < len(fit_args):
-            path = Path(fit_args[index + 1])
-            if not path.is_file():
-                raise UserError(f"--config {path} does not exist; pass a YAML config such as configs/quickstart.yaml.")
-            for key, value in read_config(path).items():
-                merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
+        if item == "--config" and index + 1 < len(fit_args) and not Path(fit_args[index + 1]).is_file():
+            raise UserError(f"--config {fit_args[index + 1]} does not exist; pass a YAML config such as configs/quickstart.yaml.")
+    return command_parser("sweep", sys.modules[__name__]).parse_args(fit_args)
 
 
 def sweep_name(fit_args: list[str], given: str | None) -> str:
     if given:
         return given
-    settings = config_settings(fit_args)
-    group = option_value(fit_args, "--tracking.group") or (settings.get("tracking") or {}).get("group")
+    group = fit_config(fit_args).tracking.group
     if group:
         return group
     config = option_value(fit_args, "--config")
@@ -103,8 +97,7 @@ def sweep_name(fit_args: list[str], given: str | None) -> str:
 
 
 def root_directory(fit_args: list[str]) -> Path:
-    root = option_value(fit_args, "--trainer.default_root_dir") or (config_settings(fit_args).get("trainer") or {}).get("default_root_dir")
-    return Path(root or "runs")
+    return Path(fit_config(fit_args).trainer.default_root_dir or "runs")
 
 
 def run_state(root: Path, experiment: str) -> str:
@@ -124,13 +117,10 @@ def mark_finished(root: Path, experiment: str, values: dict[str, str]) -> None:
         (newest / FINISHED_MARKER).write_text(json.dumps({"values": values, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}))
 
 
-def fit_in_process(argv: list[str]) -> None:
-    from lightning_gen.cli import main
-
-    main(["fit", *argv])
-
-
 def fit_in_subprocess(argv: list[str]) -> None:
+    """One run of the sweep as its own process (a fresh interpreter: no state carried from the run before), its output
+    going straight to this terminal. A sweep never imports the CLI back: commands are leaves."""
+    sys.stdout.flush()
     completed = subprocess.run([sys.executable, "-m", "lightning_gen", "fit", *argv])
     if completed.returncode != 0:
         raise UserError(
@@ -151,7 +141,7 @@ def wandb_sweep_config(name: str, grid: dict[str, list[str]], fit_args: list[str
     }
 
 
-def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit: Callable[[list[str]], None] = fit_in_process,
+def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit: Callable[[list[str]], None] = fit_in_subprocess,
               dry_run: bool = False, wandb_sweep_yaml: str | None = None) -> list[tuple[str, str]]:  # fmt: skip
     """Runs the grid; returns (experiment, what happened) per run."""
     grid = parse_sets(sets)
@@ -191,7 +181,7 @@ def run_sweep(sets: list[str], fit_args: list[str], name: str | None = None, fit
     return outcomes
 
 
-SWEEP_KEYS = ("set", "name", "wandb_sweep_yaml", "subprocess", "dry_run", "config", "__default_config__", "ckpt_path", "weights_only")
+SWEEP_KEYS = ("set", "name", "wandb_sweep_yaml", "dry_run", "config", "__default_config__", "ckpt_path", "weights_only")
 
 
 def _encode(value: Any) -> str:
@@ -204,8 +194,6 @@ def fit_arguments(args: Namespace) -> list[str]:
     The shared parser has already merged ``--config`` and the dotted overrides; parsing the config files
     alone and comparing gives the overrides back, so each run is ``fit --config FILE... --key=value...``.
     """
-    from lightning_gen.commands.common import command_parser
-
     configs = [str(getattr(path, "relative", None) or path) for path in (args.get("config") or [])]
     config_args = [item for path in configs for item in ("--config", path)]
     parser = command_parser("sweep", sys.modules[__name__])
@@ -220,5 +208,4 @@ def fit_arguments(args: Namespace) -> list[str]:
 
 
 def run(args: Namespace) -> None:
-    fit = fit_in_subprocess if args.subprocess else fit_in_process
-    run_sweep(list(args.set or []), fit_arguments(args), args.name, fit, args.dry_run, args.wandb_sweep_yaml)
+    run_sweep(list(args.set or []), fit_arguments(args), args.name, fit_in_subprocess, args.dry_run, args.wandb_sweep_yaml)

@@ -1,5 +1,5 @@
 """One encode/decode pair per checkpoint, whatever the model: a VAE's posterior mean and decoder, or a
-diffusion model's DDIM inversion and deterministic DDIM sampling. ``mix``, ``edit`` and the app use it."""
+diffusion model's DDIM inversion and deterministic DDIM sampling. ``mix``, ``edit``, the app and the grids use it."""
 
 from __future__ import annotations
 
@@ -51,18 +51,9 @@ class Codec:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         if self.is_diffusion:
-            # Deterministic DDIM without guidance: the exact reverse of the inversion's path.
-            return self.model.sample(
-                len(latents), condition=self.decode_condition, steps=self.steps, guidance_scale=1.0, sampler="ddim", initial_noise=latents
-            ).float()
+            # The deterministic sampler (DDIM) without guidance: the exact reverse of the inversion's path.
+            declared = self.model.sampling_options()
+            wanted = {"steps": self.steps, "guidance_scale": 1.0}
+            options = declared.deterministic({key: value for key, value in wanted.items() if value is not None and declared.accepts(key)})
+            return self.model.sample(len(latents), condition=self.decode_condition, initial_noise=latents, **options).float()
         return self.model.decode(latents, self.decode_condition).float()
-
-
-def condition_by_names(model: Any, names: str | None, flag: str = "--condition") -> Any:
-    """The model's condition for comma-separated class or attribute names; None when no names are given."""
-    if names is None or not names.strip():
-        return None
-    build = getattr(model, "condition_from_names", None)
-    if build is None:
-        raise UserError(f"{type(model).__name__} in this checkpoint is unconditional; drop {flag}.")
-    return build([name.strip() for name in names.split(",") if name.strip()], 1)

@@ -26,9 +26,11 @@ import torch
 
 from lightning_gen.errors import UserError
 from lightning_gen.protocol import batch_condition, has_latents
+from lightning_gen.runs.lookup import run_directory_of_checkpoint
 
 CACHE_FOLDER = "directions"
 CACHE_FORMAT = 2  # 2: the references' latents and attributes are stored for local directions
+DEFAULT_REFERENCES = 8000  # training images (at most) whose latents the directions come from
 
 
 @dataclass
@@ -157,12 +159,6 @@ def compute_directions(model: Any, batches: Iterable[dict[str, Any]], names: Seq
         raise UserError("the datamodule served no training images to compute directions from; check its data settings.")
     vectors = sums_with / with_counts.double().clamp_min(1)[:, None] - sums_without / without_counts.double().clamp_min(1)[:, None]
     return Directions(tuple(names), vectors.float(), with_counts, without_counts, torch.cat(kept_latents), torch.cat(kept_present))
-
-
-def run_directory_of_checkpoint(ckpt_path: str | Path) -> Path:
-    """The run directory (``…/version_N``) for ``…/version_N/checkpoints/x.ckpt``; else the checkpoint's folder."""
-    path = Path(ckpt_path).resolve()
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def cache_path(ckpt_path: str | Path, references: int, data_config: Mapping[str, Any]) -> Path:

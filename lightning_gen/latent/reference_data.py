@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import instantiate_class
-
 from lightning_gen.config.trust import trusted_config
 from lightning_gen.errors import UserError
-from lightning_gen.latent.directions import run_directory_of_checkpoint
+from lightning_gen.inference.datamodules import datamodule_from_config
+from lightning_gen.runs.lookup import run_directory_of_checkpoint
 
 
 def data_section_of_run(ckpt_path: str | Path) -> dict[str, Any]:
@@ -37,11 +36,9 @@ def check_run_config(ckpt_path: str | Path) -> None:
         trusted_config(config_path, "remove it, or if you wrote that file yourself and trust it, move it away from the checkpoint")
 
 
-def instantiate_data(section: Mapping[str, Any]) -> Any:
+def instantiate_data(section: Mapping[str, Any], where: str = "the run's config") -> Any:
     """Builds a data section: one from a run via ``data_section_of_run`` (checked), or the user's own ``--config``/``--data``."""
-    if "class_path" not in section:
-        raise UserError("the data section names no class_path (e.g. lightning_gen.data.ShapesDataModule); fix the config.")
-    return instantiate_class((), {"class_path": section["class_path"], "init_args": dict(section.get("init_args") or {})})
+    return datamodule_from_config(section, where)
 
 
 def training_batches(datamodule: Any):

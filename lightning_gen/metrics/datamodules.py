@@ -1,4 +1,7 @@
-"""The real data to compare against: the command's ``--config``/``--data``, else the checkpoint's run's saved config."""
+"""The real data to compare against: the command's ``--config``/``--data``, else the checkpoint's run's saved config.
+
+Built by ``lightning_gen.inference.datamodules.datamodule_from_config`` (re-exported here for the metrics).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from jsonargparse import ArgumentParser, Namespace
 
 from lightning_gen.config.trust import read_config, trusted_config
 from lightning_gen.errors import UserError
+from lightning_gen.inference.datamodules import datamodule_from_config
 
-
-def datamodule_from_config(data: Any, where: str) -> pl.LightningDataModule:
-    """``data`` as a config holds it: ``{class_path, init_args}`` (dict or Namespace)."""
-    if isinstance(data, pl.LightningDataModule):
-        return data
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=True)
-    try:
-        config = parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})
-        return parser.instantiate_classes(config).data
-    except UserError:
-        raise
-    except Exception as error:
-        raise UserError(
-            f"the data section of {where} could not be built ({str(error).splitlines()[0]}); fix its data.class_path / init_args."
-        ) from error
+__all__ = ["data_section", "datamodule_from_config", "reference_datamodule"]
 
 
 def data_section(args: Any) -> Any:

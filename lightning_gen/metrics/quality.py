@@ -10,6 +10,7 @@ import torch
 from torchvision.utils import save_image
 
 from lightning_gen.errors import UserError
+from lightning_gen.inference.sampling import options_of, sampling_kwargs
 from lightning_gen.metrics import reconstruction
 from lightning_gen.metrics.datamodules import reference_datamodule
 from lightning_gen.metrics.evaluation import (
@@ -25,7 +26,7 @@ from lightning_gen.metrics.evaluation import (
 from lightning_gen.metrics.extractors import FeatureExtractor, build_extractor
 from lightning_gen.metrics.feature_cache import FeatureCache
 from lightning_gen.metrics.image_folders import describe_folder, first_image_size, load_folder
-from lightning_gen.protocol import has_latents
+from lightning_gen.protocol import has_latents, is_conditional
 
 DEFAULT_NUM = 2048
 
@@ -71,7 +72,7 @@ def keep_images(images: torch.Tensor, folder: Path, first_index: int) -> None:
 
 def condition_source(model: Any, num: int, prompt_template: str | None) -> Any:
     """Conditional models get conditions spread evenly over their vocabulary (text models: one prompt per class)."""
-    if getattr(model, "spread_conditions", None) is None or getattr(model, "condition_kind", "none") == "none":
+    if not is_conditional(model):
         return None
     from lightning_gen.metrics.judged import requested_conditions
 
@@ -80,9 +81,7 @@ def condition_source(model: Any, num: int, prompt_template: str | None) -> Any:
 
 
 def sample_features(model: Any, request: QualityRequest, extractor: FeatureExtractor, args: Any) -> torch.Tensor:
-    from lightning_gen.commands.sample import SAMPLING_OPTIONS, sampling_kwargs
-
-    sampling = sampling_kwargs(model, {key: args.get(key) for key in SAMPLING_OPTIONS})
+    sampling = sampling_kwargs(model, options_of(args))
     condition_for = condition_source(model, request.num, args.get("prompt_template"))
     features, done = [], 0
     for images in sample_batched(model, request.num, request.seed, request.batch_size, condition_for, **sampling):

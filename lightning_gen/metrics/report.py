@@ -38,16 +38,6 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def run_directory_of(ckpt_path: str | Path) -> Path | None:
-    """``<run>/checkpoints/x.ckpt`` with ``<run>/config.yaml`` beside it → ``<run>``; a config naming a class outside
-    the allow-list is refused here, before anything is computed (``lightning_gen.config.trust``)."""
-    directory = Path(ckpt_path).resolve().parent.parent
-    if Path(ckpt_path).resolve().parent.name != "checkpoints" or not (directory / "config.yaml").is_file():
-        return None
-    trusted_config(directory / "config.yaml")
-    return directory
-
-
 def saved_config(run_directory: Path) -> dict[str, Any]:
     return trusted_config(run_directory / "config.yaml")
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lightning_gen.errors import UserError
+from lightning_gen.protocol import Generator
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,6 @@ def folder_name(class_name: str) -> str:
     return name
 
 
-def condition_kind(model: Any) -> str:
-    return getattr(model, "condition_kind", "none") or "none"
-
-
 def read_prompts(path: str | Path) -> dict[str, list[str]]:
     """A YAML/JSON mapping ``class name: prompt`` or ``class name: [prompt, prompt, ...]``."""
     path = Path(path)
@@ -67,9 +64,9 @@ def read_prompts(path: str | Path) -> dict[str, list[str]]:
     return prompts
 
 
-def class_prompts(model: Any, prompts_file: str | None, prompt_template: str | None) -> dict[str, list[str | None]]:
+def class_prompts(model: Generator, prompts_file: str | None, prompt_template: str | None) -> dict[str, list[str | None]]:
     """Class name → the prompts its images cycle through (None: the class is the condition, no text)."""
-    kind = condition_kind(model)
+    kind = model.conditioning
     facts = model.data_facts
     if prompts_file is not None and prompt_template is not None:
         raise UserError("pass either --prompts or --prompt_template, not both.")
@@ -88,9 +85,9 @@ def class_prompts(model: Any, prompts_file: str | None, prompt_template: str | N
     return {name: [prompt_template.format(name=name) if prompt_template else None] for name in names}
 
 
-def one_condition(model: Any, class_name: str, prompt: str | None) -> tuple[Any, tuple[str, ...] | None]:
+def one_condition(model: Generator, class_name: str, prompt: str | None) -> tuple[Any, tuple[str, ...] | None]:
     """(the model condition of one image, the attribute names it asks for)."""
-    kind = condition_kind(model)
+    kind = model.conditioning
     if kind == "text":
         return prompt, None
     if kind == "class":
@@ -105,14 +102,14 @@ def one_condition(model: Any, class_name: str, prompt: str | None) -> tuple[Any,
 
 
 def build_plan(
-    model: Any,
+    model: Generator,
     seed: int,
     per_class: int | None = None,
     num: int | None = None,
     prompts_file: str | None = None,
     prompt_template: str | None = None,
 ) -> list[ExportItem]:
-    kind = condition_kind(model)
+    kind = model.conditioning
     if kind == "none":
         if per_class is not None:
             raise UserError(

@@ -49,7 +49,7 @@ class ExportModule(pl.LightningModule):
 
     def on_predict_start(self) -> None:
         # Built here, once the model sits on this rank's device (the latent size is read by one encoding).
-        self.sampler = PerImageSampler(self.model, self.options, self.items[0].condition)
+        self.sampler = PerImageSampler(self.model, self.options)
 
     def predict_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, Any]:
         items = [self.items[position] for position in batch.tolist()]
