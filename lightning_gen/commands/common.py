@@ -21,6 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
 from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.compat import parser_actions
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.console.option_errors import ExplainingParser
 from lightning_gen.errors import UserError
@@ -30,7 +31,7 @@ __all__ = ["command_parser", "instantiate_datamodule", "load_model", "resolve_de
 
 
 def _defined(parser: ArgumentParser, key: str) -> bool:
-    return any(action.dest == key or action.dest.startswith(f"{key}.") for action in parser._actions)
+    return any(action.dest == key or action.dest.startswith(f"{key}.") for action in parser_actions(parser))
 
 
 def add_fit_arguments(parser: LightningArgumentParser) -> None:
