@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from torch.optim.swa_utils import AveragedModel
 
 
@@ -86,6 +87,22 @@ def averaged_model(callback: WeightAveraging) -> AveragedModel | None:
     the averaged tensors with one fused lerp instead of ``AveragedModel.update_parameters``' generic walk.
     """
     return callback._average_model
+
+
+# -- Lightning: CSVLogger --------------------------------------------------------------------------------------------
+def csv_writer(logger: CSVLogger) -> Any:
+    """The metrics writer a CSVLogger has created (None before its first ``experiment``).
+
+    Reaches into: ``CSVLogger._experiment``. Why: CSVLogger's ``finalize`` saves only when that attribute is set, so
+    a subclass whose ``experiment`` makes its own writer (RunCSVLogger appends to earlier sessions' rows) must keep it
+    there; CSVLogger has no public way to hand it a writer.
+    """
+    return logger._experiment
+
+
+def set_csv_writer(logger: CSVLogger, writer: Any) -> None:
+    """Stores ``writer`` as the CSVLogger's writer (see ``csv_writer``)."""
+    logger._experiment = writer
 
 
 # -- torchmetrics: the FID Inception ------------------------------------------------------------------------------------

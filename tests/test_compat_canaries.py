@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import calendar
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers import CSVLogger
 from torch.optim.swa_utils import AveragedModel
 
 from lightning_gen import compat
@@ -110,6 +112,17 @@ def test_canary_weight_averaging_average_model(tmp_path):
         "_latest_update_step" in inspect.getsource(WeightAveraging.on_train_batch_end),
         "the rule EMA.on_train_batch_end copies changed",
     )
+
+
+def test_canary_csv_logger_writer(tmp_path):
+    item = "csv_writer/set_csv_writer (CSVLogger._experiment)"
+    logger = CSVLogger(tmp_path, name="", version="")
+    canary(item, compat.csv_writer(logger) is None, "set before the first experiment")
+    writer = logger.experiment
+    canary(item, compat.csv_writer(logger) is writer, "experiment no longer stores its writer there")
+    canary(item, "self._experiment" in inspect.getsource(CSVLogger.finalize), "finalize no longer looks there")
+    compat.set_csv_writer(logger, "other")
+    canary(item, logger.experiment == "other", "experiment no longer returns the stored writer")
 
 
 # -- torchmetrics -------------------------------------------------------------------------------------------------------
@@ -216,8 +229,88 @@ def allowed(relative: str, name: str) -> bool:
     return name in ALLOWED_ANYWHERE or (relative, name) in ALLOWED
 
 
-def own_private_names(trees: dict[Path, ast.AST]) -> set[str]:
-    """Private names lightning_gen defines itself: functions, classes, and attributes it assigns."""
+def imported_names(tree: ast.AST) -> dict[str, str]:
+    """``name`` → the dotted path it was imported as (``pl`` → ``lightning.pytorch``, ``Timer`` → ``lightning...Timer``)."""
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
+        elif isinstance(node, ast.Import):
+            names.update({alias.asname or alias.name: alias.name for alias in node.names})
+    return names
+
+
+def dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
+
+
+def library_class(path: str) -> type | None:
+    module_name, _, name = path.rpartition(".")
+    if module_name.split(".")[0] not in LIBRARIES:
+        return None
+    try:
+        value = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        module_name, _, parent = module_name.rpartition(".")  # pl.callbacks.X: a class two attributes down
+        try:
+            value = getattr(getattr(importlib.import_module(module_name), parent), name)
+        except (ImportError, AttributeError, ValueError):
+            return None
+    return value if isinstance(value, type) else None
+
+
+SELF_PRIVATE = re.compile(r"\bself\.(_[a-zA-Z]\w*)|^\s*def (_[a-zA-Z]\w*)", re.MULTILINE)
+
+
+def inherited_privates(cls: type) -> set[str]:
+    """The private attributes and methods the library classes of ``cls``'s MRO use on ``self``."""
+    names: set[str] = set()
+    for base in inspect.getmro(cls):
+        if base.__module__.split(".")[0] in LIBRARIES:
+            try:
+                names |= {a or b for a, b in SELF_PRIVATE.findall(inspect.getsource(base))}
+            except (OSError, TypeError):
+                continue
+    return {name for name in names if not name.startswith("__")}
+
+
+def class_privates(trees: dict[Path, ast.AST]) -> dict[ast.ClassDef, set[str]]:
+    """Each lightning_gen class that derives (directly or through ours) from a library class, with the private
+    names it inherits from it."""
+    classes = {
+        node.name: (node, imported_names(tree)) for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+    }
+    found: dict[ast.ClassDef, set[str]] = {}
+
+    def privates(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        node, imports = classes[name]
+        names: set[str] = set()
+        for base in node.bases:
+            written = dotted(base)
+            if written is None:
+                continue
+            head, _, rest = written.partition(".")
+            if head in classes and not rest and head not in seen:
+                names |= privates(head, seen | {name})
+            elif head in imports:
+                cls = library_class(imports[head] + (f".{rest}" if rest else ""))
+                names |= inherited_privates(cls) if cls is not None else set()
+        return names
+
+    for name, (node, _) in classes.items():
+        names = privates(name)
+        if names:
+            found[node] = names
+    return found
+
+
+def own_private_names(trees: dict[Path, ast.AST], inherited: set[str]) -> set[str]:
+    """Private names lightning_gen defines itself (functions, classes, attributes it assigns), not inherited ones."""
     names: set[str] = set()
     for tree in trees.values():
         for node in ast.walk(tree):
@@ -227,18 +320,15 @@ def own_private_names(trees: dict[Path, ast.AST]) -> set[str]:
                 names.add(node.attr)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 names.add(node.id)
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                names.add(node.target.id)
-    return {name for name in names if name.startswith("_")}
+    return {name for name in names if name.startswith("_")} - inherited
 
 
-def private_uses(path: Path, tree: ast.AST, own: set[str]) -> list[str]:
+def private_uses(path: Path, tree: ast.AST, own: set[str], subclasses: dict[ast.ClassDef, set[str]]) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
             private_module = any(part.startswith("_") for part in node.module.split("."))
-            private_names = [alias.name for alias in node.names if alias.name.startswith("_")]
-            if private_module or private_names:
+            if private_module or any(alias.name.startswith("_") for alias in node.names):
                 found.append(f"{path}:{node.lineno} from {node.module} import {', '.join(a.name for a in node.names)}")
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -249,35 +339,51 @@ def private_uses(path: Path, tree: ast.AST, own: set[str]) -> list[str]:
             name = node.attr
             if name.startswith("_") and not name.startswith("__") and name not in own:
                 found.append(f"{path}:{node.lineno} .{name}")
+        elif isinstance(node, ast.ClassDef) and node in subclasses:
+            overridden = [item for item in node.body if isinstance(item, ast.FunctionDef) and item.name in subclasses[node]]
+            found += [f"{path}:{item.lineno} def .{item.name}" for item in overridden]
+    return sorted(set(found), key=lambda use: (int(use.split(":")[1].split()[0]), use))
+
+
+def scan(package: Path) -> list[str]:
+    trees = {path: ast.parse(path.read_text(), str(path)) for path in sorted(package.rglob("*.py"))}
+    subclasses = class_privates(trees)
+    own = own_private_names(trees, set().union(*subclasses.values()) if subclasses else set())
+    found = []
+    for path, tree in trees.items():
+        relative = path.relative_to(package).as_posix()
+        if relative != "compat.py":
+            found += [use for use in private_uses(Path(relative), tree, own, subclasses) if not allowed(relative, use.rsplit(".", 1)[-1])]
     return found
 
 
 def test_no_private_library_use_outside_compat():
-    trees = {path: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.rglob("*.py"))}
-    own = own_private_names(trees)
-    found = []
-    for path, tree in trees.items():
-        relative = path.relative_to(PACKAGE).as_posix()
-        if relative == "compat.py":
-            continue
-        found += [use for use in private_uses(Path(relative), tree, own) if not allowed(relative, use.rsplit(".", 1)[-1])]
+    found = scan(PACKAGE)
     assert not found, "private attributes/imports of other libraries outside lightning_gen/compat.py:\n" + "\n".join(found)
 
 
-def test_the_scan_finds_the_uses_it_is_meant_to_find():
-    source = (
+def test_the_scan_finds_the_uses_it_is_meant_to_find(tmp_path):
+    (tmp_path / "x.py").write_text(
         "from lightning.fabric.utilities.types import _PATH\n"
-        "import lightning.pytorch.loops._x\n"
-        "def f(trainer, parser, self):\n"
-        "    self._mine = 1\n"
-        "    return trainer._logger_connector, parser._actions, self._trainer, self._mine\n"
+        "import lightning.pytorch as pl\n"
+        "from lightning.pytorch.callbacks import WeightAveraging\n"
+        "from lightning.pytorch.cli import LightningCLI\n"
+        "class CLI(LightningCLI):\n"
+        "    def _parse_ckpt_path(self):\n"
+        "        return None\n"
+        "class Model(pl.LightningModule):\n"
+        "    def f(self, trainer, parser):\n"
+        "        self._mine = 1\n"
+        "        return trainer._logger_connector, parser._actions, self._trainer, self._mine\n"
+        "class Average(WeightAveraging):\n"
+        "    def g(self):\n"
+        "        self._latest_update_step = 3\n"
     )
-    tree = ast.parse(source)
-    uses = private_uses(Path("x.py"), tree, own_private_names({Path("x.py"): tree}))
-    assert [re.sub(r"^x\.py:\d+ ", "", use) for use in uses] == [
-        "from lightning.fabric.utilities.types import _PATH",
-        "import lightning.pytorch.loops._x",
-        "._logger_connector",
-        "._actions",
-        "._trainer",
+    assert [use.split(":", 1)[1] for use in scan(tmp_path)] == [
+        "1 from lightning.fabric.utilities.types import _PATH",
+        "6 def ._parse_ckpt_path",
+        "11 ._actions",
+        "11 ._logger_connector",
+        "11 ._trainer",
+        "14 ._latest_update_step",
     ]
