@@ -179,7 +179,7 @@ class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
+        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: true` (or null)
             raise UserError(
                 "--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a "
                 "shared one cannot run code; drop the option."

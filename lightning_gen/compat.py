@@ -57,6 +57,16 @@ def batches_processed_in_epoch(trainer: pl.Trainer) -> int:
     return int(_batch_progress(trainer).current.processed)
 
 
+def is_last_training_batch(trainer: pl.Trainer) -> bool:
+    """Whether the training batch now running (or just finished) is the last of its epoch.
+
+    Reaches into: ``trainer.fit_loop.epoch_loop.batch_progress.is_last_batch``. Why: the batch hooks get ``batch_idx``
+    but not whether it is the last one (``num_training_batches`` is unknown for an iterable dataset), and a
+    validation inside the epoch needs to know whether the epoch is ending.
+    """
+    return bool(_batch_progress(trainer).is_last_batch)
+
+
 def forget_unfinished_batch(trainer: pl.Trainer) -> None:
     """Rewinds the loop's batch counters to the last finished batch (``reset_on_restart`` on both counters).
 

@@ -48,6 +48,10 @@ def test_canary_lightning_cli_parse_ckpt_path():
 class Recorder(pl.Callback):
     def __init__(self) -> None:
         self.seen: list[tuple[int, int, int, bool]] = []
+        self.last: list[bool] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.last.append(compat.is_last_training_batch(trainer))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.seen.append(
@@ -85,6 +89,8 @@ def test_canary_loop_progress_counters_and_logging_rule(tmp_path):
     # log_every_n_steps=2: Lightning writes at batches_that_stepped + 1 = 2, 4.
     expected = [False, True, False, True, False]
     canary("logs_this_step (trainer._logger_connector.should_update_logs)", logs == expected, f"said {logs}, not {expected}")
+    last = [False, False, True, False, False]  # 3 batches an epoch; the run stops at step 5
+    canary("is_last_training_batch (batch_progress.is_last_batch)", recorder.last == last, f"said {recorder.last}")
 
 
 def test_canary_forget_unfinished_batch(tmp_path):
