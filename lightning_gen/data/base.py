@@ -66,8 +66,10 @@ class GenerativeDataModule(pl.LightningDataModule):
     def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")
-        trainer = self.trainer  # under DDP: this rank's share of the order (see lightning_gen.data.sampler)
-        distributed = trainer.distributed_sampler_kwargs if trainer is not None else None
+        # Training under DDP: this rank's share of data.seed's order (lightning_gen.data.sampler). Evaluation and predict
+        # splits are left to Lightning, which shards them itself (predict without the padding repeats).
+        trainer = self.trainer
+        distributed = trainer.distributed_sampler_kwargs if trainer is not None and train else None
         sampler = seeded_sampler(len(dataset), self.seed, shuffle=train, distributed=distributed)
         options: dict[str, Any] = {
             "sampler": sampler,

@@ -1,11 +1,12 @@
 """Sample order that depends only on (data.seed, epoch): a resumed run sees the same batches as an uninterrupted one.
 
 torch's RandomSampler draws its order from the global RNG, whose state Lightning does not checkpoint.
-Under DDP each process takes its share of that one order through Lightning's ``DistributedSamplerWrapper``
+Under DDP each training process takes its share of that one order through Lightning's ``DistributedSamplerWrapper``
 (every ``world``-th index from its ``rank``, padded as torch's DistributedSampler pads), built here with the
 trainer's ``distributed_sampler_kwargs``: Lightning does not replace a DataLoader's sampler that is already a
 DistributedSampler (the documented rule of ``Trainer(use_distributed_sampler=...)``), so ``data.seed``
-governs the order of every rank. Lightning calls ``set_epoch`` on ``dataloader.sampler`` every epoch.
+governs the order of every rank. Evaluation and predict samplers stay plain: Lightning shards those itself
+(predict without DistributedSampler's padding repeats). Lightning calls ``set_epoch`` on ``dataloader.sampler``.
 """
 
 from __future__ import annotations
