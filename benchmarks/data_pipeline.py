@@ -73,7 +73,7 @@ def time_cached(root: Path, cache_dir: Path, epochs: int, batch_size: int, size:
     for epoch in range(epochs):
         if epoch > 0:
             start = time.perf_counter()
-        loader.batch_sampler.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         served = 0
         for batch in loader:
             # What GenerativeDataModule.on_after_batch_transfer does in training.

@@ -19,7 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -37,6 +37,7 @@ from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.checkpoints.run_end import Stop, run_end_callbacks, stop_of
 from lightning_gen.checkpoints.snapshot_callback import WeightSnapshots
 from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.compat import LightningCLIWithoutCheckpointHparams
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.config.trust import check_config_arguments
 from lightning_gen.console.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
@@ -85,7 +86,7 @@ class ConfigToLoggers(SaveConfigCallback):
             logger.log_hyperparams(config)
 
 
-class GenerativeCLI(LightningCLI):
+class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
     def __init__(self, args: list[str] | None = None, run: bool = True):
         self.run_location: RunLocation | None = None
         self._run_lock: RunLock | None = None
@@ -145,15 +146,6 @@ class GenerativeCLI(LightningCLI):
         # Data facts (image size, channels, condition vocabulary) are read off the datamodule, never typed twice.
         parser.link_arguments("data.facts", "model.init_args.data_facts", apply_on="instantiate")
 
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        # weights_only=True, whatever torch's default: resuming from a shared checkpoint never runs code in its pickle.
-        return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
-
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI would merge the checkpoint's hyperparameters into the config; ours hold the linked
-        # data facts, which a config may not set. The YAML config stays the single source of settings.
-        return
-
     # -- run directory and resume ---------------------------------------------------------------
     def _experiment_name(self, config: Any) -> str:
         if config.tracking.name:
@@ -188,11 +180,13 @@ class GenerativeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: null`
+        if config.get("weights_only") is False:  # the option stays: a run's saved config.yaml holds `weights_only: true` (or null)
             raise UserError(
                 "--weights_only false is not supported: lightning_gen reads checkpoints as data only, so a "
                 "shared one cannot run code; drop the option."
             )
+        if "weights_only" in config:  # True, whatever torch's default: resuming from a shared checkpoint never runs its pickle's code
+            config.weights_only = True
         experiment = self._experiment_name(config)
         experiment_dir = Path(config.trainer.default_root_dir or "runs").resolve() / experiment
         config.tracking.name = experiment  # config.yaml records it: a run's config used as --config continues that experiment
@@ -257,9 +251,11 @@ class GenerativeCLI(LightningCLI):
     def _finish_tracking(self) -> None:
         # Close the W&B run now, not at interpreter exit: a notebook (Colab) keeps the process alive,
         # and the offline run's files (config, summary) are complete only once it is finished.
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger) and logger._experiment is not None:
-                logger.experiment.finish()
+        if any(isinstance(logger, WandbLogger) for logger in self.trainer.loggers):
+            import wandb  # imported by WandbLogger already
+
+            if wandb.run is not None:  # the run the logger started, if it started one (its `experiment` would start one)
+                wandb.run.finish()
 
     after_validate = after_test = after_predict = _finish_tracking
 

@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_gen.callbacks.ema import EMA
+from lightning_gen.compat import averaged_model
 from lightning_gen.data.augment import step_generator
 
 
@@ -33,7 +34,7 @@ class Probe(pl.Callback):
     def on_fit_end(self, trainer, pl_module):
         ema = next((callback for callback in trainer.callbacks if isinstance(callback, EMA)), None)
         if ema is not None:
-            self.seen["ema"] = {key: value.clone() for key, value in ema._average_model.module.state_dict().items()}
+            self.seen["ema"] = {key: value.clone() for key, value in averaged_model(ema).module.state_dict().items()}
         self.seen["world_size"] = trainer.world_size
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.seen, self.out_dir / f"rank{trainer.global_rank}.pt")

@@ -63,7 +63,7 @@ def test_split_and_batch_order_depend_only_on_seed_and_epoch(tmp_path):
         datamodule = make(tmp_path / "data", tmp_path, seed=seed)
         datamodule.setup()
         loader = datamodule.train_dataloader()
-        loader.batch_sampler.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         return datamodule.val_set.rows.tolist(), [row for batch in loader for row in batch["index"].tolist()]
 
     assert epoch_order(seed=1, epoch=0) == epoch_order(seed=1, epoch=0)

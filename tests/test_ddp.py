@@ -80,6 +80,14 @@ def test_two_process_vae_one_run_per_rank_noise_synced_metrics_identical_ema(tmp
     rank0, rank1 = probes(tmp_path, "vae")
     assert rank0["world_size"] == rank1["world_size"] == 2
     assert not torch.equal(rank0["first_batch_index"], rank1["first_batch_index"])  # each rank its own shard
+    # ... of the order data.seed fixes (defect 6: Lightning's own sampler followed seed_everything instead).
+    init_args = yaml.safe_load(config.read_text())["data"]["init_args"]
+    datamodule = ShapesDataModule(**init_args)
+    datamodule.setup("fit")
+    order = torch.randperm(len(datamodule.train_set), generator=torch.Generator().manual_seed(init_args.get("seed", 0) * 1_000_003))
+    for rank, seen in enumerate((rank0, rank1)):
+        positions = order[rank::2][: len(seen["first_batch_index"])].tolist()
+        assert seen["first_batch_index"].tolist() == datamodule.train_set.__getitems__(positions)["index"].tolist()
     assert not torch.equal(rank0["training_noise"], rank1["training_noise"])
     assert not torch.equal(rank0["augmentation"], rank1["augmentation"])
     for key, value in rank0["ema"].items():

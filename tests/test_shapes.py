@@ -42,11 +42,11 @@ def test_pixels_carry_the_colour_of_the_label():
 def test_batch_order_depends_only_on_seed_and_epoch():
     module = make(seed=3)
     loader = module.train_dataloader()
-    loader.batch_sampler.sampler.set_epoch(4)
+    loader.sampler.set_epoch(4)
     first = [b["index"].tolist() for b in loader]
-    loader.batch_sampler.sampler.set_epoch(5)
+    loader.sampler.set_epoch(5)
     other = [b["index"].tolist() for b in loader]
-    loader.batch_sampler.sampler.set_epoch(4)
+    loader.sampler.set_epoch(4)
     again = [b["index"].tolist() for b in loader]
     assert first == again and first != other
 

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 
+from lightning_gen.compat import averaged_model
 from lightning_gen.errors import UserError
 
 
@@ -76,10 +77,11 @@ class EMA(WeightAveraging):
     def on_train_start(self, trainer: Any, pl_module: torch.nn.Module) -> None:
         # The model sits on its device and any checkpoint is restored (both in place from here on),
         # so the tensors gathered now are the ones every step updates.
-        assert self._average_model is not None
+        average = averaged_model(self)
+        assert average is not None
         # Grouped by device and dtype, as AveragedModel does: one fused lerp needs matching tensors.
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
-        for averaged, current in zip(_tensors(self._average_model.module), _tensors(pl_module), strict=True):
+        for averaged, current in zip(_tensors(average.module), _tensors(pl_module), strict=True):
             if averaged.device != current.device:
                 raise RuntimeError(
                     f"EMA keeps the average on the model's device, but a tensor is on {current.device} "
@@ -89,13 +91,14 @@ class EMA(WeightAveraging):
             group[0].append(averaged.detach())
             group[1].append(current.detach())
         self._groups = list(groups.values())
-        self._count = int(self._average_model.n_averaged)
+        self._count = int(average.n_averaged)
 
     def on_train_batch_end(self, trainer: Any, pl_module: torch.nn.Module, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lightning's rule (once per optimizer step, when should_update says so) with the cached lists.
-        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=trainer.global_step - 1):
+        # The last step averaged in goes through WeightAveraging's public state_dict/load_state_dict (what it checkpoints).
+        if trainer.global_step > self.state_dict()["latest_update_step"] and self.should_update(step_idx=trainer.global_step - 1):
             self._update_average()
-            self._latest_update_step = trainer.global_step
+            self.load_state_dict({"latest_update_step": trainer.global_step})
 
     @torch.no_grad()
     def _update_average(self) -> None:
@@ -104,13 +107,14 @@ class EMA(WeightAveraging):
                 torch._foreach_copy_(averaged, current)  # the first update copies, as AveragedModel does
             else:
                 self._update(averaged, current, self._count)
-        self._average_model.n_averaged += 1
+        averaged_model(self).n_averaged += 1
         self._count += 1
 
     def _buffers_from_rank_zero(self) -> None:
-        if self._average_model is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        average = averaged_model(self)
+        if average is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
-        for buffer in self._average_model.module.buffers():
+        for buffer in average.module.buffers():
             if buffer.is_floating_point():
                 dist.broadcast(buffer.data, src=0)
 

@@ -17,19 +17,19 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Optional, Union
 
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_gen.errors import UserError
 from lightning_gen.runs.processes import pid_alive
 
 TEMPORARY_SUFFIX = ".partial"
+PathLike = Union[str, os.PathLike]  # what CheckpointIO is given: a local path or an fsspec URL
 
 
-def _is_local(path: _PATH) -> bool:
+def _is_local(path: PathLike) -> bool:
     return "://" not in str(path)  # s3://, gs://, memory:// ... keep Lightning's fsspec path
 
 
@@ -132,13 +132,13 @@ class AtomicStreamingCheckpointIO(TorchCheckpointIO):
     Remote URLs (s3://, gs://, ...) keep Lightning's own fsspec path.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: PathLike, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not _is_local(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Optional[Callable] = lambda storage, loc: storage, weights_only: Optional[bool] = None
+        self, path: PathLike, map_location: Optional[Callable] = lambda storage, loc: storage, weights_only: Optional[bool] = None
     ) -> dict[str, Any]:
         # weights_only=True whatever the caller asks: a shared checkpoint never runs code (lightning_gen/checkpoints.py).
         if not _is_local(path):

@@ -42,6 +42,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteStop
 from lightning_gen.callbacks.run_state import capture_rng, restore_rng
+from lightning_gen.compat import forget_unfinished_batch
 
 GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGUSR1)
 
@@ -169,9 +170,7 @@ class RunEndSave(pl.Callback):
         """
         if self._boundary_step is None or trainer.global_step != self._boundary_step:
             return  # the step reached the optimizer: the state is the batch-end one Lightning restarts from
-        progress = trainer.fit_loop.epoch_loop.batch_progress
-        progress.current.reset_on_restart()
-        progress.total.reset_on_restart()
+        forget_unfinished_batch(trainer)
         if self._boundary_rng is not None:
             restore_rng(self._boundary_rng)  # RunState saves these streams
 

@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
+from lightning_gen.compat import parser_actions
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.console.option_errors import ExplainingParser
 
@@ -29,7 +30,7 @@ __all__ = ["add_fit_arguments", "command_parser", "write_hint"]
 
 
 def _defined(parser: ArgumentParser, key: str) -> bool:
-    return any(action.dest == key or action.dest.startswith(f"{key}.") for action in parser._actions)
+    return any(action.dest == key or action.dest.startswith(f"{key}.") for action in parser_actions(parser))
 
 
 def add_fit_arguments(parser: LightningArgumentParser) -> None:

@@ -21,6 +21,16 @@ from typing import Any, NoReturn
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 
+from lightning_gen.compat import (
+    got_value,
+    option_not_accepted,
+    option_without_value,
+    parser_actions,
+    parser_key_lines,
+    refused_class_path,
+    restriction_failure,
+    unrecognized_arguments,
+)
 from lightning_gen.console.help import ShowAllHelp, short_help_formatter
 from lightning_gen.errors import UserError
 
@@ -116,7 +126,7 @@ def _useful(options: list[str]) -> list[str]:
 
 
 def _long_options(parser: ArgumentParser) -> list[str]:
-    return _useful([option for action in parser._actions for option in action.option_strings if option.startswith("--")])
+    return _useful([option for action in parser_actions(parser) for option in action.option_strings if option.startswith("--")])
 
 
 def _class_parameters(class_path: str) -> list[str]:
@@ -126,7 +136,7 @@ def _class_parameters(class_path: str) -> list[str]:
         cls = getattr(importlib.import_module(module_name), name)
         probe = ArgumentParser(exit_on_error=False)
         probe.add_class_arguments(cls, fail_untyped=False, sub_configs=True)
-        return [action.dest for action in probe._actions if action.dest not in ("help", "config")]
+        return [action.dest for action in parser_actions(probe) if action.dest not in ("help", "config")]
     except Exception:  # only for suggestions: without them the sentence still names the option
         return []
 
@@ -143,19 +153,17 @@ def explain(failure: ParseFailure, argv: list[str], program: str) -> UserError:
     message = failure.message.strip()
     prog = failure.parser.prog.replace(" [options]", "") or program
     help_hint = f"`{prog} --help`"
-    unrecognized = re.match(r"unrecognized arguments: (.*)", message, re.IGNORECASE | re.DOTALL)
-    if unrecognized:
-        typed = next((token.split("=", 1)[0] for token in unrecognized.group(1).split() if token.startswith("-")), None)
+    unrecognized = unrecognized_arguments(message)
+    if unrecognized is not None:
+        typed = next((token.split("=", 1)[0] for token in unrecognized.split() if token.startswith("-")), None)
         if typed is None:
-            return UserError(f"{prog} does not take the argument(s) {unrecognized.group(1).strip()}; {help_hint} lists what it takes.")
+            return UserError(f"{prog} does not take the argument(s) {unrecognized.strip()}; {help_hint} lists what it takes.")
         return UserError(_sentence(typed, "", _long_options(failure.parser), help_hint))
-    not_accepted = re.search(r"Option '([^']+)' is not accepted", message)
-    if not_accepted:
-        key = not_accepted.group(1)
-        line = next(line for line in message.splitlines() if not_accepted.group(0) in line)
+    key = option_not_accepted(message)
+    if key is not None:
+        line = next(line for line in message.splitlines() if f"Option '{key}' is not accepted" in line)
         before = message[: message.index(line) + len(line)]
-        classes = re.findall(r"class_path='([\w.]+)'", line) or re.findall(r"class_path '([\w.]+)'", before)
-        class_path = classes[-1] if classes else None
+        class_path = refused_class_path(line, before)
         typed_key = next((option[2:] for option in _typed_options(argv) if option[2:] == key or option[2:].endswith("." + key)), None)
         if typed_key is None:  # the key came from a --config file
             owner = f" of {class_path}" if class_path else ""
@@ -165,9 +173,8 @@ def explain(failure: ParseFailure, argv: list[str], program: str) -> UserError:
         prefix = typed_key[: len(typed_key) - len(key)]
         candidates = _useful([f"--{prefix}{name}" for name in (_class_parameters(class_path) if class_path else [])])
         return UserError(_sentence(f"--{typed_key}", f" of {class_path}" if class_path else "", candidates, help_hint))
-    expected = re.match(r"argument (--[^\s/:]+)(?:/\S+)?: expected one argument", message)
-    if expected:  # "--tracking.name -x": argparse took -x for an option
-        option = expected.group(1)
+    option = option_without_value(message)
+    if option is not None:  # "--tracking.name -x": argparse took -x for an option
         value = next((argv[index + 1] for index, token in enumerate(argv[:-1]) if token == option), None)
         if value is not None and value.startswith("-"):
             return UserError(
@@ -252,7 +259,7 @@ _RESTRICTED = {
 def _nested_key(message: str) -> tuple[str, int] | None:
     """The dotted key of the innermost ``Parser key "..."`` of a jsonargparse message, with where its cause starts:
     ``data`` ⊃ (class_path ShapesDataModule) ``batch_size`` → ``data.init_args.batch_size``."""
-    matches = list(re.finditer(r'^( *)Parser key "([^"]+)":', message, re.MULTILINE))
+    matches = parser_key_lines(message)
     if not matches:
         return None
     chain = [matches[-1]]
@@ -283,17 +290,15 @@ def one_sentence(message: str, prefix: str = "") -> str:
     ]
     given = next((line[len("Given value:") :].strip() for line in lines if line.startswith("Given value:")), None)
     cause = causes[-1] if causes else (lines[0] if lines else message)
-    got = re.match(r"(.*?)\.? Got value: (.*)$", cause)
-    if got:  # "Expected a <class 'list'>. Got value: -1,0,1"
-        cause, given = got.group(1), given or got.group(2)
+    got = got_value(cause)
+    if got is not None:  # "Expected a <class 'list'>. Got value: -1,0,1"
+        cause, given = got[0], given or got[1]
     if cause == "Expected a <class 'list'>" and given and not given.lstrip().startswith("["):
         cause = f"expected a list, written [{given}]"
-    restricted = re.match(r"Not of type (\w+): (.*) does not conform to restriction (.+)", cause)
-    if restricted:
-        given, cause = (
-            restricted.group(2),
-            f"expected {_RESTRICTED.get(restricted.group(1)) or restricted.group(1) + ' (' + restricted.group(3) + ')'}",
-        )
+    restricted = restriction_failure(cause)
+    if restricted is not None:
+        type_name, given, restriction = restricted
+        cause = f"expected {_RESTRICTED.get(type_name) or type_name + ' (' + restriction + ')'}"
     text = (f"--{nested[0]} " + (f"{given} " if given and "NestedArg" not in given else "") + f"is not valid: {cause}") if nested else cause
     text = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", text)
     text = re.sub(r"\.\s+(?=\S)", "; ", text.strip()).rstrip(".")

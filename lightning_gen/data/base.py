@@ -9,11 +9,12 @@ import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
+from lightning_gen.compat import batches_processed_in_epoch
 from lightning_gen.console.option_errors import whole_number
 from lightning_gen.data.augment import augment_batch, step_generator
 from lightning_gen.data.batched_dataset import BatchedImageDataset, keep_batch
 from lightning_gen.data.resumable_loader import ResumableDataLoader
-from lightning_gen.data.sampler import seeded_batches
+from lightning_gen.data.sampler import seeded_sampler
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 
@@ -65,8 +66,16 @@ class GenerativeDataModule(pl.LightningDataModule):
     def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")
+        # Training under DDP: this rank's share of data.seed's order (lightning_gen.data.sampler). Evaluation and predict
+        # splits are left to Lightning, which shards them itself (predict without the padding repeats).
+        trainer = self.trainer
+        distributed = trainer.distributed_sampler_kwargs if trainer is not None and train else None
+        sampler = seeded_sampler(len(dataset), self.seed, shuffle=train, distributed=distributed)
         options: dict[str, Any] = {
-            "batch_sampler": seeded_batches(len(dataset), self.batch_size, seed=self.seed, shuffle=train, drop_last=train),
+            "sampler": sampler,
+            "batch_size": self.batch_size,
+            # Never drop the only (partial) batch of a tiny dataset: an epoch with no step is a confusing no-op.
+            "drop_last": train and len(sampler) >= self.batch_size,
             "collate_fn": keep_batch,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
@@ -79,7 +88,7 @@ class GenerativeDataModule(pl.LightningDataModule):
 
     def _train_batches_processed(self) -> int:
         trainer = self.trainer
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+        return batches_processed_in_epoch(trainer) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

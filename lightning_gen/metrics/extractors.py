@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightning_gen.compat import fid_inception_class
 from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
 
@@ -88,7 +89,7 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         readable_as_weights_only(weights)  # torch-fidelity reads the file with weights_only=False
         try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
+            NoTrainInceptionV3 = fid_inception_class()
         except ImportError as error:  # pragma: no cover - torchmetrics always ships it
             raise UserError(f"torchmetrics' FID Inception is unavailable ({error}); pip install torch-fidelity.") from error
         try:

@@ -4,8 +4,7 @@ The arrays are complete where these run (gathered first under DDP), so the metri
 processes: ``sync_on_compute=False`` (a sync from rank 0 alone would wait forever for the other ranks).
 
 FID and KID are torchmetrics' metrics fed the features through an identity "extractor"; precision and
-recall (Kynkäänniemi et al. 2019) are written here because neither torchmetrics nor torch-fidelity
-computes them from given features.
+recall (Kynkäänniemi et al. 2019) are torch-fidelity's ``prc_features_to_metric``, which takes the features.
 """
 
 from __future__ import annotations
@@ -57,29 +56,17 @@ def kid(
     return float(mean), float(std), size
 
 
-def _kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
-    radii = []
-    for start in range(0, len(features), chunk):
-        distances = torch.cdist(features[start : start + chunk], features)
-        # The k+1-th smallest distance: the nearest one is the point itself.
-        radii.append(distances.kthvalue(k + 1, dim=1).values)
-    return torch.cat(radii)
-
-
-def _inside_manifold(points: torch.Tensor, manifold: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
-    inside = []
-    for start in range(0, len(points), chunk):
-        distances = torch.cdist(points[start : start + chunk], manifold)
-        inside.append((distances <= radii[None]).any(dim=1))
-    return torch.cat(inside)
-
-
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1024) -> tuple[float, float]:
-    """Precision: share of fake samples inside the real k-NN manifold; recall: share of real ones inside the fake manifold."""
+    """Precision: share of fake samples inside the real k-NN manifold; recall: share of real ones inside the fake manifold.
+
+    torch-fidelity's implementation, in ``chunk``-row blocks (``save_cpu_ram``: never an N×N distance matrix).
+    """
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set, got {len(real)} and {len(fake)}")
-    real, fake = real.double(), fake.double()
-    real_radii, fake_radii = _kth_neighbour_radii(real, k, chunk), _kth_neighbour_radii(fake, k, chunk)
-    precision = _inside_manifold(fake, real, real_radii, chunk).double().mean()
-    recall = _inside_manifold(real, fake, fake_radii, chunk).double().mean()
-    return float(precision), float(recall)
+    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+    # torch-fidelity's convention: features_1 are the generated samples, features_2 the real ones.
+    metric = prc_features_to_metric(
+        fake.double(), real.double(), prc_neighborhood=k, prc_batch_size=chunk, save_cpu_ram=True, verbose=False
+    )
+    return float(metric[KEY_METRIC_PRECISION]), float(metric[KEY_METRIC_RECALL])

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
+from lightning_gen.compat import batches_fetched_in_run, logs_this_step
 from lightning_gen.console.option_errors import check_optimizer
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
@@ -34,6 +35,14 @@ class SharedOnCopy:
 
     def __deepcopy__(self, memo: dict) -> SharedOnCopy:
         return self
+
+
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The module's trainer, or None outside one (``LightningModule.trainer`` raises RuntimeError then)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 class GenerativeModel(pl.LightningModule):
@@ -92,15 +101,15 @@ class GenerativeModel(pl.LightningModule):
         Step-level values are written every ``log_every_n_steps``, and only that step's value is kept,
         so calling self.log on every other step only costs time (it was ~3 ms a step on the quickstart model).
         """
-        trainer = self._trainer
-        if trainer is None or trainer._logger_connector.should_update_logs:
+        trainer = attached_trainer(self)
+        if trainer is None or logs_this_step(trainer):
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
 
     def training_generator(self) -> torch.Generator:
         """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
         (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one."""
-        trainer = self._trainer
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer is not None else 0
+        trainer = attached_trainer(self)
+        batches = batches_fetched_in_run(trainer) if trainer is not None else 0
         return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
 
     # -- the model protocol's defaults (lightning_gen.protocol): an unconditional generator --------------

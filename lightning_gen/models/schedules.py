@@ -19,6 +19,7 @@ One line at the start of a fit says which lengths the schedule follows.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -54,8 +55,24 @@ class RunLengthSchedule:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=16)
+def cosine_decay(min_lr_ratio: float) -> Callable[[float], float]:
+    """transformers' cosine-with-min-lr factor as a function of the decay's progress in [0, 1].
+
+    It is the ``LambdaLR`` factor of ``get_cosine_with_min_lr_schedule_with_warmup`` over a one-step run without
+    warm-up, whose progress at "step" ``p`` is ``p`` itself; WarmupCosine feeds it the run's progress (steps or
+    time, see ``progress``), which transformers' own step-indexed schedule cannot follow. Built once per ratio.
+    """
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup  # transformers loads slowly
+
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = get_cosine_with_min_lr_schedule_with_warmup(probe, num_warmup_steps=0, num_training_steps=1, min_lr_rate=min_lr_ratio)
+    return schedule.lr_lambdas[0]
+
+
 class WarmupCosine(LambdaLR, RunLengthSchedule):
-    """Linear warm-up to the optimizer's lr over ``warmup_steps``, then cosine decay to ``min_lr_ratio``·lr.
+    """Linear warm-up to the optimizer's lr over ``warmup_steps``, then cosine decay to ``min_lr_ratio``·lr
+    (transformers' cosine-with-min-lr factor, see ``cosine_decay``; the run's length and the warm-up are ours).
 
     Step it every optimizer step (``scheduler_interval: step``, the default). ``total_steps`` defaults to
     the run's length (Lightning's estimate from max_steps or max_epochs, devices and gradient accumulation),
@@ -125,8 +142,7 @@ class WarmupCosine(LambdaLR, RunLengthSchedule):
         progress = self.progress(step)  # 0 for step 0 before the model set the run's length
         if progress <= 0.0:
             return ramp
-        decay = self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return min(ramp, decay)
+        return min(ramp, cosine_decay(self.min_lr_ratio)(progress))
 
     def _apply_current(self) -> None:
         """Set the optimizer's rates to this step's, as LambdaLR.step would (once constructed)."""

@@ -23,9 +23,10 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lightning_gen.errors import UserError
 from lightning_gen.runs.directory import RunLocation
@@ -38,8 +39,14 @@ Decision = tuple[RunLocation, "str | None"]  # the run location and the resolved
 def to_json(location: RunLocation, ckpt_path: str | None) -> str:
     resume_from = str(location.resume_from) if location.resume_from is not None else None
     return json.dumps(
-        {"root": str(location.root), "experiment": location.experiment, "directory": str(location.directory),
-         "run_id": location.run_id, "resume_from": resume_from, "ckpt_path": ckpt_path}
+        {
+            "root": str(location.root),
+            "experiment": location.experiment,
+            "directory": str(location.directory),
+            "run_id": location.run_id,
+            "resume_from": resume_from,
+            "ckpt_path": ckpt_path,
+        }
     )
 
 
@@ -78,8 +85,7 @@ def is_deciding_rank() -> bool:
 def _through_store(decide: Callable[[], Decision]) -> Decision:
     from torch.distributed import TCPStore
 
-    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                     timeout=timedelta(seconds=WAIT_SECONDS))
+    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timedelta(seconds=WAIT_SECONDS))
     key = f"lightning_gen/run/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
     if _env_int("RANK") == 0:
         decision = decide()

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.checkpoints.loading import load_checkpoint_file
 from lightning_gen.errors import UserError
-from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
-from lightning_gen.runs.processes import pid_alive, process_start as _process_start
-
+from lightning_gen.runs.processes import pid_alive
+from lightning_gen.runs.processes import process_start as _process_start
 
 
 @dataclass
@@ -85,8 +85,7 @@ def checked_experiment_name(name: str, option: str = "--tracking.name") -> str:
         return name
     suggestion = re.sub(r"[/\\:\x00-\x1f]+", "_", name).strip("._- ") or "my_experiment"
     raise UserError(
-        f"{option} '{name}' {problem}; it must be one folder name inside the runs folder (<root>/<name>/version_N), "
-        f"such as '{suggestion}'."
+        f"{option} '{name}' {problem}; it must be one folder name inside the runs folder (<root>/<name>/version_N), such as '{suggestion}'."
     )
 
 
@@ -166,8 +165,12 @@ def latest_checkpoint(root: str | Path, experiment: str) -> Path:
     """For ``--ckpt_path last``: the newest run's ``last.ckpt``, or, when that is unreadable (a session killed
     mid-copy), the run's newest readable periodic or best checkpoint, with one warning naming the bad file."""
     experiment_dir = Path(root) / experiment
-    runs = [(max(files, key=lambda path: path.stat().st_mtime), files)
-            for _, version in _versions(experiment_dir) for files in [sorted((version / "checkpoints").glob("*.ckpt"))] if files]
+    runs = [
+        (max(files, key=lambda path: path.stat().st_mtime), files)
+        for _, version in _versions(experiment_dir)
+        for files in [sorted((version / "checkpoints").glob("*.ckpt"))]
+        if files
+    ]
     if not runs:
         raise UserError(
             f"--ckpt_path last found no checkpoint of experiment '{experiment}' under {experiment_dir}/version_*/checkpoints/last.ckpt; "
@@ -181,13 +184,17 @@ def latest_checkpoint(root: str | Path, experiment: str) -> Path:
         error = _readable(candidate)
         if error is None:
             if unreadable:
-                rank_zero_warn(f"{unreadable[0]} could not be read ({unreadable[1]}); resuming from {candidate}, "
-                               f"the newest readable checkpoint of the run.")
+                rank_zero_warn(
+                    f"{unreadable[0]} could not be read ({unreadable[1]}); resuming from {candidate}, "
+                    f"the newest readable checkpoint of the run."
+                )
             return candidate
         if not unreadable:
             unreadable = [str(candidate), f"{type(error).__name__}: {error}"]
-    raise UserError(f"--ckpt_path last found no readable checkpoint in {files[0].parent} ({unreadable[0]} and "
-                    f"{len(files) - 1} others fail to load: {unreadable[1]}); pass --ckpt_path with a good copy.")
+    raise UserError(
+        f"--ckpt_path last found no readable checkpoint in {files[0].parent} ({unreadable[0]} and "
+        f"{len(files) - 1} others fail to load: {unreadable[1]}); pass --ckpt_path with a good copy."
+    )
 
 
 def read_run_info(checkpoint_path: str | Path) -> dict[str, Any]:
@@ -267,8 +274,10 @@ def _held_error(holder: dict[str, Any], path: Path) -> UserError:
     if host == socket.gethostname():
         how = f"wait for it to end or stop it (kill {pid}), then run the command again; drop --ckpt_path to start a separate run"
     else:
-        how = (f"if that process is gone (a closed Colab runtime, a dead node), the lock is taken over "
-               f"{FOREIGN_STALE_SECONDS:.0f} s after its last heartbeat, or delete {path} now; drop --ckpt_path to start a separate run")
+        how = (
+            f"if that process is gone (a closed Colab runtime, a dead node), the lock is taken over "
+            f"{FOREIGN_STALE_SECONDS:.0f} s after its last heartbeat, or delete {path} now; drop --ckpt_path to start a separate run"
+        )
     return UserError(f"run {path.parent} is in use by pid {pid} on host {host}{since} (its lock {path.name}); {how}.")
 
 
@@ -282,7 +291,7 @@ class RunLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         for _ in range(50):
             try:
                 descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -301,8 +310,12 @@ class RunLock:
 
     def _content(self) -> dict[str, Any]:
         return {
-            "pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now().isoformat(timespec="seconds"),
-            "process_start": _process_start(os.getpid()), "slurm_job": _slurm_job(), "token": self.token,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now().isoformat(timespec="seconds"),
+            "process_start": _process_start(os.getpid()),
+            "slurm_job": _slurm_job(),
+            "token": self.token,
         }
 
     def _handle_existing(self) -> None:
@@ -355,7 +368,7 @@ class RunLock:
             self.path.unlink(missing_ok=True)
         _HELD.discard(self.token)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

@@ -51,7 +51,10 @@ def _facts(path: str, _mtime_ns: int, _size: int) -> CheckpointFacts | None:
     shapes = {key: tuple(value.shape) for key, value in state.items() if isinstance(value, torch.Tensor)}
     section = checkpoint.get("lightning_gen") or {}
     return CheckpointFacts(
-        Path(path), int(checkpoint.get("global_step") or 0), dict(checkpoint.get("hyper_parameters") or {}), shapes,
+        Path(path),
+        int(checkpoint.get("global_step") or 0),
+        dict(checkpoint.get("hyper_parameters") or {}),
+        shapes,
         section.get("run_directory"),
     )
 
@@ -95,8 +98,11 @@ def _flat_hyperparameters(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
 
 def _run_defining_differences(saved: dict[str, Any], configured: dict[str, Any]) -> list[str]:
     saved_facts, configured_facts = saved.get("data_facts") or {}, configured.get("data_facts") or {}
-    return [FACT_LABELS.get(key, key) for key in RUN_DEFINING_FACTS
-            if key in saved_facts and key in configured_facts and _plain(saved_facts[key]) != _plain(configured_facts[key])]
+    return [
+        FACT_LABELS.get(key, key)
+        for key in RUN_DEFINING_FACTS
+        if key in saved_facts and key in configured_facts and _plain(saved_facts[key]) != _plain(configured_facts[key])
+    ]
 
 
 def _and(parts: list[str]) -> str:
@@ -125,10 +131,7 @@ def incompatibility(facts: CheckpointFacts, model: pl.LightningModule, run_hint:
         keys = mismatched[:2] or sorted(set(shapes) ^ set(facts.shapes))[:2]
         was = _and([f"{key} of shape {list(facts.shapes[key]) if key in facts.shapes else 'none'}" for key in keys])
         gives = _and([f"{list(shapes[key]) if key in shapes else 'none'}" for key in keys])
-    return (
-        f"{facts.path} cannot continue with this config: it was trained with {was}, the config gives {gives}; "
-        f"{run_hint}"
-    )
+    return f"{facts.path} cannot continue with this config: it was trained with {was}, the config gives {gives}; {run_hint}"
 
 
 def check_compatible(ckpt_path: str | Path, model: pl.LightningModule, resuming: bool) -> None:

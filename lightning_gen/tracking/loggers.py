@@ -24,6 +24,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
+from lightning_gen.compat import csv_writer, set_csv_writer
 from lightning_gen.config.settings import TrackingSettings
 from lightning_gen.runs.directory import RunLocation
 
@@ -139,9 +140,9 @@ class RunCSVLogger(CSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> AppendingMetricsWriter:  # type: ignore[override]
-        if self._experiment is None:
-            self._experiment = AppendingMetricsWriter(self.log_dir, self._resume_step)
-        return self._experiment
+        if csv_writer(self) is None:
+            set_csv_writer(self, AppendingMetricsWriter(self.log_dir, self._resume_step))
+        return csv_writer(self)
 
 
 def wandb_credentials_present() -> bool:
