@@ -161,7 +161,8 @@ def run_sigma_rels(args: Namespace, device: str) -> None:
     """One row of scores per post-hoc EMA length (``--ema_sigma_rel``), so the best EMA of a run can be picked."""
     from lightning_gen.checkpoints.posthoc_ema import format_sigma_rel_table, parse_sigma_rels, score_sigma_rels
     from lightning_gen.metrics.quality import QualityRequest, evaluate_checkpoint
-    from lightning_gen.metrics.report import run_directory_of, write_json
+    from lightning_gen.metrics.report import write_json
+    from lightning_gen.runs.lookup import trusted_run_directory
     from lightning_gen.protocol import has_latents
 
     if args.ckpt_path is None:
@@ -174,7 +175,7 @@ def run_sigma_rels(args: Namespace, device: str) -> None:
         row = {"judge accuracy": run_judge(args, model, device)["overall"]} if "judge" in metrics else {}
         if set(metrics) - {"judge"}:
             scores, _ = evaluate_checkpoint(
-                model, QualityRequest.from_args(args, metrics, device, None), args, run_directory_of(args.ckpt_path)
+                model, QualityRequest.from_args(args, metrics, device, None), args, trusted_run_directory(args.ckpt_path)
             )
             row.update({s.key: s.value for s in scores})
         return row
