@@ -76,9 +76,7 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
 
     def encode_prompt(self, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 embeddings padded/truncated to max_text_length, zeroed at padding, and their boolean mask."""
-        tokens = self.tokenizer(
-            prompts, padding="max_length", max_length=self.config.max_text_length, truncation=True, return_tensors="pt"
-        )
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.config.max_text_length, truncation=True, return_tensors="pt")
         ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
         embeddings = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         mask = mask.bool()
