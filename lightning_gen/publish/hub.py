@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from lightning_gen.errors import UserError
+
+try:  # huggingface_hub 2 talks HTTP through httpx2, earlier versions through httpx
+    import httpx2 as http_client
+except ImportError:
+    import httpx as http_client
+
+NETWORK_ERRORS = (http_client.HTTPError, HfHubHTTPError, OfflineModeIsEnabled, OSError)
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, commit_message: str = "Publish from lightning_gen") -> str:
@@ -28,7 +34,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, commit_
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), commit_message=commit_message)
-    except (httpx.HTTPError, HfHubHTTPError, OfflineModeIsEnabled, OSError) as error:
+    except NETWORK_ERRORS as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(
             f"{stop} ({reason}); check the network and the token's write access, then run `hf upload {repo_id} {folder}`."
