@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "lightning_gen.commands.sweep",
     "export": "lightning_gen.commands.export",
     "downstream": "lightning_gen.commands.downstream",
+    "publish": "lightning_gen.commands.publish",
 }
 
 

@@ -1,0 +1,123 @@
+"""``publish``: a checkpoint → a folder other libraries load (diffusers pipeline or huggingface_hub mixin) + its model card.
+
+The folder is built beside ``out`` under a temporary name and renamed into place when complete, so an
+interrupted publish never leaves a half-written model where a loader (or ``--push_to_hub``) would take it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import save_image
+
+from lightning_gen.checkpoints.loading import load_checkpoint_file, load_model
+from lightning_gen.errors import UserError
+from lightning_gen.models.ddpm import DDPM
+from lightning_gen.models.vae import VAE
+from lightning_gen.protocol import Generator, has_vocabulary
+from lightning_gen.publish.hub import push_folder
+from lightning_gen.publish.model_card import SAMPLE_GRID, CardFacts, model_card
+from lightning_gen.publish.pipelines import PipelineExport, export_ddpm
+from lightning_gen.publish.run_facts import run_facts
+from lightning_gen.publish.vae_export import export_vae
+
+RAW_WEIGHTS_KEY = "current_model_state"  # where Lightning's WeightAveraging keeps the raw weights beside the EMA ones
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    ckpt_path: str
+    out: str
+    raw_weights: bool = False
+    overwrite: bool = False
+    push_to_hub: str | None = None
+    private: bool = False
+    license: str | None = None
+    datasets: tuple[str, ...] = ()
+    prompt: str | None = None
+    num_images: int = 16
+    seed: int = 0
+    device: str = "cpu"
+
+
+def load_weights(request: PublishRequest) -> tuple[Generator, str]:
+    """The checkpoint's model with the EMA weights (the raw ones with ``raw_weights``), and which ones it holds."""
+    model = load_model(request.ckpt_path, request.device)
+    raw = load_checkpoint_file(request.ckpt_path, mmap=True).get(RAW_WEIGHTS_KEY)
+    if not request.raw_weights:
+        return model, "EMA" if raw is not None else "raw (the run had no EMA)"
+    if raw is None:
+        raise UserError(
+            f"--raw_weights was asked but {request.ckpt_path} holds only one set of weights (the run had no EMA); drop --raw_weights."
+        )
+    model.load_state_dict(raw)
+    return model.eval(), "raw"
+
+
+def grid_condition(model: Generator, n: int, prompt: str | None) -> tuple[Any, str]:
+    if prompt is not None:
+        return model.condition_from_prompt(prompt, n), f'prompt "{prompt}"'
+    if has_vocabulary(model):
+        condition = model.spread_conditions(n)
+        return condition, "conditions " + ", ".join(dict.fromkeys(model.condition_names(condition)))
+    return None, "no condition" if model.conditioning == "none" else "the null condition (pass --prompt for captions)"
+
+
+def write_sample_grid(model: Generator, folder: Path, request: PublishRequest) -> str:
+    condition, what = grid_condition(model, request.num_images, request.prompt)
+    generator = torch.Generator(device=request.device).manual_seed(request.seed)
+    with torch.no_grad():
+        images = model.sample(request.num_images, condition=condition, generator=generator)
+    save_image(images.float().cpu(), folder / SAMPLE_GRID, nrow=math.ceil(math.sqrt(request.num_images)), padding=1)
+    return f"{request.num_images} samples from `lightning_gen sample` defaults, seed {request.seed}, {what}."
+
+
+def publish(request: PublishRequest) -> Path:
+    out = Path(request.out)
+    if out.exists() and any(out.iterdir()) and not request.overwrite:
+        raise UserError(f"--out {out} already holds files; choose an empty or new folder, or pass --overwrite to replace it.")
+    model, weights = load_weights(request)
+    if not isinstance(model, (DDPM, VAE)):
+        raise UserError(f"publish exports DDPM, VAE, BetaVAE and CVAE checkpoints; {request.ckpt_path} holds a {type(model).__name__}.")
+    staging = out.parent / f".{out.name}.publishing-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        pipeline: PipelineExport | None = None
+        if isinstance(model, DDPM):
+            pipeline = export_ddpm(model, staging)
+        else:
+            export_vae(model, staging)
+        run = run_facts(request.ckpt_path)
+        facts = CardFacts(
+            model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+            conditioning=model.conditioning,
+            data_facts=model.data_facts,
+            parameters=sum(parameter.numel() for parameter in model.parameters()),
+            location=request.push_to_hub or str(out.resolve()),
+            weights=weights,
+            license=request.license,
+            datasets=request.datasets,
+            base_model=model.hparams.get("pretrained"),
+            grid_caption=write_sample_grid(model, staging, request),
+        )
+        model_card(facts, run, pipeline).save(staging / "README.md")
+        if run.config_text:
+            (staging / "training_config.yaml").write_text(run.config_text)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def publish_and_push(request: PublishRequest) -> tuple[Path, str | None]:
+    out = publish(request)
+    url = push_folder(out, request.push_to_hub, request.private) if request.push_to_hub else None
+    return out, url

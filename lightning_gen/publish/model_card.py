@@ -1,0 +1,152 @@
+"""The Hub model card (README.md) of a published model: YAML metadata, what it is, how to load it, what the run recorded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from lightning_gen.facts import DataFacts
+from lightning_gen.publish.pipelines import CONDITIONAL_PIPELINE, PipelineExport
+from lightning_gen.publish.run_facts import RunFacts
+
+SAMPLE_GRID = "samples.png"
+SNIPPET_FENCE = "```python"
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card says about the model itself (the command fills it from the loaded model)."""
+
+    model_class: str
+    conditioning: str
+    data_facts: DataFacts
+    parameters: int
+    location: str  # the repo id it is pushed to, or the folder
+    weights: str  # "EMA" or "raw"
+    license: str | None = None
+    datasets: tuple[str, ...] = ()
+    base_model: str | None = None
+    grid_caption: str = ""
+
+
+def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
+    """Python that loads the published model and writes sample.png (the test runs it as it stands)."""
+    where = json.dumps(facts.location)
+    seed = "generator=torch.Generator().manual_seed(0)"
+    if pipeline is None:
+        names = facts.data_facts.class_names or facts.data_facts.attribute_names
+        condition = f"model.model.condition_from_names([{json.dumps(names[0])}], 4)" if facts.conditioning != "none" else "None"
+        return "\n".join([
+            "import torch",
+            "from torchvision.utils import save_image",
+            "from lightning_gen.publish import PublishedModel  # pip install lightning_gen",
+            "",
+            f"model = PublishedModel.from_pretrained({where})",
+            f"condition = {condition}",
+            f"images = model.sample(4, condition, {seed})  # N×C×H×W in [0, 1]",
+            "reconstructions = model.reconstruct(images, condition)",
+            'save_image(images, "sample.png")',
+        ])  # fmt: skip
+    steps = f"num_inference_steps={pipeline.steps}"
+    if pipeline.pipeline_class == CONDITIONAL_PIPELINE:
+        if pipeline.conditioning == "class":
+            condition = f"class_labels={json.dumps(list(pipeline.class_names[:2]))}"
+        else:
+            condition = 'prompt=["a photo"]'
+        call = f"pipe({condition}, guidance_scale={pipeline.guidance_scale}, {steps}, {seed})"
+        load = f"pipe = DiffusionPipeline.from_pretrained({where}, trust_remote_code=True)  # runs the pipeline.py shipped with it"
+        imports = "from diffusers import DiffusionPipeline"
+    elif pipeline.pipeline_class == "DDIMPipeline":
+        call = f"pipe(batch_size=4, {steps}, eta=0.0, use_clipped_model_output=True, {seed})"
+        load, imports = f"pipe = DDIMPipeline.from_pretrained({where})", "from diffusers import DDIMPipeline"
+    else:
+        call = f"pipe(batch_size=4, {steps}, {seed})"
+        load, imports = f"pipe = DDPMPipeline.from_pretrained({where})", "from diffusers import DDPMPipeline"
+    return "\n".join(["import torch", imports, "", load, f"images = {call}.images", 'images[0].save("sample.png")'])
+
+
+def card_metadata(facts: CardFacts, pipeline: PipelineExport | None) -> ModelCardData:
+    tags = ["lightning_gen", "pytorch", facts.model_class.rpartition(".")[2].lower()]
+    if pipeline is not None:
+        tags += ["diffusers", "ddpm", "diffusers:" + pipeline.pipeline_class]
+        if facts.conditioning == "class":
+            tags.append("class-conditional-image-generation")
+    pipeline_tag = "text-to-image" if facts.conditioning == "text" else "unconditional-image-generation"
+    return ModelCardData(
+        library_name="diffusers" if pipeline is not None else "lightning_gen",
+        license=facts.license,
+        tags=tags,
+        pipeline_tag=pipeline_tag,
+        datasets=list(facts.datasets) or None,
+        base_model=facts.base_model,
+    )
+
+
+def _scores_table(run: RunFacts) -> list[str]:
+    if not run.scores:
+        return ["No `evaluate` scores were recorded in the run (`python -m lightning_gen evaluate --ckpt_path ...` adds them)."]
+    lines = ["| metric | subject | value | generated | real | seed | data | extractor | note |", "|---|---|---|---|---|---|---|---|---|"]
+    for score in run.scores:
+        cells = [score.get(key) for key in ("metric", "subject", "value", "generated", "real", "seed", "data", "extractor", "note")]
+        cells[2] = f"{cells[2]:.4g}" if isinstance(cells[2], float) else cells[2]
+        lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
+    return lines
+
+
+def _training_lines(run: RunFacts) -> list[str]:
+    recorded = {
+        "optimizer steps": run.global_step,
+        "epochs": None if run.epoch is None else run.epoch + 1,
+        "wall time": None if run.wall_time_s is None else f"{run.wall_time_s / 3600:.2f} h",
+        "hardware": run.hardware,
+    }
+    return [f"- {name}: {value if value is not None else 'not recorded'}" for name, value in recorded.items()]
+
+
+def model_card(facts: CardFacts, run: RunFacts, pipeline: PipelineExport | None) -> ModelCard:
+    data = facts.data_facts
+    kind = {"none": "unconditional", "class": "class-conditional", "attributes": "attribute-conditional", "text": "text-conditional"}
+    name = facts.model_class.rpartition(".")[2]
+    lines = [
+        f"# {name} ({kind.get(facts.conditioning, facts.conditioning)}, {data.image_size}×{data.image_size})",
+        "",
+        f"A {kind.get(facts.conditioning, facts.conditioning)} `{name}` trained with lightning_gen "
+        f"({facts.parameters:,} parameters, {facts.weights} weights), generating {data.channels}-channel "
+        f"{data.image_size}×{data.image_size} images in [0, 1].",
+    ]
+    if pipeline is not None:
+        lines.append(
+            f"Exported as a diffusers pipeline (`{pipeline.pipeline_class}`); the default sampler is {pipeline.sampler} with "
+            f"{pipeline.steps} steps" + (f" and guidance scale {pipeline.guidance_scale}" if facts.conditioning != "none" else "") + ". "
+            "Its images equal `python -m lightning_gen sample` with the same seed, steps and guidance."
+        )
+    lines += ["", "## Use it", "", SNIPPET_FENCE, loading_snippet(facts, pipeline), "```", ""]
+    lines += ["## Samples", "", f"![samples]({SAMPLE_GRID})", "", facts.grid_caption, ""]
+    lines += ["## Data", ""]
+    lines += [f"- image size: {data.image_size}, channels: {data.channels}"]
+    if data.class_names:
+        lines.append(f"- classes ({data.num_classes}): {', '.join(data.class_names)}")
+    if data.attribute_names:
+        lines.append(f"- attributes ({data.num_attributes}): {', '.join(data.attribute_names)}")
+    lines.append(f"- captions: {'yes' if data.has_captions else 'no'}")
+    lines.append(f"- preprocessing: centre crop {data.crop_size or 'largest square'}, {data.resize_filter} resize")
+    if facts.datasets:
+        lines.append(f"- datasets: {', '.join(facts.datasets)}")
+    lines += ["", "## Evaluation", "", *_scores_table(run), "", "## Training", "", *_training_lines(run), ""]
+    if run.config_text:
+        lines += ["The run's resolved `config.yaml`:", "", "```yaml", run.config_text.rstrip(), "```", ""]
+    else:
+        lines += ["The checkpoint was published outside its run directory, so its training config is not known.", ""]
+    lines += ["## License", "", f"{facts.license}." if facts.license else "Not stated by the publisher.", ""]
+    content = f"---\n{card_metadata(facts, pipeline).to_yaml()}\n---\n\n" + "\n".join(lines)
+    return ModelCard(content)
+
+
+def snippet_of(readme: str | Path) -> str:
+    """The first Python block of a card (what a reader copies)."""
+    text = Path(readme).read_text()
+    start = text.index(SNIPPET_FENCE) + len(SNIPPET_FENCE)
+    return text[start : text.index("```", start)].strip() + "\n"
