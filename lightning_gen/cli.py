@@ -35,7 +35,7 @@ from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.checkpoints.run_end import Stop, run_end_callbacks, stop_of
 from lightning_gen.checkpoints.snapshot_callback import WeightSnapshots
-from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.commands import COMMANDS, DESCRIPTIONS, run_command
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.config.trust import check_config_arguments
 from lightning_gen.console.option_errors import ExplainingParser, ParseFailure, explain, explained_resource_errors, one_sentence
@@ -301,12 +301,7 @@ TRAINER_COMMANDS = {
 
 def command_descriptions() -> dict[str, str]:
     """Every command with its one-line description, as ``--help`` lists them."""
-    descriptions = dict(TRAINER_COMMANDS)
-    for name in COMMANDS:
-        module = command_module(name)
-        lines = (getattr(module, "DESCRIPTION", None) or module.__doc__ or "").strip().splitlines()
-        descriptions[name] = lines[0] if lines else ""
-    return descriptions
+    return {**TRAINER_COMMANDS, **DESCRIPTIONS}  # from the registry: listing the commands imports none of them
 
 
 def print_help(program: str, file: Any = None) -> None:
