@@ -27,6 +27,7 @@ from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.performance import apply_matmul_precision, performance_callbacks
 from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.checkpoints.callbacks import checkpoint_callbacks
@@ -222,6 +223,8 @@ class GenerativeCLI(LightningCLI):
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
         if self.subcommand == "fit":
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
+        callbacks += performance_callbacks(config.performance)  # after EMA: the average copies the eager networks
+        apply_matmul_precision(config.performance)  # once, before the Trainer starts
         configured = config.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [
