@@ -14,6 +14,8 @@ tree; ``fit`` is ``--config configs/quickstart.yaml --trainer.fast_dev_run 1`` i
 from __future__ import annotations
 
 import argparse
+import builtins
+import functools
 import os
 import statistics
 import subprocess
@@ -99,13 +101,19 @@ def main() -> None:
                 case_args = [str(tree / QUICKSTART) if arg == QUICKSTART else arg for arg in case_args]
                 times.setdefault((str(tree), name), []).append(timed(case_args, tree, args.threads, folder))
         print(f"round {round_index + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+        if round_index + 1 < args.repeats:
+            print_table(times, trees, args, file=sys.stderr)  # the figures so far, should a loaded machine cut the run short
     print_table(times, trees, args)
 
 
-def print_table(times: dict[tuple[str, str], list[tuple[float, float]]], trees: list[Path], args: argparse.Namespace) -> None:
+def print_table(times: dict[tuple[str, str], list[tuple[float, float]]], trees: list[Path], args: argparse.Namespace, file=None) -> None:
     floor = times[("", FLOOR[0])]
     floor_stats = {kind: (min(t[kind] for t in floor), statistics.median(t[kind] for t in floor)) for kind in (0, 1)}
-    print(f"\nWhole processes, {args.repeats} interleaved rounds, {args.threads} thread(s) each; x = case / floor (min/min, median/median)")
+    print = functools.partial(builtins.print, file=file or sys.stdout)
+    print(
+        f"\nWhole processes, {len(times[('', FLOOR[0])])} of {args.repeats} interleaved rounds, {args.threads} thread(s) each; "
+        "x = case / floor (min/min, median/median)"
+    )
     header = f"{'tree':<22} {'case':<30} {'wall min':>8} {'x':>5} {'wall med':>8} {'x':>5} {'cpu min':>8} {'x':>5} {'cpu med':>8} {'x':>5}"
     print(header)
     print("-" * len(header))
