@@ -27,6 +27,7 @@ from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
+from lightning_gen.callbacks.performance import apply_matmul_precision, performance_callbacks
 from lightning_gen.callbacks.posthoc_ema import PostHocEMA
 from lightning_gen.callbacks.progress import progress_callbacks
 from lightning_gen.callbacks.run_state import RunState
@@ -36,7 +37,7 @@ from lightning_gen.checkpoints.files import AtomicStreamingCheckpointIO
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.checkpoints.run_end import Stop, run_end_callbacks, stop_of
 from lightning_gen.checkpoints.snapshot_callback import WeightSnapshots
-from lightning_gen.commands import COMMANDS, command_module, run_command
+from lightning_gen.commands import COMMANDS, DESCRIPTIONS, run_command
 from lightning_gen.compat import LightningCLIWithoutCheckpointHparams
 from lightning_gen.config.settings import SETTINGS
 from lightning_gen.config.trust import check_config_arguments
@@ -219,6 +220,8 @@ class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
             callbacks.append(PostHocEMA(run.directory, ema.sigma_rels, ema.snapshot_every_n_steps, ema.snapshot_dtype))
         if self.subcommand == "fit":
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
+        callbacks += performance_callbacks(config.performance)  # after EMA: the average copies the eager networks
+        apply_matmul_precision(config.performance)  # once, before the Trainer starts
         configured = config.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [
@@ -300,12 +303,7 @@ TRAINER_COMMANDS = {
 
 def command_descriptions() -> dict[str, str]:
     """Every command with its one-line description, as ``--help`` lists them."""
-    descriptions = dict(TRAINER_COMMANDS)
-    for name in COMMANDS:
-        module = command_module(name)
-        lines = (getattr(module, "DESCRIPTION", None) or module.__doc__ or "").strip().splitlines()
-        descriptions[name] = lines[0] if lines else ""
-    return descriptions
+    return {**TRAINER_COMMANDS, **DESCRIPTIONS}  # from the registry: listing the commands imports none of them
 
 
 def print_help(program: str, file: Any = None) -> None:

@@ -162,8 +162,8 @@ def run_sigma_rels(args: Namespace, device: str) -> None:
     from lightning_gen.checkpoints.posthoc_ema import format_sigma_rel_table, parse_sigma_rels, score_sigma_rels
     from lightning_gen.metrics.quality import QualityRequest, evaluate_checkpoint
     from lightning_gen.metrics.report import write_json
-    from lightning_gen.runs.lookup import trusted_run_directory
     from lightning_gen.protocol import has_latents
+    from lightning_gen.runs.lookup import trusted_run_directory
 
     if args.ckpt_path is None:
         raise UserError(

@@ -1,4 +1,5 @@
-"""Config groups the CLI adds beside trainer/model/data: ``tracking``, ``checkpointing``, ``snapshots``, ``guard``, ``ema``, ``images``.
+"""Config groups the CLI adds beside trainer/model/data: ``tracking``, ``checkpointing``, ``snapshots``, ``guard``, ``ema``,
+``images``, ``performance``.
 
 Each reads like a short list of hyperparameters in a YAML config, e.g.
 ``ema: {decay: 0.9995}`` or ``--checkpointing.every_n_steps 500`` on the command line.
@@ -148,6 +149,26 @@ class ImageSettings:
     edit_neighbours: int = 16
 
 
+@dataclass
+class PerformanceSettings:
+    """Speed options for a GPU, each off by default (cuDNN's algorithm search is ``--trainer.benchmark true``).
+
+    Args:
+        compile: torch.compile the model's trainable networks (its child modules with trainable parameters: the
+            UNet, the encoder and decoder), not the LightningModule; compiled in place, so checkpoints keep their
+            keys and load without compile.
+        channels_last: the networks' weights and the batches' images in channels_last memory format (faster
+            convolutions on tensor cores, with bf16-mixed / 16-mixed above all).
+        matmul_precision: float32 matrix products, set once with torch.set_float32_matmul_precision before the
+            Trainer starts: ``highest`` (exact fp32, torch's default), ``high`` (TF32 on Ampere and newer GPUs) or
+            ``medium`` (bf16 passes).
+    """
+
+    compile: bool = False
+    channels_last: bool = False
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+
+
 # The groups the CLI adds beside trainer/model/data, for fit and every command alike.
 SETTINGS = {
     "tracking": TrackingSettings,
@@ -156,4 +177,5 @@ SETTINGS = {
     "guard": GuardSettings,
     "ema": EMASettings,
     "images": ImageSettings,
+    "performance": PerformanceSettings,
 }

@@ -27,6 +27,7 @@ SHARED_LABELS = {
     "guard": "skipping steps with non-finite losses",
     "ema": "exponential moving average of the weights",
     "images": "image grids logged at validation",
+    "performance": "GPU speed: compile, channels_last, matmul precision",
 }
 
 

@@ -79,6 +79,7 @@ class GenerativeDataModule(pl.LightningDataModule):
             "collate_fn": keep_batch,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
+            "pin_memory": torch.cuda.is_available(),  # page-locked batches: the non_blocking copies below overlap compute
             # Worker seeds from a private generator: creating an iterator never touches the global RNG.
             "generator": torch.Generator().manual_seed(self.seed),
         }
