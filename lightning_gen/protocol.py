@@ -30,7 +30,10 @@ Capabilities some models add
   feature extractor).
 
 A new model family plugs in by subclassing ``models.GenerativeModel`` and implementing this protocol;
-every command, grid and metric then serves it (``tests/test_toy_generator.py`` shows one).
+every command, grid and metric then serves it (``tests/test_toy_generator.py`` shows one). Its conditions
+can reuse ``models.conditioning`` (one conditioner object per kind, as VAE/CVAE/DDPM do). A model trained
+through the same CLI that generates nothing (the Judge) is a ``models.ModelBase``, not a ``Generator``:
+``require_generator`` refuses it, ``HasFeatures`` lets metrics use it.
 """
 
 from __future__ import annotations

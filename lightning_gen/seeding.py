@@ -8,6 +8,7 @@ sampling, augmentation) is drawn from a generator derived from these keys instea
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,3 +32,29 @@ def derived_generator(device: torch.device | str, *keys: int) -> torch.Generator
     words = [part for key in keys for part in (int(key) & 0xFFFFFFFF, (int(key) >> 32) & 0xFFFFFFFF)]
     seed = int(np.random.SeedSequence(words).generate_state(2, np.uint32).view(np.uint64)[0])
     return torch.Generator(device=device).manual_seed(seed % 2**63)
+
+
+# Draws from ``generator`` on its own device (so a CPU generator gives the same numbers whatever the model's
+# device), or from the global RNG when it is None, then moved to ``device``: the noise of seeded sampling.
+def randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """Standard normal noise of ``shape`` drawn from ``generator`` (see above), on ``device``."""
+    return torch.randn(tuple(shape), generator=generator, device=_draw_device(generator, device)).to(device)
+
+
+def rand(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """Uniform [0, 1) numbers of ``shape`` drawn from ``generator``, on ``device``."""
+    return torch.rand(tuple(shape), generator=generator, device=_draw_device(generator, device)).to(device)
+
+
+def randint(high: int, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """Integers in [0, high) of ``shape`` drawn from ``generator``, on ``device``."""
+    return torch.randint(high, tuple(shape), generator=generator, device=_draw_device(generator, device)).to(device)
+
+
+def randperm(n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """A random permutation of range(n) drawn from ``generator``, on ``device``."""
+    return torch.randperm(n, generator=generator, device=_draw_device(generator, device)).to(device)
+
+
+def _draw_device(generator: torch.Generator | None, device: torch.device | str) -> torch.device | str:
+    return device if generator is None else generator.device

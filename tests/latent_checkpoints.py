@@ -30,7 +30,7 @@ def train_tiny(root: Path, name: str, model: dict[str, Any] | None = None, data:
 
 
 def cvae(condition: str = "class") -> dict[str, Any]:
-    return {"class_path": "lightning_gen.models.CVAE", "init_args": {"channels": [8, 16], "latent_dim": 8, "condition": condition}}
+    return {"class_path": "lightning_gen.models.CVAE", "init_args": {"channels": [8, 16], "latent_dim": 8, "conditioning": condition}}
 
 
 def ddpm() -> dict[str, Any]:

@@ -32,7 +32,7 @@ def tiny(**kwargs) -> CVAE:
 @pytest.mark.parametrize("injection", ["concat", "add"])
 @pytest.mark.parametrize("condition, size", [("class", 24), ("attributes", 12)])
 def test_condition_widens_the_right_layers(variant, injection, condition, size):
-    model = tiny(variant=variant, injection=injection, condition=condition)
+    model = tiny(variant=variant, injection=injection, conditioning=condition)
     assert model.encoder_head.in_features == FEATURES + (size if variant == "v2" else 0)
     assert model.decoder.dense[0].in_features == 4 + (size if injection == "concat" else 0)
     assert (model.condition_projection is not None) == (injection == "add")
@@ -48,15 +48,15 @@ def test_the_condition_changes_the_decoded_image():
 
 
 def test_a_dataset_without_the_vocabulary_names_the_condition():
-    with pytest.raises(UserError, match="model.condition is 'attributes'.*0 attributes"):
-        CVAE(DataFacts(image_size=16, class_names=("a", "b")), condition="attributes", channels=(8, 16))
+    with pytest.raises(UserError, match="model.conditioning is 'attributes'.*0 attributes"):
+        CVAE(DataFacts(image_size=16, class_names=("a", "b")), conditioning="attributes", channels=(8, 16))
 
 
 def test_condition_from_names():
-    model = tiny(condition="attributes")
+    model = tiny(conditioning="attributes")
     vector = model.condition_from_names(["red", "cross"], 2)
     assert vector.shape == (2, 12) and vector[0].nonzero().view(-1).tolist() == [0, 9]
-    classes = tiny(condition="class")
+    classes = tiny(conditioning="class")
     assert classes.condition_from_names(["blue square"], 3).tolist() == [9, 9, 9]
     with pytest.raises(UserError, match="purple.*red, green"):
         model.condition_from_names(["purple"], 1)
@@ -70,16 +70,16 @@ def test_prompt_maps_words_plurals_and_plus_names(capsys):
     assert attributes_in_prompt("a killer whale with blond hair", vocabulary) == ["killer+whale", "Blond_Hair"]
     with pytest.raises(UserError, match="none of.*black, white"):
         attributes_in_prompt("a purple dragon", vocabulary)
-    model = tiny(condition="attributes")
+    model = tiny(conditioning="attributes")
     assert model.condition_from_prompt("large red circles", 1)[0].nonzero().view(-1).tolist() == [0, 6, 11]
 
 
 def test_condition_grid_has_a_row_per_condition():
-    model = tiny(condition="attributes")
+    model = tiny(conditioning="attributes")
     batch = {"image": torch.rand(4, 3, 16, 16), "attributes": torch.eye(12)[[0, 1, 1, 2]]}
     grid = model.validation_grids(batch, torch.Generator().manual_seed(0))["conditions"]
     assert grid.shape == (3, 1 + 12 * 17, 1 + 8 * 17)  # every one of the 12 attributes alone × 8 fixed z
-    classes = tiny(condition="class")
+    classes = tiny(conditioning="class")
     grid = classes.validation_grids(batch, torch.Generator().manual_seed(0))["conditions"]
     assert grid.shape == (3, 1 + 24 * 17, 1 + 4 * 17)  # all 24 classes; 4 columns beyond 12 rows
     # Row r, column c decodes the c-th fixed z with class r: row 5 equals a decode of class 5 alone.
@@ -102,7 +102,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     config = copy.deepcopy(TINY_CONFIG)
     config["model"] = {
         "class_path": "lightning_gen.models.CVAE",
-        "init_args": {"variant": "v2", "injection": "add", "condition": "attributes", "channels": [8, 16], "latent_dim": 4},
+        "init_args": {"variant": "v2", "injection": "add", "conditioning": "attributes", "channels": [8, 16], "latent_dim": 4},
     }
     config["trainer"]["max_epochs"] = 1
     (root / "tiny_cvae.yaml").write_text(yaml.safe_dump(config))
@@ -115,7 +115,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
 def test_checkpoint_round_trips_the_vocabulary(trained_checkpoint):
     model = load_model(trained_checkpoint)
     assert isinstance(model, CVAE) and model.data_facts.attribute_names == FACTS.attribute_names
-    assert (model.variant, model.injection, model.condition_kind) == ("v2", "add", "attributes")
+    assert (model.variant, model.injection, model.conditioning) == ("v2", "add", "attributes")
     assert model.condition_from_names(["cyan"], 1)[0, 5] == 1
 
 

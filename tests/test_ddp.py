@@ -147,7 +147,7 @@ def judge_ckpt(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind", ["cvae", "ddpm_class", "ddpm_text"])
 def test_two_process_fit_of_each_model(kind, tmp_path, request):
     if kind == "cvae":
-        model = {"class_path": "lightning_gen.models.CVAE", "init_args": {"condition": "class", "channels": [8, 16], "latent_dim": 4}}
+        model = {"class_path": "lightning_gen.models.CVAE", "init_args": {"conditioning": "class", "channels": [8, 16], "latent_dim": 4}}
     elif kind == "ddpm_class":
         model = ddpm_model("class")
     else:

@@ -296,7 +296,7 @@ def test_a_class_model_on_a_one_class_folder_is_refused(tmp_path):
     facts = make(tmp_path / "images", tmp_path).facts
     assert facts.class_names == ("cats",)
     with pytest.raises(
-        UserError, match=r"^model.condition is 'class' but the dataset has one class \('cats'\), so the condition tells the model nothing; "
+        UserError, match=r"^model.conditioning is 'class' but the data has one class \('cats'\), so the condition tells the model nothing; "
     ):
         CVAE(facts, channels=(8, 16))
     with pytest.raises(

@@ -16,7 +16,6 @@ every grid is tiny (SMOKE_IMAGES images, SMOKE_STEPS denoising steps): a smoke r
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from lightning_gen.errors import UserError
 from lightning_gen.latent.codec import Codec
 from lightning_gen.latent.directions import compute_directions
 from lightning_gen.latent.editing import edit_images, edit_offset
-from lightning_gen.protocol import Samples, batch_condition, has_latents
+from lightning_gen.latent.interpolate import interpolate
+from lightning_gen.protocol import batch_condition, has_latents, is_generator
 from lightning_gen.tracking.images import log_grid
 
 SMOKE_IMAGES, SMOKE_STEPS, SMOKE_REFERENCES = 2, 2, 16  # the grids of a fast_dev_run
@@ -59,8 +59,9 @@ def interpolation_grid(model: Any, images: torch.Tensor, condition: Any, pairs: 
     starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
     start_condition = _take(condition, slice(0, 2 * pairs, 2))
     z_start, z_end = model.encode(starts, start_condition), model.encode(ends, _take(condition, slice(1, 2 * pairs, 2)))
-    weights = torch.linspace(0, 1, steps, device=images.device).view(1, steps, 1)
-    z = (z_start[:, None] * (1 - weights) + z_end[:, None] * weights).flatten(0, 1)
+    # The same path as ``mix`` and compare's figures (latent.interpolate: slerp for Gaussian latents).
+    weights = torch.linspace(0, 1, steps, device=images.device)
+    z = torch.cat([interpolate(z_start[pair : pair + 1], z_end[pair : pair + 1], weights) for pair in range(len(starts))])
     row_condition = None
     if start_condition is not None:
         repeat = torch.arange(len(starts)).repeat_interleave(steps)
@@ -111,7 +112,7 @@ class ImageGrids(pl.Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(pl_module, Samples):
+        if trainer.sanity_checking or not trainer.is_global_zero or not is_generator(pl_module):
             return  # e.g. the Judge: a classifier trained through the same CLI has nothing to draw
         scheduled = (trainer.current_epoch + 1) % self.settings.every_n_epochs == 0
         if not scheduled and not is_final_validation(trainer) and requested_validation(trainer) is None:
@@ -127,7 +128,7 @@ class ImageGrids(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.fast_dev_run:
             self.settings, self.sampling_steps = smoke_settings(self.settings), SMOKE_STEPS
-        names = getattr(getattr(pl_module, "data_facts", None), "attribute_names", ())
+        names = tuple(pl_module.data_facts.attribute_names) if is_generator(pl_module) else ()
         for attribute in self.settings.edit_attributes:
             if attribute not in names:
                 raise UserError(
@@ -168,10 +169,8 @@ class ImageGrids(pl.Callback):
             pairs = min(settings.interpolation_pairs, len(images) // 2)
             if pairs > 0:
                 grids["interpolations"] = interpolation_grid(model, images, condition, pairs, settings.interpolation_steps)
-        steps = {"steps": self.sampling_steps} if self.sampling_steps and "steps" in inspect.signature(model.sample).parameters else {}
+        steps = {"steps": self.sampling_steps} if self.sampling_steps and model.sampling_options().accepts("steps") else {}
         samples = model.sample(n, condition=_take(condition, slice(0, n)), generator=generator, **steps)
         grids["samples"] = make_grid(samples.float(), nrow=n, padding=1)
-        extra = getattr(model, "validation_grids", None)
-        if extra is not None:
-            grids.update(extra(batch, torch.Generator(device=model.device).manual_seed(settings.seed)))
+        grids.update(model.validation_grids(batch, torch.Generator(device=model.device).manual_seed(settings.seed)))
         return grids

@@ -30,6 +30,7 @@ from lightning_gen.metrics.evaluation import real_features, sample_batched
 from lightning_gen.metrics.extractors import FeatureExtractor, build_extractor
 from lightning_gen.metrics.feature_cache import FeatureCache
 from lightning_gen.metrics.quality import condition_source
+from lightning_gen.protocol import is_generator
 
 RANK_SEED_STRIDE = 1_000_003  # distinct noise per rank
 SMOKE_SAMPLES = 4  # per scoring under fast_dev_run
@@ -64,7 +65,7 @@ class SampleQuality(pl.Callback):
         self.real: torch.Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if getattr(pl_module, "condition_kind", "none") == "text":
+        if is_generator(pl_module) and pl_module.conditioning == "text":
             raise UserError(
                 "SampleQuality in trainer.callbacks scores unconditional or class/attribute samples; a text "
                 "model needs prompts, so score it with evaluate --prompt_template."

@@ -8,12 +8,12 @@ from typing import Any
 
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.errors import UserError
-from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.base import ModelBase
 
 
-def _model_classes() -> dict[str, type[GenerativeModel]]:
-    found: dict[str, type[GenerativeModel]] = {}
-    pending = list(GenerativeModel.__subclasses__())
+def _model_classes() -> dict[str, type[ModelBase]]:
+    found: dict[str, type[ModelBase]] = {}
+    pending = list(ModelBase.__subclasses__())
     while pending:
         cls = pending.pop()
         found[f"{cls.__module__}.{cls.__qualname__}"] = cls
@@ -21,10 +21,10 @@ def _model_classes() -> dict[str, type[GenerativeModel]]:
     return found
 
 
-def model_class_from_checkpoint(checkpoint: dict[str, Any], path: Any = "the checkpoint") -> type[GenerativeModel]:
-    """The GenerativeModel subclass a checkpoint names; never imports a module outside lightning_gen.
+def model_class_from_checkpoint(checkpoint: dict[str, Any], path: Any = "the checkpoint") -> type[ModelBase]:
+    """The ModelBase subclass (a generator or the Judge) a checkpoint names; never imports a module outside lightning_gen.
 
-    The name is looked up among the GenerativeModel subclasses already defined (lightning_gen's models and
+    The name is looked up among the ModelBase subclasses already defined (lightning_gen's models and
     any the user imported); only a lightning_gen module is imported to find one, so a shared checkpoint
     naming e.g. ``os.system`` cannot make loading run anything.
     """

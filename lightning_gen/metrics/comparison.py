@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid
 
-from lightning_gen.protocol import batch_condition, has_latents
+from lightning_gen.latent.interpolate import interpolate
+from lightning_gen.protocol import batch_condition, has_latents, has_vocabulary
 
 PADDING = 1
 
@@ -53,8 +54,9 @@ def interpolation_grid(models: Sequence[Any], start: dict[str, Any], end: dict[s
             condition = batch_condition(model, moved[0])
             z_start = model.encode(moved[0]["image"].float(), condition)
             z_end = model.encode(moved[1]["image"].float(), batch_condition(model, moved[1]))
-            for weight in weights.tolist():
-                row.append(model.decode(z_start * (1 - weight) + z_end * weight, condition).float().cpu().clamp(0, 1))
+            # The same path as ``mix`` and the W&B grids (latent.interpolate: slerp for Gaussian latents).
+            path = interpolate(z_start, z_end, weights.to(z_start.device))
+            row += list(model.decode(path, condition).float().cpu().clamp(0, 1).split(1))
         else:
             row += [torch.ones_like(a)] * steps
         rows.append(torch.cat([*row, b]))
@@ -67,7 +69,7 @@ def sample_grid(models: Sequence[Any], num: int, seed: int) -> torch.Tensor:
     rows = []
     for model in models:
         generator = torch.Generator(device=model.device).manual_seed(seed)
-        condition = model.spread_conditions(num) if getattr(model, "condition_kind", "none") in ("class", "attributes") else None
+        condition = model.spread_conditions(num) if has_vocabulary(model) else None
         rows.append(model.sample(num, condition=condition, generator=generator).float().cpu().clamp(0, 1))
     return make_grid(torch.cat(rows), nrow=num, padding=PADDING)
 

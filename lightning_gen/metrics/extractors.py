@@ -27,6 +27,7 @@ from torch import nn
 from lightning_gen.compat import fid_inception_class
 from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
+from lightning_gen.protocol import has_features
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -64,6 +65,17 @@ class FeatureExtractor:
     def to(self, device: str | torch.device) -> FeatureExtractor:
         self.module.to(device)
         return self
+
+
+class ModelFeatures(nn.Module):
+    """A checkpoint's model (``protocol.HasFeatures``, e.g. the Judge's trunk) as a feature-extractor module."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.features(images)
 
 
 def file_digest(path: Path) -> str:
@@ -167,13 +179,12 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
         from lightning_gen.checkpoints.loading import load_model
 
         model = load_model(path)
-        trunk = getattr(model, "body", None)
-        if trunk is None:
+        if not has_features(model):
             raise UserError(
                 f"--feature_extractor {path} is a {type(model).__name__} checkpoint; pass a Judge checkpoint, "
                 f"a TorchScript file or 'inception'."
             )
-        return trunk, f"judge-trunk:{path.name}"
+        return ModelFeatures(model), f"judge-trunk:{path.name}"
     if path.suffix == ".pt2":
         return torch.export.load(str(path)).module(), f"export:{path.name}"
     try:

@@ -9,16 +9,17 @@ import torch
 from lightning_gen.console.progress import track
 from lightning_gen.errors import UserError
 from lightning_gen.models.judge import judge_accuracy
+from lightning_gen.protocol import is_conditional, is_generator
 
 
 def judged_kind(model: Any) -> str:
     """What the judge checks: a text model asked for a class's prompt is judged on that class."""
-    return "attributes" if model.condition_kind == "attributes" else "class"
+    return "attributes" if model.conditioning == "attributes" else "class"
 
 
 def requested_conditions(model: Any, num: int, prompt_template: str | None) -> tuple[Any, Any]:
     """(what the judge expects, what the model is given), spread evenly over the vocabulary."""
-    if model.condition_kind != "text":
+    if model.conditioning != "text":
         conditions = model.spread_conditions(num)
         return conditions, conditions
     if not prompt_template or "{name}" not in prompt_template:
@@ -49,7 +50,7 @@ def sample_spread(
 
 
 def check_conditional(model: Any) -> None:
-    if getattr(model, "spread_conditions", None) is None or getattr(model, "condition_kind", "none") == "none":
+    if not is_generator(model) or not is_conditional(model):
         raise UserError(
             f"{type(model).__name__} in --ckpt_path is not conditional; evaluate a CVAE or a class- or text-conditioned DDPM checkpoint."
         )

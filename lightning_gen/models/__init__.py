@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_gen.models.base import GenerativeModel
+    from lightning_gen.models.base import GenerativeModel, ModelBase
     from lightning_gen.models.cvae import CVAE
     from lightning_gen.models.ddpm import DDPM
     from lightning_gen.models.judge import Judge
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # Exported name -> the module that defines it.
 _MODULES = {
+    "ModelBase": "lightning_gen.models.base",
     "GenerativeModel": "lightning_gen.models.base",
     "VAE": "lightning_gen.models.vae",
     "BetaVAE": "lightning_gen.models.vae",
@@ -26,7 +27,7 @@ _MODULES = {
     "Judge": "lightning_gen.models.judge",
 }
 
-__all__ = ["GenerativeModel", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge"]
+__all__ = ["ModelBase", "GenerativeModel", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""GenerativeModel: what every model shares — data facts, optimiser injection, checkpoint identity."""
+"""ModelBase: what every model shares — data facts, optimiser injection, checkpoint identity, training noise;
+GenerativeModel: a ModelBase that generates, with the defaults of the model protocol (lightning_gen.protocol)."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
         return None
 
 
-class GenerativeModel(pl.LightningModule):
-    """Base of every model.
+class ModelBase(pl.LightningModule):
+    """Base of every model, generative or not (the Judge is a classifier).
 
     Args:
         data_facts: image size, channels and condition vocabulary; linked from the datamodule by the
@@ -105,14 +106,22 @@ class GenerativeModel(pl.LightningModule):
         if trainer is None or logs_this_step(trainer):
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
 
-    def training_generator(self) -> torch.Generator:
+    def training_generator(self, *purpose: int) -> torch.Generator:
         """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
-        (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one."""
+        (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one.
+        ``purpose`` keys give a second, unrelated stream of the same batch (e.g. CVAE's auxiliary loss)."""
         trainer = attached_trainer(self)
         batches = batches_fetched_in_run(trainer) if trainer is not None else 0
-        return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
+        return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches, *purpose)
 
-    # -- the model protocol's defaults (lightning_gen.protocol): an unconditional generator --------------
+
+class GenerativeModel(ModelBase):
+    """Base of every generator: the model protocol's defaults (lightning_gen.protocol), an unconditional one.
+
+    A subclass adds ``sample`` (and where it applies ``latent_shape``/``encode``/``decode``/``reconstruct``,
+    ``invert``) and overrides what it conditions on; then every command, grid and metric serves it.
+    """
+
     conditioning: str = "none"
 
     def batch_condition(self, batch: dict[str, Any]) -> Any:

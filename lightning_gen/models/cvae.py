@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from jsonargparse.typing import PositiveInt
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_deprecation
 from torch import nn
 from torchvision.utils import make_grid
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.models.condition_grid import columns_for, shown_conditions
+from lightning_gen.models.condition_grid import columns_for
+from lightning_gen.models.conditioning import check_vocabulary, conditioner_for
 from lightning_gen.models.conv_stacks import ConvEncoder
 from lightning_gen.models.film_decoder import FiLMConvDecoder
-from lightning_gen.models.prompt_attributes import attributes_in_prompt
 from lightning_gen.models.vae import VAE
+from lightning_gen.seeding import randn, randperm
+
+AUXILIARY_NOISE = 1  # the purpose key of the auxiliary loss's stream (VAE.losses draws from the stream without one)
 
 ConditionKind = Literal["class", "attributes"]
 
 
 def condition_size(facts: DataFacts, kind: ConditionKind) -> int:
     """Width of the condition vector, read from the data facts; UserError when the dataset lacks that vocabulary."""
-    names = facts.class_names if kind == "class" else facts.attribute_names
-    if not names:
-        what = "class labels" if kind == "class" else "attributes"
-        raise UserError(
-            f"model.condition is '{kind}' but the dataset (data facts: {facts.image_size}px, {facts.num_classes} classes, "
-            f"{facts.num_attributes} attributes) has no {what}; choose a dataset with {what} or the other model.condition."
-        )
-    if kind == "class" and len(names) == 1:
-        raise UserError(
-            f"model.condition is 'class' but the dataset has one class ('{names[0]}'), so the condition tells the model nothing; "
-            "give the data a second class (a second class folder, or another name in data.classes), or train the unconditional "
-            "VAE (model.class_path lightning_gen.models.VAE)."
-        )
-    return len(names)
+    check_vocabulary(kind, facts, "train the unconditional VAE (model.class_path lightning_gen.models.VAE)")
+    return len(facts.class_names if kind == "class" else facts.attribute_names)
 
 
 class CVAE(VAE):
@@ -47,10 +39,11 @@ class CVAE(VAE):
         injection: ``concat`` joins the condition to z before the decoder's first dense layer (the seed's method);
             ``add`` projects it by a dense layer to ``latent_dim`` and adds it to z (the seed's future work);
             ``film`` joins it to z and also scales and shifts every decoder level by it (FiLM; no decoder dropout).
-        condition: ``class`` (one-hot of batch["label"]) or ``attributes`` (multi-hot batch["attributes"]).
+        conditioning: ``class`` (one-hot of batch["label"]) or ``attributes`` (multi-hot batch["attributes"]).
         class_loss_weight: weight of an auxiliary loss that makes prior samples recognisable as their condition:
             a small classifier learns the condition from the real images, and the decoder is trained to make
             its prior samples (z from N(0, I), random conditions) classified as requested (0 = off).
+        condition: the old name of ``conditioning``, still read from configs and checkpoints written before the rename.
         latent_dim, and the other arguments: see VAE.
     """
 
@@ -59,19 +52,26 @@ class CVAE(VAE):
         data_facts: DataFacts | None = None,
         variant: Literal["v1", "v2"] = "v2",
         injection: Literal["concat", "add", "film"] = "concat",
-        condition: ConditionKind = "class",
+        conditioning: ConditionKind = "class",
         latent_dim: PositiveInt = 128,
         class_loss_weight: float = 0.0,
+        condition: ConditionKind | None = None,
         **kwargs: Any,
     ):
+        if condition is not None:
+            rank_zero_deprecation("model.condition is now model.conditioning (as in DDPM); rename it in the config.")
+            conditioning = condition
         facts = DataFacts.coerce(data_facts)
-        size = condition_size(facts, condition)
+        size = condition_size(facts, conditioning)
         # VAE.__init__ sizes its layers from these two attributes, so they are set before it runs.
         self.encoder_condition_size = size if variant == "v2" else 0
         self.decoder_condition_size = size if injection == "concat" else 0
         super().__init__(facts, latent_dim=latent_dim, **kwargs)
-        self.variant, self.injection, self.condition_kind = variant, injection, condition
-        self.conditioning = condition
+        # Checkpoints record the one name: an old "condition" becomes "conditioning" when such a run is saved again.
+        self.hparams.pop("condition", None)
+        self.hparams["conditioning"] = conditioning
+        self.variant, self.injection, self.conditioning = variant, injection, conditioning
+        self.conditioner = conditioner_for(conditioning, facts, type(self).__name__)
         self.condition_projection = nn.Linear(size, latent_dim) if injection == "add" else None
         if injection == "film":
             hp = self.hparams
@@ -92,36 +92,22 @@ class CVAE(VAE):
             body = ConvEncoder(facts.channels, self.hparams.channels, facts.image_size)
             self.auxiliary_classifier = nn.Sequential(body, nn.Linear(body.out_features, size))
 
-    # -- conditions ---------------------------------------------------------------------------
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        facts = self.data_facts
-        return facts.class_names if self.condition_kind == "class" else facts.attribute_names
-
+    # -- conditions: all of it through self.conditioner (lightning_gen.models.conditioning) ------------
     @property
     def condition_vocabulary(self) -> tuple[str, ...]:
-        return self.vocabulary
+        return self.conditioner.vocabulary
 
     def batch_condition(self, batch: dict[str, Any]) -> torch.Tensor:
-        key = "label" if self.condition_kind == "class" else "attributes"
-        if key not in batch:
-            raise UserError(f"model.condition is '{self.condition_kind}' but the batches have no '{key}'; use a dataset with {key}s.")
-        return batch[key]
+        return self.conditioner.batch_condition(batch)
 
     def condition_vector(self, condition: Any, batch_size: int) -> torch.Tensor:
         """Class indices (N,) become one-hot rows; attribute vectors (N×A) pass through; None is an error."""
         if condition is None:
             raise UserError(
-                f"{type(self).__name__} needs a condition; pass --condition or --prompt with names from: {', '.join(self.vocabulary)}."
+                f"{type(self).__name__} needs a condition; pass --condition or --prompt with names from: "
+                f"{', '.join(self.condition_vocabulary)}."
             )
-        condition = torch.as_tensor(condition, device=self.device)
-        if self.condition_kind == "class":
-            vector = nn.functional.one_hot(condition.long().view(-1), len(self.vocabulary)).float()
-        else:
-            vector = condition.float().view(-1, len(self.vocabulary))
-        if len(vector) == 1 and batch_size > 1:
-            vector = vector.expand(batch_size, -1)
-        return vector
+        return self.conditioner.vector(condition, batch_size, self.device)
 
     def decode_logits(self, z: torch.Tensor, condition: Any = None) -> torch.Tensor:
         if self.injection == "film":
@@ -131,67 +117,45 @@ class CVAE(VAE):
         return super().decode_logits(z, condition)
 
     # -- the auxiliary classifier loss --------------------------------------------------------
-    def _classifier_loss(self, logits: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if self.condition_kind == "class":
-            return nn.functional.cross_entropy(logits, condition.long().view(-1))
-        return nn.functional.binary_cross_entropy_with_logits(logits, condition.float())
-
     def losses(self, batch: dict[str, Any], sample_latent: bool) -> dict[str, torch.Tensor]:
         out = super().losses(batch, sample_latent)
         if self.auxiliary_classifier is None or not sample_latent:
             return out  # training only: evaluation draws no random numbers (see VAE._score)
         condition = self.batch_condition(batch)
-        real = self._classifier_loss(self.auxiliary_classifier(batch["image"]), condition)
+        classifier_loss = self.conditioner.classifier_loss
+        real = classifier_loss(self.auxiliary_classifier(batch["image"]), condition)
         # Prior samples for the batch's conditions in shuffled order; the classifier is read with detached
         # weights so this term trains only the decoder (the classifier learns from real images alone).
-        shuffled = condition[torch.randperm(len(condition), device=condition.device)]
-        z = torch.randn(len(shuffled), self.latent_dim, device=self.device, dtype=batch["image"].dtype)
+        # Their randomness is this rank's and this batch's (seeding.py), never the global RNG every rank shares.
+        generator = self.training_generator(AUXILIARY_NOISE)
+        shuffled = condition[randperm(len(condition), generator, condition.device)]
+        z = randn((len(shuffled), self.latent_dim), generator, self.device).to(batch["image"].dtype)
         images = torch.sigmoid(self.decode_logits(z, shuffled))
         frozen = {name: value.detach() for name, value in self.auxiliary_classifier.named_parameters()}
-        fake = self._classifier_loss(torch.func.functional_call(self.auxiliary_classifier, frozen, (images,)), shuffled)
+        fake = classifier_loss(torch.func.functional_call(self.auxiliary_classifier, frozen, (images,)), shuffled)
         out["loss"] = out["loss"] + real + self.class_loss_weight * fake
         out["class_loss"] = fake
         return out
 
     def spread_conditions(self, n: int) -> torch.Tensor:
         """n conditions cycling evenly over the vocabulary: class i, or attribute i alone."""
-        index = torch.arange(n, device=self.device) % len(self.vocabulary)
-        if self.condition_kind == "class":
-            return index
-        return nn.functional.one_hot(index, len(self.vocabulary)).float()
+        return self.conditioner.spread(n, self.device)
 
-    def condition_from_names(self, names: list[str], n: int) -> torch.Tensor:
-        vocabulary = list(self.vocabulary)
-        unknown = [name for name in names if name not in vocabulary]
-        if unknown:
-            raise UserError(
-                f"--condition {', '.join(unknown)} is not a known {self.condition_kind} name; use one of: {', '.join(vocabulary)}."
-            )
-        if self.condition_kind == "class":
-            if len(names) != 1:
-                raise UserError(
-                    f"--condition takes exactly one class name for this model, got {len(names)}; use one of: {', '.join(vocabulary)}."
-                )
-            return torch.full((n,), vocabulary.index(names[0]), dtype=torch.long, device=self.device)
-        vector = torch.zeros(n, len(vocabulary), device=self.device)
-        vector[:, [vocabulary.index(name) for name in names]] = 1.0
-        return vector
+    def condition_from_names(self, names: Sequence[str], n: int | None = None) -> torch.Tensor:
+        """A class (one name for all ``n`` samples, or one per sample) or the named attributes together, for ``n`` samples."""
+        return self.conditioner.from_names(names, n, self.device)
 
-    def condition_from_prompt(self, prompt: str, n: int) -> torch.Tensor:
-        names = attributes_in_prompt(prompt, self.vocabulary)
-        if self.condition_kind == "class" and len(names) > 1:
-            # Class vocabularies may overlap ("red", "red circle"): the longest match is the one meant.
-            names = [max(names, key=len)]
-        rank_zero_info(f"Prompt understood as {self.condition_kind}: {', '.join(names)}")
-        return self.condition_from_names(names, n)
+    def condition_from_prompt(self, prompt: str, n: int | None = None) -> torch.Tensor:
+        """The class or attributes a free-text prompt names (word matching, see prompt_attributes)."""
+        return self.conditioner.from_prompt(prompt, n, self.device)
+
+    def condition_names(self, condition: Any) -> list[str]:
+        return self.conditioner.names(condition)
 
     # -- grids --------------------------------------------------------------------------------
     def grid_conditions(self, batch: dict[str, Any]) -> torch.Tensor:
         """Rows of the condition grid: every class, or every attribute alone (a fixed subset beyond 40: see condition_grid)."""
-        index = shown_conditions(len(self.vocabulary), self.device)
-        if self.condition_kind == "class":
-            return index
-        return nn.functional.one_hot(index, len(self.vocabulary)).float()
+        return self.conditioner.grid_conditions(batch, self.device)
 
     @torch.no_grad()
     def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -8,20 +8,22 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler
+from diffusers.training_utils import compute_snr
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.conditioning import TextConditioner, UNetInputs, check_vocabulary, conditioner_for
 from lightning_gen.models.diffusion_grids import diffusion_validation_grids
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
 from lightning_gen.protocol import SamplingOptions
+from lightning_gen.seeding import rand, randint, randn
 from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
-UNetInputs = dict[str, torch.Tensor]  # the condition as UNet keyword arguments
 
 
 class DDPM(GenerativeModel):
@@ -93,24 +95,15 @@ class DDPM(GenerativeModel):
         self._check_settings()
         facts = self.data_facts
         self.num_classes = facts.num_classes
-        self.text_cache: CaptionEmbeddingCache | None = None
-        text_dim = None
-        if conditioning == "class" and self.num_classes == 0:
-            raise UserError(
-                "model.conditioning is 'class' but the data has no class names; use a dataset with class labels "
-                "or set model.conditioning to none."
-            )
-        if conditioning == "class" and self.num_classes == 1:
-            raise UserError(
-                f"model.conditioning is 'class' but the data has one class ('{facts.class_names[0]}'), so the condition tells "
-                "the model nothing; give the data a second class (a second class folder, or another name in data.classes), "
-                "or set model.conditioning to none."
-            )
+        check_vocabulary(conditioning, facts, "set model.conditioning to none")
+        text_cache, text_dim = None, None
+        self.null_text_embedding: nn.Parameter | None = None  # None outside text models: no state_dict entry
         if conditioning == "text":
             text_dim = text_embedding_dim(text_encoder)
-            self.text_cache = CaptionEmbeddingCache(text_encoder, max_text_length, text_cache_dir)
+            text_cache = CaptionEmbeddingCache(text_encoder, max_text_length, text_cache_dir)
             # The learned "no caption" sequence that guidance contrasts against (Imagen's null text embedding).
             self.null_text_embedding = nn.Parameter(0.02 * torch.randn(max_text_length, text_dim))
+        self.conditioner = conditioner_for(conditioning, facts, type(self).__name__, text_cache)
         config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
         self.unet = build_unet(conditioning, config)
         self.noise_schedule = DDPMScheduler(**self.schedule_config())
@@ -157,71 +150,32 @@ class DDPM(GenerativeModel):
             raise UserError(f"Unknown sampler '{sampler}'; use ddim or ddpm.")
         return (DDIMScheduler if sampler == "ddim" else DDPMScheduler)(**self.schedule_config())
 
-    # -- conditions -----------------------------------------------------------------------------
+    # -- conditions: all of it through self.conditioner (lightning_gen.models.conditioning) ------------
+    @property
+    def text_cache(self) -> CaptionEmbeddingCache | None:
+        return self.conditioner.cache if isinstance(self.conditioner, TextConditioner) else None
+
     def batch_condition(self, batch: dict[str, Any]) -> Any:
-        key = {"none": None, "class": "label", "text": "caption"}[self.conditioning]
-        if key is None:
-            return None
-        if key not in batch:
-            raise UserError(
-                f"model.conditioning is '{self.conditioning}' but the batches have no '{key}'; use a dataset that "
-                f"provides it or set model.conditioning to none."
-            )
-        return batch[key]
+        return self.conditioner.batch_condition(batch)
 
     def condition_inputs(self, condition: Any, n: int) -> UNetInputs:
         """The UNet keyword arguments for ``condition`` (class ids or captions); None gives the null condition."""
-        if self.conditioning == "none":
-            return {}
-        if condition is None:
-            return self.null_inputs(n)
-        if self.conditioning == "class":
-            labels = self._broadcast(torch.as_tensor(condition, dtype=torch.long).flatten(), n).to(self.device)
-            if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
-                raise UserError(f"Class ids must be in [0, {self.num_classes}), got {labels.tolist()}; use condition_from_names.")
-            return {"class_labels": labels}
-        captions = self._broadcast([condition] if isinstance(condition, str) else list(condition), n)
-        embeddings, mask = self.text_cache.lookup(captions, self.device)
-        return {"encoder_hidden_states": embeddings.to(self.null_text_embedding.dtype), "encoder_attention_mask": mask}
+        return self.conditioner.unet_inputs(condition, n, self.device, self.null_text_embedding)
 
     def null_inputs(self, n: int) -> UNetInputs:
-        if self.conditioning == "class":
-            return {"class_labels": torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)}
-        if self.conditioning == "text":
-            null = self.null_text_embedding
-            return {
-                "encoder_hidden_states": null.expand(n, *null.shape),
-                "encoder_attention_mask": torch.ones(n, null.shape[0], dtype=torch.bool, device=self.device),
-            }
-        return {}
+        return self.conditioner.null_inputs(n, self.device, self.null_text_embedding)
 
     def drop_condition(self, inputs: UNetInputs, dropped: torch.Tensor) -> UNetInputs:
         """Replaces the condition of the rows where ``dropped`` is True by the learned null condition."""
-        null = self.null_inputs(len(dropped))
-        shaped = {key: dropped.view(-1, *[1] * (value.dim() - 1)) for key, value in inputs.items()}
-        return {key: torch.where(shaped[key], null[key], value) for key, value in inputs.items()}
-
-    @staticmethod
-    def _broadcast(condition: Any, n: int) -> Any:
-        if len(condition) == n:
-            return condition
-        if len(condition) == 1:
-            return condition.expand(n) if isinstance(condition, torch.Tensor) else list(condition) * n
-        raise UserError(f"Got {len(condition)} conditions for {n} samples; give one condition or one per sample.")
-
-    @property
-    def condition_kind(self) -> str:
-        return self.conditioning
+        return self.conditioner.drop(inputs, dropped, self.null_text_embedding)
 
     @property
     def condition_vocabulary(self) -> tuple[str, ...]:
-        return tuple(self.data_facts.class_names) if self.conditioning == "class" else ()
+        return self.conditioner.vocabulary
 
     def spread_conditions(self, n: int) -> torch.Tensor | None:
         """n class ids cycling evenly over the classes (for ``evaluate`` with a judge); None unless class-conditional."""
-        if self.conditioning != "class":
-            return None
-        return torch.arange(n, device=self.device) % self.num_classes
+        return self.conditioner.spread(n, self.device)
 
     def sampling_options(self) -> SamplingOptions:
         return SamplingOptions(
@@ -232,45 +186,22 @@ class DDPM(GenerativeModel):
         )
 
     def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
-        """Class ids (or captions) of ``names``; ``n`` is accepted for the sample command and broadcast later."""
-        if self.conditioning == "text":
-            return [str(name) for name in names]  # for a text model a name is a caption
-        if self.conditioning == "none":
-            raise UserError("This DDPM is unconditional (model.conditioning none); sample it without a condition.")
-        known = self.data_facts.class_names
-        unknown = [name for name in names if name.strip() not in known]
-        if unknown:
-            raise UserError(f"Unknown class name '{unknown[0]}' for this model; valid names are: {', '.join(known)}.")
-        return torch.tensor([known.index(name.strip()) for name in names], dtype=torch.long)
+        """Class ids (or captions) of ``names`` for ``n`` samples: one name broadcast, or one per sample (``n`` None: one per name)."""
+        return self.conditioner.from_names(names, n, self.device)
 
     def condition_from_prompt(self, prompt: str, n: int | None = None) -> Any:
-        if self.conditioning == "text":
-            return [prompt]
-        return self.condition_from_names([prompt])  # a class model accepts a prompt that is a class name
+        """The caption itself for a text model; a class model takes the class the prompt names."""
+        return self.conditioner.from_prompt(prompt, n, self.device)
 
     def condition_names(self, condition: Any) -> list[str]:
-        if condition is None or self.conditioning == "none":
-            return []
-        if self.conditioning == "class":
-            return [self.data_facts.class_names[i] for i in torch.as_tensor(condition).flatten().tolist()]
-        return [condition] if isinstance(condition, str) else list(condition)
+        return self.conditioner.names(condition)
 
     # -- training -------------------------------------------------------------------------------
-    def _random(self, kind: str, shape: Sequence[int], generator: torch.Generator | None, high: int = 0) -> torch.Tensor:
-        """randn/rand/randint from ``generator`` (drawn on its device) or from the global RNG on this device."""
-        device = self.device if generator is None else generator.device
-        if kind == "randint":
-            values = torch.randint(high, tuple(shape), generator=generator, device=device)
-        else:
-            values = getattr(torch, kind)(tuple(shape), generator=generator, device=device)
-        return values.to(self.device)
-
     def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
         """Min-SNR-γ: per-timestep weights min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR + 1) for v; 1 if disabled."""
         if self.min_snr_gamma is None:
             return torch.ones(len(timesteps), device=timesteps.device)
-        alphas = self.noise_schedule.alphas_cumprod.to(timesteps.device)[timesteps].float()
-        snr = alphas / (1.0 - alphas)
+        snr = compute_snr(self.noise_schedule, timesteps)
         clipped = snr.clamp(max=self.min_snr_gamma)
         return clipped / (snr + 1.0) if self.prediction_type == "v_prediction" else clipped / snr
 
@@ -285,13 +216,13 @@ class DDPM(GenerativeModel):
         clean = batch["image"] * 2.0 - 1.0
         n = len(clean)
         if draws is None:
-            noise = self._random("randn", clean.shape, generator).to(clean.dtype)
-            timesteps = self._random("randint", (n,), generator, high=self.num_train_timesteps)
+            noise = randn(clean.shape, generator, self.device).to(clean.dtype)
+            timesteps = randint(self.num_train_timesteps, (n,), generator, self.device)
         else:
             noise, timesteps = draws[0].to(self.device, clean.dtype), draws[1].to(self.device)
         inputs = self.condition_inputs(self.batch_condition(batch), n)
         if drop and inputs and self.cond_drop_prob > 0:
-            inputs = self.drop_condition(inputs, self._random("rand", (n,), generator) < self.cond_drop_prob)
+            inputs = self.drop_condition(inputs, rand((n,), generator, self.device) < self.cond_drop_prob)
         noisy = self.noise_schedule.add_noise(clean, noise, timesteps)
         prediction = self.unet(noisy, timesteps, **inputs).sample
         if self.prediction_type == "epsilon":
@@ -378,14 +309,14 @@ class DDPM(GenerativeModel):
         scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         inputs = self.condition_inputs(condition, n)
-        guided = guidance_active(scale, condition is not None and self.conditioning != "none")
+        guided = guidance_active(scale, condition is not None and bool(inputs))  # inputs: {} when unconditional
         if guided:  # conditional and unconditional passes share one UNet call on a doubled batch
             null = self.null_inputs(n)
             inputs = {key: torch.cat([value, null[key]]) for key, value in inputs.items()}
         keep = set(torch.linspace(0, len(scheduler.timesteps) - 1, num_frames).round().long().tolist()) if num_frames else set()
         step_options = {"use_clipped_model_output": True} if isinstance(scheduler, DDIMScheduler) else {}
         if initial_noise is None:
-            initial_noise = self._random("randn", (n, *self.image_shape), generator)
+            initial_noise = randn((n, *self.image_shape), generator, self.device)
         sample = initial_noise.to(self.device, self.dtype)
         frames = []
         for index, timestep in enumerate(scheduler.timesteps):

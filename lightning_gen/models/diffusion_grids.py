@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid
 
-from lightning_gen.models.condition_grid import columns_for, shown_conditions
+from lightning_gen.models.condition_grid import columns_for
+from lightning_gen.seeding import randn
 
 MAX_ROWS = 8  # prompts shown (text models), and the most columns
 MAX_FRAMES = 8
@@ -32,19 +33,14 @@ def smoke_run(model: Any) -> bool:
 
 def fixed_conditions(model: Any, batch: dict[str, Any]) -> Any:
     """Conditions that do not depend on the batch order: every class (a fixed subset beyond 40, see condition_grid),
-    or the batch's first 8 distinct captions."""
-    if model.conditioning == "class":
-        return shown_conditions(model.num_classes)
-    if model.conditioning == "text":
-        captions = batch.get("caption") or []
-        return list(dict.fromkeys(captions))[:MAX_ROWS] or None
-    return None
+    or the batch's first 8 distinct captions; None for an unconditional model."""
+    return model.conditioner.grid_conditions(batch, "cpu")
 
 
 def condition_rows_grid(model: Any, conditions: Any, columns: int, generator: torch.Generator, steps: int) -> torch.Tensor:
     """Rows = conditions, columns = fixed noise shared by all rows."""
     rows = len(conditions)
-    noise = model._random("randn", (columns, *model.image_shape), generator)
+    noise = randn((columns, *model.image_shape), generator, model.device)
     noise = noise.repeat(rows, 1, 1, 1)
     if isinstance(conditions, torch.Tensor):
         per_image = conditions.to(model.device).repeat_interleave(columns)

@@ -9,21 +9,24 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy, MultilabelRecall
 
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
-from lightning_gen.models.base import GenerativeModel
+from lightning_gen.models.base import ModelBase
 from lightning_gen.models.conv_stacks import ConvEncoder
 
 Targets = Literal["auto", "class", "attributes", "both"]
 
 
-class Judge(GenerativeModel):
+class Judge(ModelBase):
     """Predicts the class (cross-entropy) and/or the attributes (BCE per attribute) of an image.
 
     Trained with ``python -m lightning_gen fit`` on a dataset's real images; logs ``val/class_accuracy``
-    and ``val/attribute_accuracy``. It generates nothing: it subclasses GenerativeModel for the data
-    facts, the optimiser injection and checkpoint loading by ``lightning_gen.checkpoints.load_model``.
+    and ``val/attribute_accuracy``. It generates nothing: it is a ModelBase (data facts, optimiser
+    injection, checkpoint loading by ``lightning_gen.checkpoints.load_model``) but not a generator, so the
+    commands that sample refuse it in one sentence. ``predict`` gives each image's class / attribute
+    probabilities; ``features`` (``protocol.HasFeatures``) its trunk's hidden layer, a feature extractor.
 
     Args:
         channels: conv widths (stride 2 each) before one hidden dense layer.
@@ -58,9 +61,13 @@ class Judge(GenerativeModel):
         self.class_head = nn.Linear(hidden, facts.num_classes) if self.predicts_class else None
         self.attribute_head = nn.Linear(hidden, facts.num_attributes) if self.predicts_attributes else None
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """N×hidden: the trunk's hidden layer (before the heads), for FID-style metrics on data Inception never saw."""
+        return self.body(images.float())
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits: ``class`` (N×K) and/or ``attributes`` (N×A)."""
-        hidden = self.body(images.float())
+        hidden = self.features(images)
         out = {}
         if self.class_head is not None:
             out["class"] = self.class_head(hidden)
@@ -93,6 +100,18 @@ class Judge(GenerativeModel):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Per image (with its dataset ``index``): ``class`` (the judged class id) and ``class_probabilities`` (N×K
+        softmax), and/or ``attribute_probabilities`` (N×A, each attribute's sigmoid)."""
+        logits = self(batch["image"])
+        out = {"index": batch["index"]} if "index" in batch else {}
+        if "class" in logits:
+            out["class_probabilities"] = logits["class"].softmax(1)
+            out["class"] = logits["class"].argmax(1)
+        if "attributes" in logits:
+            out["attribute_probabilities"] = torch.sigmoid(logits["attributes"])
+        return out
 
 
 def class_word_groups(class_names: Sequence[str], group_names: Sequence[str] | None = None) -> dict[str, int]:
@@ -130,6 +149,9 @@ def judge_accuracy(
     attribute is judged present (logit > 0); ``attribute/<name>`` over the samples requesting it, and
     ``group/<name>`` for each mutually exclusive ``attribute_groups`` entry (argmax within the group).
     """
+    # torchmetrics' accuracies, each called on all the images at once: no DDP sync, because the callers hold
+    # every image already (JudgeScore gathers them to every rank, evaluate runs in one process) and a sync
+    # would count them once per rank.
     logits = judge_logits(judge, images)
     condition = condition.cpu()
     results: dict[str, float] = {}
@@ -138,28 +160,34 @@ def judge_accuracy(
             raise UserError("the judge checkpoint predicts no classes; train a judge on a dataset with class labels.")
         requested = condition.long().view(-1)
         judged = logits["class"].argmax(1)
-        results["overall"] = (judged == requested).float().mean().item()
+        count = logits["class"].shape[1]
+        results["overall"] = MulticlassAccuracy(count, average="micro")(judged, requested).item()
+        per_class = MulticlassAccuracy(count, average=None)(judged, requested)  # the recall of each requested class
         for index in requested.unique().tolist():
-            chosen = requested == index
-            results[f"class/{class_names[index]}"] = (judged[chosen] == index).float().mean().item()
+            results[f"class/{class_names[index]}"] = per_class[index].item()
         words = [name.replace("+", " ").split() for name in class_names]
         for group, position in class_word_groups(class_names, group_names).items():
-            matches = [words[a][position] == words[b][position] for a, b in zip(judged.tolist(), requested.tolist())]
-            results[f"group/{group}"] = sum(matches) / len(matches)
+            # Each class is mapped to its word at this position: accuracy over those words.
+            vocabulary = sorted({word[position] for word in words})
+            word_of = torch.tensor([vocabulary.index(word[position]) for word in words])
+            results[f"group/{group}"] = MulticlassAccuracy(len(vocabulary), average="micro")(word_of[judged], word_of[requested]).item()
         return results
     if "attributes" not in logits:
         raise UserError("the judge checkpoint predicts no attributes; train a judge on a dataset with attributes.")
     requested = condition.float() > 0.5
     present = logits["attributes"] > 0
+    # "every requested attribute present" (the others may be present too) is no torchmetrics measure: by hand.
     results["overall"] = (present | ~requested).all(1).float().mean().item()
+    recall = MultilabelRecall(len(attribute_names), average=None)(present.long(), requested.long())
     for index, name in enumerate(attribute_names):
         if requested[:, index].any():
-            results[f"attribute/{name}"] = present[requested[:, index], index].float().mean().item()
+            results[f"attribute/{name}"] = recall[index].item()  # over the samples requesting it
     for group, members in (attribute_groups or {}).items():
         columns = [list(attribute_names).index(member) for member in members]
         asked = requested[:, columns]
         rows = asked.any(1)
         if rows.any():
             judged_member = logits["attributes"][:, columns].argmax(1)
-            results[f"group/{group}"] = (judged_member[rows] == asked[rows].float().argmax(1)).float().mean().item()
+            accuracy = MulticlassAccuracy(len(columns), average="micro")
+            results[f"group/{group}"] = accuracy(judged_member[rows], asked[rows].float().argmax(1)).item()
     return results
