@@ -227,7 +227,6 @@ LIBRARIES = ("lightning", "pytorch_lightning", "jsonargparse", "torchmetrics", "
 ALLOWED_ANYWHERE = {"_foreach_copy_", "_foreach_lerp_"}  # torch's fused tensor-list ops (torch.optim's foreach path)
 ALLOWED = {
     ("callbacks/run_state.py", "_last_lr"),  # torch LRScheduler's (owned by the run-state code, not by compat)
-    ("models/diffusion_grids.py", "_random"),  # a lightning_gen model's own method (the models/ helper's)
 }
 
 
