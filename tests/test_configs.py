@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, run_cli, run_process
 from PIL import Image
 
@@ -14,7 +15,23 @@ def test_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "--config", config, "--print_config")
     assert exit_info.value.code in (0, None)
-    assert "class_path" in capsys.readouterr().out
+    printed, written = yaml.safe_load(capsys.readouterr().out), yaml.safe_load(config.read_text())
+    # Every setting the file makes is the parsed one (a misspelt or dropped key would not round-trip).
+    for section in ("model", "data"):
+        assert printed[section]["class_path"].rpartition(".")[2] == written[section]["class_path"].rpartition(".")[2]
+        assert_subset(written[section].get("init_args", {}), printed[section]["init_args"], section)
+    for key, value in written.get("trainer", {}).items():
+        if key != "callbacks":
+            assert printed["trainer"][key] == value, f"trainer.{key}"
+
+
+def assert_subset(written: dict, printed: dict, where: str) -> None:
+    for key, value in written.items():
+        if isinstance(value, dict) and "class_path" not in value and isinstance(printed.get(key), dict):
+            assert_subset(value, printed[key], f"{where}.{key}")
+        elif not isinstance(value, dict):
+            expected = list(value) if isinstance(value, tuple) else value
+            assert printed[key] == expected or (isinstance(expected, str) and str(printed[key]) == expected), f"{where}.{key}"
 
 
 def write_cat_faces(root: Path, count: int = 12) -> None:
