@@ -8,7 +8,7 @@ import threading
 import lightning.pytorch as pl
 import pytest
 import torch
-from test_text_cache import CountingEncoder, counting_cache
+from fixtures_text import CountingEncoder, counting_cache
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import DDPM

@@ -1,11 +1,9 @@
 """Every shipped config parses; the seed-003 config trains on a fixture in the real layout and fails clearly without data."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 from conftest import REPO, run_cli, run_process
-from PIL import Image
+from fixtures_cat_faces import write_cat_faces
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -32,13 +30,6 @@ def assert_subset(written: dict, printed: dict, where: str) -> None:
         elif not isinstance(value, dict):
             expected = list(value) if isinstance(value, tuple) else value
             assert printed[key] == expected or (isinstance(expected, str) and str(printed[key]) == expected), f"{where}.{key}"
-
-
-def write_cat_faces(root: Path, count: int = 12) -> None:
-    nested = root / "cats" / "cats"  # the Kaggle archive unpacks one folder inside another
-    nested.mkdir(parents=True)
-    for index in range(count):
-        Image.new("RGB", (64, 64), (20 * index % 255, 100, 200 - 10 * index)).save(nested / f"{index}.jpg")
 
 
 def test_cats_beta0005_trains_on_the_real_layout(tmp_path):

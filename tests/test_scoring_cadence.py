@@ -48,7 +48,7 @@ def step_limited_fit(tmp_path: Path, judge_ckpt: Path, quality: dict, judge: dic
             "init_args": {
                 "num_samples": 8,
                 "batch_size": 8,
-                "feature_extractor": "test_evaluate_quality.TinyFeatures",
+                "feature_extractor": "fixtures_features.TinyFeatures",
                 "cache_dir": str(tmp_path / "cache"),
                 **quality,
             },
