@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lightning_gen.callbacks.configured import check_configured_logger, placed_callbacks
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.end_validation import validation_callbacks
 from lightning_gen.callbacks.image_grids import ImageGrids
@@ -207,6 +208,9 @@ class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
         tracking, checkpointing, snapshots, guard, ema, images = (
             config[key] for key in ("tracking", "checkpointing", "snapshots", "guard", "ema", "images")
         )
+        check_configured_logger(config.trainer.get("logger"))  # the run's logger is tracking.logger's
+        configured = config.trainer.get("callbacks") or []
+        configured, averaging = placed_callbacks(configured if isinstance(configured, list) else [configured], ema)
         callbacks: list[pl.Callback] = [RunState(run), ImageGrids(run.images, images)]
         if self.subcommand == "fit":
             callbacks += checkpoint_callbacks(run.checkpoints, checkpointing)
@@ -216,14 +220,14 @@ class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
                 callbacks.append(NonFiniteGuard(guard.max_consecutive_nonfinite))
         if ema.enabled:
             callbacks.append(EMA(decay=ema.decay, warmup=ema.warmup))  # after ImageGrids: grids see EMA weights
+        elif averaging is not None:
+            callbacks.append(averaging)  # the user's own weight average, in our EMA's place
         if self.subcommand == "fit" and ema.post_hoc:
             callbacks.append(PostHocEMA(run.directory, ema.sigma_rels, ema.snapshot_every_n_steps, ema.snapshot_dtype))
         if self.subcommand == "fit":
             callbacks.append(WeightSnapshots(run.checkpoints, snapshots))  # after EMA: a step's snapshot holds its updated average
         callbacks += performance_callbacks(config.performance)  # after EMA: the average copies the eager networks
         apply_matmul_precision(config.performance)  # once, before the Trainer starts
-        configured = config.trainer.get("callbacks") or []
-        configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [
             *configured,
             *callbacks,
@@ -235,7 +239,7 @@ class GenerativeCLI(LightningCLIWithoutCheckpointHparams):
             check_compatible(ckpt_path, self.model, resuming=run.resume_from is not None)
         if self.subcommand == "fit" and is_deciding_rank():  # one process per run: a second resume of it is refused
             self._run_lock = lock_run(run)
-        kwargs.setdefault("logger", make_logger(tracking, run, resume_step(run.resume_from)))
+        kwargs["logger"] = make_logger(tracking, run, resume_step(run.resume_from))
         kwargs["plugins"] = with_checkpoint_io(config.trainer.get("plugins"))
         kwargs.setdefault("default_root_dir", str(run.directory))
         try:

@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny VAE-on-shapes config and ways to run the CLI in-process or as a process."""
+"""Shared fixtures: a tiny VAE-on-shapes config and ways to run the CLI in-process or as a process.
+
+Dataset folders in their real layouts, feature extractors and a counting text encoder live in the ``fixtures_*``
+modules beside this file (imported here, so each is one import away for every test module); test modules import
+helpers from there, never from one another.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_afhq  # noqa: F401
+import fixtures_awa2  # noqa: F401
+import fixtures_cat_faces  # noqa: F401
+import fixtures_celeba  # noqa: F401
+import fixtures_features  # noqa: F401
+import fixtures_folders  # noqa: F401
+import fixtures_image_folder  # noqa: F401
+import fixtures_nabirds  # noqa: F401
+import fixtures_text  # noqa: F401
 import lightning.pytorch as pl
 import pytest
 import torch

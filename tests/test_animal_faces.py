@@ -5,21 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from fixtures_afhq import make, write_afhq
 
-from lightning_gen.data import AnimalFacesDataModule
 from lightning_gen.errors import MissingDatasetError, UserError
-
-COUNTS = {"train": 3, "val": 2}
-
-
-def write_afhq(root: Path) -> None:
-    for split, count in COUNTS.items():
-        for index, name in enumerate(("cat", "dog", "wild")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for number in range(count):
-                Image.new("RGB", (32, 32), (index * 100, number * 50, 0)).save(folder / f"flickr_{name}_{number:06d}.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +15,6 @@ def afhq_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data") / "afhq"
     write_afhq(root)
     return root
-
-
-def make(root: Path, tmp_path: Path, **kwargs) -> AnimalFacesDataModule:
-    return AnimalFacesDataModule(root=str(root), image_size=8, batch_size=4, cache_dir=str(tmp_path / "cache"), **kwargs)
 
 
 def test_official_split_and_labels(afhq_root, tmp_path):

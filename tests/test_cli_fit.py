@@ -88,7 +88,11 @@ def test_experiment_name_overrides_the_config_stem(tiny_config, tmp_path):
         "--tracking.name",
         "sweep_a",
     )
-    assert (tmp_path / "runs" / "sweep_a" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    run = only_run(tmp_path / "runs", "sweep_a")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sweep_a"]  # nothing under the config's stem
+    assert yaml.safe_load((run / "config.yaml").read_text())["tracking"]["name"] == "sweep_a"
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 5  # 86 train images of 96, 5 full batches of 16 in the one epoch
 
 
 def test_wandb_offline_run_lives_in_the_run_directory_with_the_config(tiny_config, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TINY_CONFIG, run_cli
-from test_awa2 import write_awa2
+from fixtures_awa2 import write_awa2
 
 from lightning_gen.commands import COMMANDS, command_module
 from lightning_gen.commands.common import command_parser

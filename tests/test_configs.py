@@ -1,10 +1,9 @@
 """Every shipped config parses; the seed-003 config trains on a fixture in the real layout and fails clearly without data."""
 
-from pathlib import Path
-
 import pytest
+import yaml
 from conftest import REPO, run_cli, run_process
-from PIL import Image
+from fixtures_cat_faces import write_cat_faces
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -14,14 +13,23 @@ def test_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "--config", config, "--print_config")
     assert exit_info.value.code in (0, None)
-    assert "class_path" in capsys.readouterr().out
+    printed, written = yaml.safe_load(capsys.readouterr().out), yaml.safe_load(config.read_text())
+    # Every setting the file makes is the parsed one (a misspelt or dropped key would not round-trip).
+    for section in ("model", "data"):
+        assert printed[section]["class_path"].rpartition(".")[2] == written[section]["class_path"].rpartition(".")[2]
+        assert_subset(written[section].get("init_args", {}), printed[section]["init_args"], section)
+    for key, value in written.get("trainer", {}).items():
+        if key != "callbacks":
+            assert printed["trainer"][key] == value, f"trainer.{key}"
 
 
-def write_cat_faces(root: Path, count: int = 12) -> None:
-    nested = root / "cats" / "cats"  # the Kaggle archive unpacks one folder inside another
-    nested.mkdir(parents=True)
-    for index in range(count):
-        Image.new("RGB", (64, 64), (20 * index % 255, 100, 200 - 10 * index)).save(nested / f"{index}.jpg")
+def assert_subset(written: dict, printed: dict, where: str) -> None:
+    for key, value in written.items():
+        if isinstance(value, dict) and "class_path" not in value and isinstance(printed.get(key), dict):
+            assert_subset(value, printed[key], f"{where}.{key}")
+        elif not isinstance(value, dict):
+            expected = list(value) if isinstance(value, tuple) else value
+            assert printed[key] == expected or (isinstance(expected, str) and str(printed[key]) == expected), f"{where}.{key}"
 
 
 def test_cats_beta0005_trains_on_the_real_layout(tmp_path):

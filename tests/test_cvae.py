@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -45,6 +46,10 @@ def test_the_condition_changes_the_decoded_image():
     model = tiny(variant="v1", injection="add")
     z = torch.randn(1, 4)
     assert not torch.allclose(model.decode(z, torch.tensor([0])), model.decode(z, torch.tensor([7])))
+    # "add" injection: class c moves z by column c of the projection, so class 7 at z is class 0 at the moved z.
+    weight = model.condition_projection.weight.detach()
+    moved = z + (weight[:, 7] - weight[:, 0])
+    torch.testing.assert_close(model.decode(z, torch.tensor([7])), model.decode(moved, torch.tensor([0])), rtol=1e-5, atol=1e-6)
 
 
 def test_a_dataset_without_the_vocabulary_names_the_condition():
@@ -120,9 +125,15 @@ def test_checkpoint_round_trips_the_vocabulary(trained_checkpoint):
 
 
 def test_sample_by_name_and_by_prompt(trained_checkpoint, tmp_path, capsys):
-    run_cli("sample", "--ckpt_path", trained_checkpoint, "--num", 4, "--out", tmp_path / "named.png", "--condition", "red,small")
-    run_cli("sample", "--ckpt_path", trained_checkpoint, "--num", 4, "--out", tmp_path / "prompt.png", "--prompt", "two big blue squares")
-    assert Image.open(tmp_path / "named.png").size == Image.open(tmp_path / "prompt.png").size
+    def sample(name: str, *condition: str) -> np.ndarray:
+        run_cli("sample", "--ckpt_path", trained_checkpoint, "--num", 4, "--out", tmp_path / name, *condition)
+        return np.asarray(Image.open(tmp_path / name))
+
+    named = sample("named.png", "--condition", "blue,square")
+    prompted = sample("prompt.png", "--prompt", "two big blue squares")
+    other = sample("other.png", "--condition", "red,small")
+    assert np.array_equal(named, prompted)  # the prompt is understood as blue + square ("big" is no attribute word), same seed
+    assert named.shape == other.shape and not np.array_equal(named, other)
 
 
 def test_unknown_names_exit_2_listing_the_vocabulary(trained_checkpoint, tmp_path, capsys):

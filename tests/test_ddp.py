@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, process_env, save_checkpoint
@@ -180,7 +181,10 @@ def test_two_process_fit_of_each_model(kind, tmp_path, request):
             loss = model.diffusion_loss(batch, drop=False, draws=model.evaluation_draws(batch))
         assert rank0["metrics"]["val/loss"] == pytest.approx(float(loss), rel=1e-4)
     if kind == "ddpm_text":
-        assert len(list(cache.glob("*.safetensors"))) == 1 and not list(cache.glob("*.tmp"))
+        (cache_file,) = cache.glob("*.safetensors")  # rank 0 wrote it; no temporary is left beside it
+        assert sorted(path.name for path in cache.iterdir()) == [cache_file.name]
+        # Every caption the 80 shapes serve (37 distinct; both ranks' shares, gathered), an embedding and a mask each.
+        assert len(safetensors.torch.load_file(cache_file)) == 2 * 37
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from conftest import REPO, run_cli
 from PIL import Image
@@ -69,7 +70,10 @@ def grid_side(count: int) -> int:
 
 def test_class_fit_writes_checkpoint_and_condition_and_denoising_grids(class_run):
     run = run_directory(class_run, "shapes_ddpm")
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    # 64 shapes: 58 train images (a tenth held out), 3 full batches of 16 in the one epoch.
+    assert (checkpoint["global_step"], checkpoint["epoch"]) == (3, 0)
+    assert checkpoint["lightning_gen"]["model_class"] == "lightning_gen.models.ddpm.DDPM"
     rows = list((run / "images" / "class_rows").glob("*.png"))
     denoising = list((run / "images" / "denoising").glob("*.png"))
     assert len(rows) == 1 and len(denoising) == 1
@@ -98,7 +102,10 @@ def test_sample_a_class_by_name_with_guidance(class_run, tmp_path):
 
 def test_text_fit_writes_prompt_rows_and_samples_from_a_prompt(text_run, tmp_path):
     run = run_directory(text_run, "shapes_text_ddpm")
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    # The caption cache holds every caption the 64 shapes serve (36 distinct), filled before the first step.
+    (cache_file,) = (text_run / "text_cache").glob("*.safetensors")
+    assert len(safetensors.torch.load_file(cache_file)) == 2 * 36  # an embedding and a mask each
     rows = list((run / "images" / "prompt_rows").glob("*.png"))
     assert len(rows) == 1 and png_size(rows[0])[0] == grid_side(4)
     assert len(list((run / "images" / "denoising").glob("*.png"))) == 1

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG, run_cli, run_process
+from fixtures_awa2 import write_awa2
+from fixtures_celeba import write_celeba
 from latent_checkpoints import cvae, train_tiny, write_photo
 from PIL import Image
-from test_awa2 import write_awa2
-from test_celeba import write_celeba
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule

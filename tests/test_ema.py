@@ -74,4 +74,12 @@ def test_a_batchnorm_vae_trains_with_ema_through_the_cli(tiny_config, tmp_path):
         "--model.init_args.batchnorm",
         "true",
     )
-    assert (tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt").is_file()
+    checkpoint = torch.load(tmp_path / "runs/tiny/version_0/checkpoints/last.ckpt", weights_only=False)
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    norms = [key for key in raw if key.endswith("running_mean")]
+    assert norms  # the model has batch norms
+    # 96 shapes: 86 train images (a tenth held out), 5 full batches of 16: the raw running stats saw 5 batches.
+    assert all(int(raw[key.replace("running_mean", "num_batches_tracked")]) == 5 for key in norms)
+    # The averaged copy holds averaged running statistics (use_buffers): not the raw ones, not the initial zeros.
+    for key in norms:
+        assert not torch.equal(averaged[key], raw[key]) and bool(averaged[key].abs().sum() > 0), key

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, process_env, run_cli
+from fixtures_afhq import write_afhq
+from fixtures_awa2 import write_awa2
+from fixtures_cat_faces import write_cat_faces
+from fixtures_celeba import write_celeba
+from fixtures_image_folder import COLOURS, class_folders
+from fixtures_nabirds import write_nabirds
 from PIL import Image
-from test_animal_faces import write_afhq
-from test_awa2 import write_awa2
-from test_celeba import write_celeba
-from test_configs import write_cat_faces
-from test_image_folder import COLOURS, class_folders
-from test_nabirds import write_nabirds
 
 from lightning_gen.callbacks.image_grids import SMOKE_IMAGES
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions

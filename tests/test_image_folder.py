@@ -10,26 +10,13 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_CONFIG, run_cli
+from fixtures_image_folder import COLOURS, class_folders, write_image
 from PIL import Image
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ImageFolderDataModule
 from lightning_gen.data.image_cache import SkippedImagesWarning
 from lightning_gen.errors import UserError
-
-COLOURS = {"blue": (0, 0, 255), "green": (0, 255, 0), "red": (255, 0, 0)}
-
-
-def write_image(path: Path, colour: tuple[int, int, int], suffix_format: str | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (20, 12), colour).save(path, format=suffix_format)
-
-
-def class_folders(root: Path, per_class: int = 4, suffixes=(".png", ".jpg", ".webp", ".bmp")) -> Path:
-    for name, colour in COLOURS.items():
-        for number in range(per_class):
-            write_image(root / name / f"{number}{suffixes[number % len(suffixes)]}", colour)
-    return root
 
 
 def make(root: Path, tmp_path: Path, **kwargs) -> ImageFolderDataModule:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_awa2 import make as make_awa2
+from fixtures_awa2 import write_awa2
+from fixtures_nabirds import make as make_nabirds
+from fixtures_nabirds import write_nabirds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_awa2 import make as make_awa2
-from test_awa2 import write_awa2
-from test_nabirds import make as make_nabirds
-from test_nabirds import write_nabirds
 
 from lightning_gen.data import index_files as index
 from lightning_gen.data.celeba import ATTRIBUTE_NAMES

@@ -13,6 +13,7 @@ from conftest import TINY_CONFIG, run_cli
 from PIL import Image
 
 from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.data import ShapesDataModule
 from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
@@ -89,9 +90,16 @@ def test_checkpoint_holds_the_mixture_as_plain_tensors(gmm_checkpoint):
     assert torch.isclose(state["weights"].sum(), torch.tensor(1.0, dtype=state["weights"].dtype))
     model = load_model(gmm_checkpoint)
     assert torch.equal(model.latent_prior.mixture.means, state["means"])
-    # The mixture was fitted on the codes the saved (EMA) encoder gives: its mean is near their mean.
-    codes = model.encode(torch.rand(4, 3, 16, 16))
-    assert codes.shape == (4, 8)
+    # The mixture was fitted on the codes the saved (EMA) encoder gives to (augmented) training images: its mean
+    # is near the mean of the training images' codes (far from N(0, I)'s 0: their mean's norm is about 1.8).
+    data = ShapesDataModule(**TINY_CONFIG["data"]["init_args"])
+    data.setup()
+    images = data.train_set.__getitems__(list(range(len(data.train_set))))["image"]
+    with torch.no_grad():
+        codes = model.encode(images).double()
+    mixture_mean, _ = model.latent_prior.mixture.moments()
+    assert codes.mean(0).norm() > 0.5
+    torch.testing.assert_close(mixture_mean, codes.mean(0), atol=0.05, rtol=0)
 
 
 def test_sample_draws_from_the_stored_mixture(gmm_checkpoint):

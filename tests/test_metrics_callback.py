@@ -17,7 +17,7 @@ from lightning_gen.metrics.evaluation import real_features, sample_batched
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.feature_cache import FeatureCache
 
-EXTRACTOR = "test_evaluate_quality.TinyFeatures"
+EXTRACTOR = "fixtures_features.TinyFeatures"
 
 
 def test_sample_quality_logs_the_fid_of_the_saved_ema_weights(tmp_path, one_torch_thread):
@@ -58,7 +58,7 @@ def test_sample_quality_logs_the_fid_of_the_saved_ema_weights(tmp_path, one_torc
 @pytest.mark.slow
 def test_sample_quality_under_two_process_ddp_gathers_every_rank_share(tmp_path):
     from conftest import run_process
-    from test_evaluate_quality import TinyFeatures
+    from fixtures_features import TinyFeatures
 
     extractor_file = tmp_path / "tiny.pt"
     torch.jit.save(torch.jit.script(TinyFeatures()), extractor_file)

@@ -230,7 +230,11 @@ def test_fit_prints_the_thread_advice_when_oversubscribed(tiny_config, tmp_path,
 
 def test_evaluate_and_the_image_cache_show_progress_lines(tmp_path, monkeypatch, capsys, one_torch_thread):
     from conftest import save_checkpoint
-    from test_stats_evaluate import FACTS, image_folder_with_splits
+    from fixtures_folders import image_folder_with_splits
+
+    from lightning_gen.data import ShapesDataModule
+
+    FACTS = ShapesDataModule(image_size=16).facts
 
     from lightning_gen.models import VAE
 

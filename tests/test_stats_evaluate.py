@@ -11,7 +11,8 @@ import torch
 import yaml
 from conftest import TINY_CONFIG, run_cli
 from conftest import save_checkpoint as save
-from test_awa2 import write_awa2
+from fixtures_awa2 import write_awa2
+from fixtures_folders import image_folder_with_splits
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import CVAE, Judge
@@ -184,19 +185,6 @@ class MeanFeatures(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
-
-
-def image_folder_with_splits(root: Path, counts: dict[str, int]) -> Path:
-    """``root/<split>/<class>/<i>.png`` with ``counts[split]`` images per class (classes a and b)."""
-    from torchvision.utils import save_image
-
-    generator = torch.Generator().manual_seed(0)
-    for split, per_class in counts.items():
-        for name in ("a", "b"):
-            (root / split / name).mkdir(parents=True)
-            for index in range(per_class):
-                save_image(torch.rand(3, 16, 16, generator=generator), root / split / name / f"{index}.png")
-    return root
 
 
 def test_evaluate_split_test_names_the_test_split_and_its_size(tmp_path, capsys):

@@ -1,43 +1,13 @@
 """Text encoder loading, the tiny offline T5, and the caption embedding cache."""
 
-from pathlib import Path
-
 import pytest
 import torch
+from fixtures_text import CountingEncoder, counting_cache
 
 from lightning_gen.errors import UserError
 from lightning_gen.text import CaptionEmbeddingCache, FrozenT5, text_embedding_dim
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 from lightning_gen.text.tiny_t5 import main as tiny_t5_main
-
-
-class CountingEncoder:
-    """Stands in for T5: embedding = caption length, and every call is recorded."""
-
-    def __init__(self):
-        self.calls: list[list[str]] = []
-        self.devices: list[str] = []
-
-    def encode(self, captions, max_length):
-        self.calls.append(list(captions))
-        lengths = torch.tensor([float(len(caption)) for caption in captions])
-        embeddings = lengths.view(-1, 1, 1).expand(-1, max_length, 3).clone()
-        mask = torch.zeros(len(captions), max_length, dtype=torch.bool)
-        mask[:, :2] = True
-        return embeddings, mask
-
-    def to(self, device):
-        self.devices.append(str(device))
-        return self
-
-
-def counting_cache(directory: Path, encoder: CountingEncoder, loads: list | None = None) -> CaptionEmbeddingCache:
-    def load():
-        if loads is not None:
-            loads.append(1)
-        return encoder
-
-    return CaptionEmbeddingCache("fake/encoder", max_length=4, cache_dir=directory, load_encoder=load)
 
 
 def test_each_unique_caption_is_encoded_once(tmp_path):

@@ -48,9 +48,26 @@ def test_total_loss_is_weighted_sum_with_hand_computed_terms():
     torch.testing.assert_close(out["loss"], 0.5 * recon + 0.25 * kl)
 
 
-def test_kl_warmup_ramps_beta():
-    model = VAE(DataFacts(image_size=16), channels=[4, 8], kl_weight=2.0, kl_warmup_steps=10)
+def test_kl_warmup_ramps_beta(one_torch_thread):
+    import lightning.pytorch as pl
+
+    from lightning_gen.data import ShapesDataModule
+
+    class RecordBeta(pl.Callback):
+        def __init__(self):
+            self.betas: list[float] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.betas.append(pl_module.current_kl_weight())
+
+    model = VAE(DataFacts(image_size=16), channels=[4, 8], latent_dim=2, kl_weight=2.0, kl_warmup_steps=10)
     assert model.current_kl_weight() == 0.0  # global_step is 0 outside a trainer
+    record = RecordBeta()
+    trainer = pl.Trainer(max_steps=14, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[record])  # fmt: skip
+    trainer.fit(model, ShapesDataModule(num_images=40, image_size=16, batch_size=8))
+    # β_t = 2 · min(1, t / 10) at step t: a linear ramp over the first 10 steps, then flat.
+    assert record.betas == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0, 2.0, 2.0])
 
 
 def test_beta_vae_is_the_vae_with_beta():

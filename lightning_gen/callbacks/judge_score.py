@@ -1,4 +1,5 @@
-"""JudgeScore: every validation epoch, how often a frozen judge agrees with the conditions samples were drawn for.
+"""JudgeScore: how often a frozen judge agrees with the conditions samples were drawn for, at validation (every epoch,
+or every_n_epochs / every_n_steps, and at the run's final validation).
 
 Listed in a config under ``trainer.callbacks``::
 
@@ -18,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.metrics.judged import check_conditional, check_same_vocabulary, judged_kind, requested_conditions
 from lightning_gen.models.judge import judge_accuracy
@@ -28,12 +30,24 @@ class JudgeScore(pl.Callback):
 
     Args:
         judge_ckpt: a Judge checkpoint trained on the same dataset.
-        num_samples: samples per epoch, conditions spread evenly over the vocabulary.
+        num_samples: samples per scoring, conditions spread evenly over the vocabulary.
         seed: noise seed, the same every epoch so epochs compare (each DDP rank adds its rank).
         prompt_template: text models only: the prompt per class name, with ``{name}``, e.g. ``"a large {name}"``.
+        every_n_epochs: score at the validations of every this many epochs (default: every epoch).
+        every_n_steps: instead, score at the first validation at or after every this many optimizer steps (for
+            step-limited runs); either way also at the run's final validation (lightning_gen.callbacks.cadence).
     """
 
-    def __init__(self, judge_ckpt: str, num_samples: int = 256, seed: int = 0, prompt_template: str | None = None):
+    def __init__(
+        self,
+        judge_ckpt: str,
+        num_samples: int = 256,
+        seed: int = 0,
+        prompt_template: str | None = None,
+        every_n_epochs: int | None = None,
+        every_n_steps: int | None = None,
+    ):
+        self.cadence = Cadence("JudgeScore", every_n_epochs, every_n_steps)
         self.judge_ckpt, self.num_samples, self.seed, self.prompt_template = judge_ckpt, num_samples, seed, prompt_template
         self.judge: Any = None
 
@@ -46,9 +60,12 @@ class JudgeScore(pl.Callback):
         for parameter in self.judge.parameters():
             parameter.requires_grad_(False)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.cadence.start(trainer)
+
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if not self.cadence.due(trainer):
             return
         world, rank = trainer.world_size, trainer.global_rank
         per_rank = math.ceil(self.num_samples / world)

@@ -6,9 +6,9 @@ weights are swapped in)::
     - class_path: lightning_gen.callbacks.sample_quality.SampleQuality
       init_args: {every_n_epochs: 5, num_samples: 2048, feature_extractor: inception}
 
-Scored at every ``every_n_epochs``-th validation epoch and at the run's final validation (its last epoch, its
-max_steps, or the end-of-run validation of lightning_gen.callbacks.end_validation after a max_time stop); not at
-the ``images.every_n_minutes`` ones. Under ``fast_dev_run`` it scores SMOKE_SAMPLES samples (a check that it runs).
+Scored at the validations of every ``every_n_epochs``-th epoch, or (``every_n_steps``, for step-limited runs) at the
+first validation after every N optimizer steps, and at the run's final validation (lightning_gen.callbacks.cadence);
+not at the ``images.every_n_minutes`` ones. Under ``fast_dev_run`` it scores SMOKE_SAMPLES samples (a check that it runs).
 
 The real split's features are computed once per run (and cached on disk, shared with ``evaluate``).
 Under DDP every rank samples its own share with its own seed, the features are gathered, rank 0
@@ -22,8 +22,7 @@ import math
 import lightning.pytorch as pl
 import torch
 
-from lightning_gen.callbacks.end_validation import END, requested_validation
-from lightning_gen.callbacks.image_grids import is_final_validation
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.errors import UserError
 from lightning_gen.metrics import formulas
 from lightning_gen.metrics.evaluation import real_features, sample_batched
@@ -38,7 +37,9 @@ SMOKE_SAMPLES = 4  # per scoring under fast_dev_run
 
 class SampleQuality(pl.Callback):
     """Args:
-    every_n_epochs: score every this many validation epochs (and after the last epoch).
+    every_n_epochs: score at the validations of every this many epochs (default: every epoch).
+    every_n_steps: instead, score at the first validation at or after every this many optimizer steps
+        (for step-limited runs, ``max_epochs: -1``); either way also at the run's final validation.
     num_samples: generated images per scoring, over all ranks.
     feature_extractor: ``inception``, a TorchScript/.pt2 file, a Judge .ckpt or a class path (see ``evaluate``).
     inception_weights: the FID Inception weights file, when not in the torch hub cache.
@@ -49,7 +50,8 @@ class SampleQuality(pl.Callback):
 
     def __init__(
         self,
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = None,
+        every_n_steps: int | None = None,
         num_samples: int = 1024,
         feature_extractor: str = "inception",
         inception_weights: str | None = None,
@@ -57,9 +59,10 @@ class SampleQuality(pl.Callback):
         batch_size: int = 256,
         cache_dir: str | None = None,
     ):
-        if every_n_epochs < 1 or num_samples < 2:
-            raise UserError(f"SampleQuality needs every_n_epochs ≥ 1 and num_samples ≥ 2, got {every_n_epochs} and {num_samples}.")
-        self.every_n_epochs, self.num_samples, self.seed, self.batch_size = every_n_epochs, num_samples, seed, batch_size
+        if num_samples < 2:
+            raise UserError(f"SampleQuality needs num_samples ≥ 2, got {num_samples}; raise it.")
+        self.cadence = Cadence("SampleQuality", every_n_epochs, every_n_steps)
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
         self.extractor_spec, self.inception_weights, self.cache_dir = feature_extractor, inception_weights, cache_dir
         self.extractor: FeatureExtractor | None = None
         self.real: torch.Tensor | None = None
@@ -75,16 +78,8 @@ class SampleQuality(pl.Callback):
         # Built on every rank at setup, so a missing weights file stops the run before training, not after an epoch.
         self.extractor = build_extractor(self.extractor_spec, self.inception_weights, pl_module.device)
 
-    def _due(self, trainer: pl.Trainer) -> bool:
-        if trainer.sanity_checking:
-            return False
-        reason = requested_validation(trainer)
-        if reason == END:
-            return True
-        scheduled = (trainer.current_epoch + 1) % self.every_n_epochs == 0 or is_final_validation(trainer)
-        if reason is not None:  # an images.every_n_minutes validation stays cheap, unless it is also the epoch's own
-            return scheduled and bool(getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False))
-        return scheduled
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.cadence.start(trainer)
 
     def _shard(self, trainer: pl.Trainer) -> tuple[int, int]:
         per_rank = math.ceil(self.num_samples / trainer.world_size)
@@ -109,7 +104,7 @@ class SampleQuality(pl.Callback):
         return padded
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._due(trainer):
+        if not self.cadence.due(trainer):
             return
         mine = self._my_features(trainer, pl_module).to(pl_module.device)
         gathered = pl_module.all_gather(mine)  # world × per_rank × D (per_rank × D on one device)

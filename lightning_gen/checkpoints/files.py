@@ -121,6 +121,24 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None]) -> None:
     _fsync_directory(target.parent)
 
 
+def replace_file(target: str | Path, data: bytes | str) -> None:
+    """``data`` (str: UTF-8) into a temporary file beside ``target`` named for this writer alone, then renamed over it.
+
+    Two processes or threads writing the same target at once each rename their own complete file (the last rename
+    wins); a reader never sees half a file. No fsync: for caches, exports and records, which a power cut may lose
+    but never tear (checkpoints use ``atomic_write``).
+    """
+    target = Path(target)
+    temporary = temporary_path(target)
+    try:
+        with open(temporary, "xb") as file:  # exclusive: a name collision fails rather than shares a file
+            file.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def atomic_torch_save(obj: Any, target: str | Path) -> None:
     """``torch.save`` into an open file: torch's zip writer streams each tensor's storage straight to it."""
     atomic_write(target, lambda file: torch.save(obj, file))

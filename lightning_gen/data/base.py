@@ -63,6 +63,11 @@ class GenerativeDataModule(pl.LightningDataModule):
     def facts(self) -> DataFacts:
         return DataFacts(image_size=self.image_size, channels=3)
 
+    def captions(self) -> list[str]:
+        """Every caption the splits set up so far can serve, once each (first-seen order); [] without captions."""
+        splits = (self.train_set, self.val_set, self.test_set)
+        return list(dict.fromkeys(c for split in splits if split is not None and split.captions is not None for c in split.captions))
+
     def _loader(self, dataset: BatchedImageDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() did not create this split.")

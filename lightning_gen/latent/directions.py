@@ -16,6 +16,7 @@ its run directory, keyed by the checkpoint file (size, mtime), the number of ref
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from lightning_gen.checkpoints.files import replace_file
 from lightning_gen.errors import UserError
 from lightning_gen.protocol import batch_condition, has_latents
 from lightning_gen.runs.lookup import run_directory_of_checkpoint
@@ -188,9 +190,9 @@ def cached_directions(
     directions = compute_directions(model, batches(), names, references)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        torch.save(directions.to_dict(), temporary)
-        temporary.replace(path)  # atomic: a concurrent reader never sees half a file
+        buffer = io.BytesIO()
+        torch.save(directions.to_dict(), buffer)
+        replace_file(path, buffer.getvalue())  # atomic, and two writers of one cache never share a temporary file
     except OSError as error:
         print(f"Note: could not cache the directions in {path.parent} ({error.strerror or error}); they will be recomputed next time.")
     return directions, False

@@ -22,6 +22,7 @@ from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_une
 from lightning_gen.protocol import SamplingOptions
 from lightning_gen.seeding import rand, randint, randn
 from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
+from lightning_gen.text.cache import served_captions
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
@@ -132,6 +133,24 @@ class DDPM(GenerativeModel):
         for ok, rule in checks:
             if not ok:
                 raise UserError(f"{rule}; fix it in the model section of the config.")
+
+    # -- caption embeddings, encoded once before the first step -----------------------------------
+    def on_fit_start(self) -> None:
+        self.fill_caption_cache()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == "validate":  # a fit filled it at its start
+            self.fill_caption_cache()
+
+    def on_test_start(self) -> None:
+        self.fill_caption_cache()
+
+    def fill_caption_cache(self) -> None:
+        """Every caption the trainer's datamodule serves, encoded now (rank-sharded), so that steps only read."""
+        trainer = self.trainer
+        if self.text_cache is not None and trainer.datamodule is not None:
+            captions = served_captions(trainer.datamodule)
+            self.text_cache.fill(captions, self.device, trainer.global_rank, trainer.world_size)
 
     # -- noise schedules ------------------------------------------------------------------------
     def schedule_config(self) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lightning_gen.checkpoints.files import replace_file
 from lightning_gen.errors import UserError
 from lightning_gen.synthetic.plan import ExportItem
 
@@ -40,9 +40,7 @@ def checkpoint_global_step(path: str | Path) -> int | None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    replace_file(path, text)  # a temporary name of this writer's own: two writers never clobber one file
 
 
 def check_or_write_settings(root: Path, settings: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ never collide, and the writes are atomic (temp file + rename), so a killed expor
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,8 +15,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import write_png
+from torchvision.io import encode_png
 
+from lightning_gen.checkpoints.files import replace_file
 from lightning_gen.console.progress import Progress
 from lightning_gen.synthetic.generate import PerImageSampler, to_uint8
 from lightning_gen.synthetic.plan import ExportItem
@@ -79,9 +79,7 @@ class ImageWriter(BasePredictionWriter):
         for item, image in zip(prediction["items"], prediction["images"]):
             path = self.root / item.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.tmp")
-            write_png(image, str(temporary))
-            os.replace(temporary, path)
+            replace_file(path, encode_png(image).numpy().tobytes())  # atomic; two writers never share a temporary
         self.written += len(prediction["items"])
         if self.progress is not None:
             # Every rank writes an equal share (the distributed sampler pads the last one).

@@ -15,6 +15,7 @@ two checkpoints) are trained again by the resume; they move from ``metrics.csv``
 from __future__ import annotations
 
 import csv
+import io
 import netrc
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
+from lightning_gen.checkpoints.files import replace_file
 from lightning_gen.compat import csv_writer, set_csv_writer
 from lightning_gen.config.settings import TrackingSettings
 from lightning_gen.runs.directory import RunLocation
@@ -40,12 +42,11 @@ def _step_of(row: dict[str, str]) -> int | None:
 
 def _write_rows(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
     """The whole file at once: a temporary file beside it, renamed over it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=fieldnames, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    replace_file(path, text.getvalue())
 
 
 class AppendingMetricsWriter:
