@@ -206,7 +206,7 @@ def test_a_run_without_post_hoc_snapshots_is_one_clear_sentence(tmp_path):
 
 def test_evaluate_prints_one_row_per_sigma_rel(raw_run, tmp_path, capsys, one_torch_thread):
     """Each row scores the rebuilt EMA: σ_rel 0.10 (a tracked length) scores as its own snapshot file does."""
-    from test_evaluate_quality import TinyFeatures
+    from fixtures_features import TinyFeatures
 
     extractor = tmp_path / "tiny.pt"
     torch.jit.save(torch.jit.script(TinyFeatures()), extractor)

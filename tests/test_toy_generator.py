@@ -124,11 +124,11 @@ def test_sample_serves_the_toy(runs, tmp_path):
 
 def test_evaluate_scores_the_toys_fid_and_its_judged_accuracy(runs, tmp_path):
     ckpt = runs / "toy_0.1" / "version_0" / "checkpoints" / "last.ckpt"
-    extractor = "test_evaluate_quality.TinyFeatures"
+    extractor = "fixtures_features.TinyFeatures"
     out = tmp_path / "scores.json"
     run_cli("evaluate", "--ckpt_path", ckpt, "--feature_extractor", extractor, "--num", 24, "--metrics", "fid", "--out", out,
             "--save_images", tmp_path / "samples", "--cache_dir", tmp_path / "cache", "--log_to_run", "false")  # fmt: skip
-    from test_evaluate_quality import TinyFeatures
+    from fixtures_features import TinyFeatures
 
     from lightning_gen.metrics import formulas
     from lightning_gen.metrics.datamodules import datamodule_from_config
