@@ -50,7 +50,7 @@ def export_settings(model: Any, ckpt_path: str, seed: int, steps: int | None, gu
         "seed": seed,
         "guidance_scale": (guidance_scale if guidance_scale is not None else model.guidance_scale) if diffusion else None,
         "steps": (steps or model.sampling_steps) if diffusion else None,
-        "sampler": "ddim" if diffusion else None,
+        "sampler": model.sampling_options().deterministic_sampler if diffusion else None,
         "model_class": f"{cls.__module__}.{cls.__qualname__}",
         "condition": condition_kind(model),
         "checkpoint_sha256": file_sha256(ckpt_path),

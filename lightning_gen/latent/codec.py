@@ -51,10 +51,9 @@ class Codec:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         if self.is_diffusion:
-            # Deterministic DDIM without guidance: the exact reverse of the inversion's path.
-            return self.model.sample(
-                len(latents), condition=self.decode_condition, steps=self.steps, guidance_scale=1.0, sampler="ddim", initial_noise=latents
-            ).float()
+            # The deterministic sampler (DDIM, flow Euler) without guidance: the reverse of the inversion's path.
+            options = self.model.sampling_options().deterministic({"steps": self.steps, "guidance_scale": 1.0})
+            return self.model.sample(len(latents), condition=self.decode_condition, initial_noise=latents, **options).float()
         return self.model.decode(latents, self.decode_condition).float()
 
 

@@ -53,7 +53,7 @@ class PerImageSampler:
                 f"index); export a CVAE or DDPM checkpoint."
             )
         if "sampler" in accepted:
-            options = {**options, "sampler": "ddim"}  # deterministic given the initial noise
+            options = model.sampling_options().deterministic(options)  # deterministic given the initial noise
         self.options = sampling_kwargs(model, options)
         self.noise_shape = tuple(model.image_shape)
 
