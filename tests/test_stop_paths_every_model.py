@@ -1,7 +1,7 @@
 """Every way a fit stops saves last.ckpt at the step reached, for the model of every shipped config.
 
 The shipped configs (configs/*.yaml) are grouped by what their model is — class and mode arguments (prior,
-CVAE variant/condition/injection, DDPM conditioning, Judge targets), defaults filled in from the class — and
+CVAE variant/condition/injection, DDPM conditioning and objective, Judge targets), defaults filled in from the class — and
 each group runs from its first config with the model's size arguments shrunk (8/16-channel convolutions,
 a 16/32-channel UNet, a tiny random T5 for text), on 16×16 shapes (the configs' own data where it is the
 shapes set; the built-in shapes set in place of datasets on disk, which has the classes, attributes and
@@ -47,7 +47,7 @@ from lightning_gen.checkpoints import run_end
 from lightning_gen.checkpoints.run_end import RunEndSave, weights_are_finite
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-MODES = ("prior", "variant", "condition", "injection", "conditioning", "targets")
+MODES = ("prior", "variant", "condition", "injection", "conditioning", "objective", "targets")
 STEP = 3  # every stop comes at (or, for the guard, from) this step: inside the first epoch of 4 steps; the runs stop at 8
 
 
@@ -337,6 +337,7 @@ def test_every_shipped_config_is_covered():
         ("DDPM", "none"),
         ("DDPM", "class"),
         ("DDPM", "text"),
+        ("DDPM", "flow_matching"),
         ("Judge", ""),
     ]
     assert all(any(kind.split("-")[0] == name and mode in kind for kind in KINDS) for name, mode in expected), KINDS

@@ -35,7 +35,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--num", type=Optional[int], default=None, help="number of images (unconditional models, flat layout)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed; image i of a class depends only on (seed, class, i)")
     parser.add_argument("--batch_size", type=int, default=64, help="images generated at once per device")
-    parser.add_argument("--steps", type=Optional[int], default=None, help="DDIM steps (diffusion models; default: the model's)")
+    parser.add_argument(
+        "--steps", type=Optional[int], default=None, help="sampling steps (diffusion and flow models; default: the model's)"
+    )
     parser.add_argument(
         "--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale (default: the model's)"
     )

@@ -33,7 +33,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=8, help="decoded images from A's reconstruction to B's, both included")
     parser.add_argument("--mode", type=Mode, default="slerp", help="slerp (spherical) or lerp (linear) interpolation")
     parser.add_argument("--condition", type=Optional[str], default=None, help="class or attribute names (conditional models)")
-    parser.add_argument("--inversion_steps", type=Optional[int], default=None, help="DDIM steps of a DDPM's inversion and decoding")
+    parser.add_argument(
+        "--inversion_steps", type=Optional[int], default=None, help="steps of a DDPM's DDIM (flow matching: ODE) inversion and decoding"
+    )
     parser.add_argument("--out", type=str, default="mix.png", help="PNG strip to write")
     parser.add_argument("--gif", type=Optional[str], default=None, help="also write an animated GIF of the mixes here")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")

@@ -44,7 +44,9 @@ def add_sampling_arguments(parser: ArgumentParser) -> None:
     """The model-specific sampling options (``protocol.SAMPLING_OPTION_NAMES``), shared by ``sample`` and ``evaluate``."""
     parser.add_argument("--steps", type=Optional[int], default=None, help="sampling steps (diffusion models)")
     parser.add_argument("--guidance_scale", type=Optional[float], default=None, help="classifier-free guidance scale")
-    parser.add_argument("--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models)")
+    parser.add_argument(
+        "--sampler", type=Optional[str], default=None, help="ddim or ddpm (diffusion models); euler or heun (flow matching)"
+    )
     parser.add_argument(
         "--prior",
         type=Optional[Literal["fitted", "standard"]],

@@ -17,6 +17,7 @@ from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conditioning import TextConditioner, UNetInputs, check_vocabulary, conditioner_for
 from lightning_gen.models.diffusion_grids import diffusion_validation_grids
+from lightning_gen.models.flow_matching import FLOW_SAMPLERS, OBJECTIVES, FlowMatching
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
 from lightning_gen.protocol import SamplingOptions
@@ -49,13 +50,20 @@ class DDPM(GenerativeModel):
         cond_drop_prob: chance in training that a condition is replaced by the learned null condition,
             which is what lets guidance work at sampling time.
         guidance_scale: default classifier-free guidance scale of ``sample`` (1 = no guidance).
-        sampler: default sampler, ``ddim`` (deterministic, few steps) or ``ddpm`` (ancestral).
+        sampler: default sampler: ``ddim`` (deterministic, few steps) or ``ddpm`` (ancestral) for the diffusion
+            objective, ``euler`` or ``heun`` for flow matching; None takes the first of those.
         sampling_steps: default number of denoising steps of ``sample``.
         validation_steps: denoising steps of the validation grids (at most ``sampling_steps``), kept
             small so that grids every epoch stay cheap; None uses ``sampling_steps``.
         dynamic_threshold_percentile: Imagen's dynamic thresholding percentile of |x0| at each step;
             None clips x0 to [−1, 1] instead.
-        min_snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023; 5 speeds up training), None = unweighted.
+        min_snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023; 5 speeds up training), None = unweighted;
+            diffusion objective only.
+        objective: ``diffusion`` (the noise schedule above, ``prediction_type``, ``beta_schedule``, Min-SNR,
+            thresholding) or ``flow_matching`` (straight path x_t = (1 − t)·x0 + t·ε, velocity target ε − x0,
+            diffusers' flow Euler/Heun samplers; see ``lightning_gen.models.flow_matching`` and docs/flow-matching.md).
+        flow_time_distribution: flow matching's training times, ``uniform`` or ``logit_normal`` (SD3).
+        flow_logit_mean, flow_logit_std: the normal of the logit-normal times.
     """
 
     def __init__(
@@ -71,11 +79,15 @@ class DDPM(GenerativeModel):
         num_train_timesteps: int = 1000,
         cond_drop_prob: float = 0.1,
         guidance_scale: float = 2.0,
-        sampler: Literal["ddim", "ddpm"] = "ddim",
+        sampler: Literal["ddim", "ddpm", "euler", "heun"] | None = None,
         sampling_steps: int = 50,
         validation_steps: int | None = 25,
         dynamic_threshold_percentile: float | None = 0.95,
         min_snr_gamma: float | None = 5.0,
+        objective: Literal["diffusion", "flow_matching"] = "diffusion",
+        flow_time_distribution: Literal["uniform", "logit_normal"] = "logit_normal",
+        flow_logit_mean: float = 0.0,
+        flow_logit_std: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
@@ -88,7 +100,11 @@ class DDPM(GenerativeModel):
         self.num_train_timesteps = num_train_timesteps
         self.cond_drop_prob = cond_drop_prob
         self.guidance_scale = guidance_scale
-        self.sampler = sampler
+        self.objective = objective
+        self.flow = None  # the FlowMatching objective, or None for diffusion
+        if objective == "flow_matching":
+            self.flow = FlowMatching(num_train_timesteps, flow_time_distribution, flow_logit_mean, flow_logit_std)
+        self.sampler = sampler or self.sampler_names[0]
         self.sampling_steps = sampling_steps
         self.validation_steps = validation_steps
         self.dynamic_threshold_percentile = dynamic_threshold_percentile
@@ -119,7 +135,8 @@ class DDPM(GenerativeModel):
             (self.conditioning in ("none", "class", "text"), "model.conditioning must be none, class or text"),
             (self.prediction_type in ("epsilon", "v_prediction"), "model.prediction_type must be epsilon or v_prediction"),
             (self.beta_schedule in BETA_SCHEDULES, "model.beta_schedule must be linear or cosine"),
-            (self.sampler in ("ddim", "ddpm"), "model.sampler must be ddim or ddpm"),
+            (self.objective in OBJECTIVES, "model.objective must be diffusion or flow_matching"),
+            (self.sampler in self.sampler_names, f"model.sampler must be {' or '.join(self.sampler_names)} for objective {self.objective}"),
             (0.0 <= self.cond_drop_prob < 1.0, "model.cond_drop_prob must be in [0, 1)"),
             (self.guidance_scale >= 0.0, "model.guidance_scale must be >= 0 (1 = no guidance)"),
             (1 <= self.sampling_steps <= self.num_train_timesteps, "model.sampling_steps must be in [1, num_train_timesteps]"),
@@ -129,6 +146,11 @@ class DDPM(GenerativeModel):
                 "model.dynamic_threshold_percentile must be in (0, 1] or null",
             ),
             (self.min_snr_gamma is None or self.min_snr_gamma > 0, "model.min_snr_gamma must be > 0 or null"),
+            (
+                self.flow is None or self.min_snr_gamma is None,
+                "model.min_snr_gamma weights the diffusion objective's noise levels and does not apply to objective "
+                "flow_matching, so set it to null",
+            ),
         ]
         for ok, rule in checks:
             if not ok:
@@ -163,8 +185,15 @@ class DDPM(GenerativeModel):
             **thresholding_config(self.dynamic_threshold_percentile),
         }
 
-    def sampling_scheduler(self, sampler: str) -> DDIMScheduler | DDPMScheduler:
+    @property
+    def sampler_names(self) -> tuple[str, ...]:
+        """The objective's samplers; the first is the default and the deterministic one."""
+        return ("ddim", "ddpm") if self.flow is None else FLOW_SAMPLERS
+
+    def sampling_scheduler(self, sampler: str) -> Any:
         """A fresh scheduler per sampling call: diffusers schedulers keep per-run state (their timesteps)."""
+        if self.flow is not None:
+            return self.flow.scheduler(sampler)
         if sampler not in ("ddim", "ddpm"):
             raise UserError(f"Unknown sampler '{sampler}'; use ddim or ddpm.")
         return (DDIMScheduler if sampler == "ddim" else DDPMScheduler)(**self.schedule_config())
@@ -200,8 +229,8 @@ class DDPM(GenerativeModel):
         return SamplingOptions(
             noise_shape=tuple(self.image_shape),
             defaults={"steps": self.sampling_steps, "guidance_scale": self.guidance_scale, "sampler": self.sampler},
-            choices={"sampler": ("ddim", "ddpm")},
-            deterministic_sampler="ddim",
+            choices={"sampler": self.sampler_names},
+            deterministic_sampler=self.sampler_names[0],
         )
 
     def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
@@ -224,6 +253,22 @@ class DDPM(GenerativeModel):
         clipped = snr.clamp(max=self.min_snr_gamma)
         return clipped / (snr + 1.0) if self.prediction_type == "v_prediction" else clipped / snr
 
+    def draw_timesteps(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Training timesteps: integer steps of the chain (diffusion), times t in [0, 1] (flow matching)."""
+        if self.flow is not None:
+            return self.flow.draw_times(n, generator, self.device)
+        return randint(self.num_train_timesteps, (n,), generator, self.device)
+
+    def training_pair(
+        self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy input, the UNet's timestep input, target) of the objective."""
+        if self.flow is not None:
+            return self.flow.training_pair(clean, noise, timesteps)
+        noisy = self.noise_schedule.add_noise(clean, noise, timesteps)
+        target = noise if self.prediction_type == "epsilon" else self.noise_schedule.get_velocity(clean, noise, timesteps)
+        return noisy, timesteps, target
+
     def diffusion_loss(
         self,
         batch: dict[str, Any],
@@ -236,18 +281,14 @@ class DDPM(GenerativeModel):
         n = len(clean)
         if draws is None:
             noise = randn(clean.shape, generator, self.device).to(clean.dtype)
-            timesteps = randint(self.num_train_timesteps, (n,), generator, self.device)
+            timesteps = self.draw_timesteps(n, generator)
         else:
             noise, timesteps = draws[0].to(self.device, clean.dtype), draws[1].to(self.device)
         inputs = self.condition_inputs(self.batch_condition(batch), n)
         if drop and inputs and self.cond_drop_prob > 0:
             inputs = self.drop_condition(inputs, rand((n,), generator, self.device) < self.cond_drop_prob)
-        noisy = self.noise_schedule.add_noise(clean, noise, timesteps)
-        prediction = self.unet(noisy, timesteps, **inputs).sample
-        if self.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = self.noise_schedule.get_velocity(clean, noise, timesteps)
+        noisy, model_timesteps, target = self.training_pair(clean, noise, timesteps)
+        prediction = self.unet(noisy, model_timesteps, **inputs).sample
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         return (self.loss_weights(timesteps) * per_image).mean()
 
@@ -266,7 +307,10 @@ class DDPM(GenerativeModel):
         for index in indices.tolist():
             generator = torch.Generator().manual_seed(index)
             noise.append(torch.randn(batch["image"].shape[1:], generator=generator))
-            timesteps.append(torch.randint(self.num_train_timesteps, (), generator=generator))
+            if self.flow is not None:
+                timesteps.append(self.flow.draw_times(1, generator, "cpu")[0])
+            else:
+                timesteps.append(torch.randint(self.num_train_timesteps, (), generator=generator))
         return torch.stack(noise), torch.stack(timesteps)
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
@@ -289,7 +333,7 @@ class DDPM(GenerativeModel):
         generator: torch.Generator | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
-        sampler: Literal["ddim", "ddpm"] | None = None,
+        sampler: Literal["ddim", "ddpm", "euler", "heun"] | None = None,
         initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``n`` images in [0, 1]. ``condition``: class ids (tensor/list) or captions, one or one per image;
@@ -345,16 +389,22 @@ class DDPM(GenerativeModel):
                 conditional, unconditional = output.chunk(2)
                 output = classifier_free_guidance(conditional, unconditional, scale)
             step = scheduler.step(output, timestep, sample, generator=generator, **step_options)
-            sample = step.prev_sample
             if index in keep:
-                frames.append(step.pred_original_sample)
+                frames.append(step.pred_original_sample if self.flow is None else self.flow.predicted_clean(sample, output, timestep))
+            sample = step.prev_sample
         return sample, frames
 
     @torch.no_grad()
     def invert(self, x: torch.Tensor, condition: Any = None, steps: int | None = None) -> torch.Tensor:
-        """DDIM inversion: the noise from which ``sample(..., initial_noise=noise, steps=steps, sampler="ddim",
-        guidance_scale=1.0)`` regenerates ``x`` (N×C×H×W in [0, 1]) approximately; the same ``condition``
-        (None: the null condition) must be given to both."""
+        """DDIM inversion (flow matching: the ODE run backwards): the noise from which ``sample(...,
+        initial_noise=noise, steps=steps, sampler=ddim / euler, guidance_scale=1.0)`` regenerates ``x``
+        (N×C×H×W in [0, 1]) approximately; the same ``condition`` (None: the null condition) must be given to both."""
+        if self.flow is not None:
+            inputs = self.condition_inputs(condition, len(x))
+            clean = x.to(self.device, self.dtype) * 2.0 - 1.0
+            return self.flow.invert(
+                lambda sample, timestep: self.unet(sample, timestep, **inputs).sample, clean, steps or self.sampling_steps
+            )
         # diffusers' inverse scheduler runs the DDIM steps backwards on the same (trailing) timesteps; no
         # clipping of x0 here, it would make the path irreversible.
         config = {
