@@ -43,7 +43,7 @@ import yaml
 from conftest import REPO, SimulatedKill, run_cli
 from lightning.pytorch.callbacks import Timer
 
-from lightning_gen.callbacks import run_end
+from lightning_gen.checkpoints import run_end
 from lightning_gen.checkpoints.run_end import RunEndSave, weights_are_finite
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -10,9 +11,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
 from lightning_gen.console.option_errors import check_optimizer
+from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.schedules import fit_schedule_to_run
-from lightning_gen.protocol import has_latents
+from lightning_gen.protocol import SamplingOptions, has_latents
 from lightning_gen.seeding import TRAINING_NOISE, derived_generator, process_rank, run_seed
 
 
@@ -101,9 +103,38 @@ class GenerativeModel(pl.LightningModule):
         batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer is not None else 0
         return derived_generator(self.device, run_seed(), TRAINING_NOISE, process_rank(), batches)
 
+    # -- the model protocol's defaults (lightning_gen.protocol): an unconditional generator --------------
+    conditioning: str = "none"
+
     def batch_condition(self, batch: dict[str, Any]) -> Any:
         """The condition this model reads from a batch; unconditional models read none."""
         return None
+
+    @property
+    def condition_vocabulary(self) -> tuple[str, ...]:
+        """The class or attribute names a condition is made of; () for free text and for unconditional models."""
+        return ()
+
+    def sampling_options(self) -> SamplingOptions:
+        """What ``sample`` takes beyond (n, condition, generator, initial_noise): nothing, by default."""
+        return SamplingOptions(noise_shape=tuple(self.image_shape))
+
+    def validation_grids(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The model's own grids beside the samples and reconstructions the ImageGrids callback draws."""
+        return {}
+
+    def spread_conditions(self, n: int) -> Any:
+        """n conditions cycling evenly over the vocabulary; None where there is none."""
+        return None
+
+    def condition_from_names(self, names: Sequence[str], n: int) -> Any:
+        raise UserError(f"{type(self).__name__} here is unconditional (conditioning none); sample it without --condition.")
+
+    def condition_from_prompt(self, prompt: str, n: int) -> Any:
+        raise UserError(f"{type(self).__name__} here is unconditional (conditioning none); sample it without --prompt.")
+
+    def condition_names(self, condition: Any) -> list[str]:
+        return []
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """``predict``: reconstructions where the model has a latent space, else one sample per input's condition."""

@@ -71,6 +71,7 @@ class CVAE(VAE):
         self.decoder_condition_size = size if injection == "concat" else 0
         super().__init__(facts, latent_dim=latent_dim, **kwargs)
         self.variant, self.injection, self.condition_kind = variant, injection, condition
+        self.conditioning = condition
         self.condition_projection = nn.Linear(size, latent_dim) if injection == "add" else None
         if injection == "film":
             hp = self.hparams
@@ -96,6 +97,10 @@ class CVAE(VAE):
     def vocabulary(self) -> tuple[str, ...]:
         facts = self.data_facts
         return facts.class_names if self.condition_kind == "class" else facts.attribute_names
+
+    @property
+    def condition_vocabulary(self) -> tuple[str, ...]:
+        return self.vocabulary
 
     def batch_condition(self, batch: dict[str, Any]) -> torch.Tensor:
         key = "label" if self.condition_kind == "class" else "attributes"

@@ -17,6 +17,7 @@ from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.diffusion_grids import diffusion_validation_grids
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
+from lightning_gen.protocol import SamplingOptions
 from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -212,11 +213,23 @@ class DDPM(GenerativeModel):
     def condition_kind(self) -> str:
         return self.conditioning
 
-    def spread_conditions(self, n: int) -> torch.Tensor:
-        """n class ids cycling evenly over the classes (for ``evaluate`` with a judge)."""
+    @property
+    def condition_vocabulary(self) -> tuple[str, ...]:
+        return tuple(self.data_facts.class_names) if self.conditioning == "class" else ()
+
+    def spread_conditions(self, n: int) -> torch.Tensor | None:
+        """n class ids cycling evenly over the classes (for ``evaluate`` with a judge); None unless class-conditional."""
         if self.conditioning != "class":
-            raise UserError(f"spread_conditions needs a class-conditional DDPM; this one is conditioned on {self.conditioning}.")
+            return None
         return torch.arange(n, device=self.device) % self.num_classes
+
+    def sampling_options(self) -> SamplingOptions:
+        return SamplingOptions(
+            noise_shape=tuple(self.image_shape),
+            defaults={"steps": self.sampling_steps, "guidance_scale": self.guidance_scale, "sampler": self.sampler},
+            choices={"sampler": ("ddim", "ddpm")},
+            deterministic_sampler="ddim",
+        )
 
     def condition_from_names(self, names: Sequence[str], n: int | None = None) -> Any:
         """Class ids (or captions) of ``names``; ``n`` is accepted for the sample command and broadcast later."""

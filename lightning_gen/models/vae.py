@@ -18,6 +18,7 @@ from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
 from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
+from lightning_gen.protocol import SamplingOptions
 
 
 class VAE(GenerativeModel):
@@ -121,10 +122,20 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(
-        self, n: int, condition: Any = None, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
+        self,
+        n: int,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+        prior: Literal["fitted", "standard"] = "fitted",
+        initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded."""
-        return self.decode(self.sample_latents(n, generator, prior).to(self.device), condition)
+        """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded.
+        ``initial_noise`` (n × latent_dim) is decoded as given: the latents themselves."""
+        z = self.sample_latents(n, generator, prior) if initial_noise is None else initial_noise
+        return self.decode(z.to(self.device), condition)
+
+    def sampling_options(self) -> SamplingOptions:
+        return SamplingOptions(noise_shape=self.latent_shape, defaults={"prior": "fitted"}, choices={"prior": ("fitted", "standard")})
 
     def sample_latents(
         self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
