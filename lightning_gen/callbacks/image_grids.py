@@ -59,7 +59,8 @@ def interpolation_grid(model: Any, images: torch.Tensor, condition: Any, pairs: 
     starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
     start_condition = _take(condition, slice(0, 2 * pairs, 2))
     z_start, z_end = model.encode(starts, start_condition), model.encode(ends, _take(condition, slice(1, 2 * pairs, 2)))
-    weights = torch.linspace(0, 1, steps, device=images.device).view(1, steps, 1)
+    # one weight per (pair, step), broadcast over a flat or a spatial (C × h × w) latent
+    weights = torch.linspace(0, 1, steps, device=images.device).view(1, steps, *([1] * (z_start.dim() - 1)))
     z = (z_start[:, None] * (1 - weights) + z_end[:, None] * weights).flatten(0, 1)
     row_condition = None
     if start_condition is not None:
