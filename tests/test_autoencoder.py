@@ -107,6 +107,27 @@ def test_latent_scale_is_one_over_the_std_of_the_kept_images_latents():
     assert abs(model.scale - 1) > 0.01
 
 
+def test_a_checkpoint_saved_after_training_since_the_measurement_remeasures_with_the_saved_weights():
+    model = tiny().eval()
+    images = quantised_images(6)
+    model.observe(images, torch.arange(6))
+    model.update_latent_scale()
+    measured = model.scale
+    saved = tiny()  # other weights (as EMA ones differ from the live ones)
+    with torch.no_grad():
+        for parameter in saved.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        latents = saved.vae.encode(2 * images - 1).latent_dist.mean.double()
+    checkpoint = {"state_dict": saved.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["state_dict"]["latent_scale._extra_state"]["value"] == pytest.approx(measured)  # measured at this step
+    model.latent_scale.step = -1  # as after optimizer steps since the last validation
+    model.on_save_checkpoint(checkpoint)
+    stored = checkpoint["state_dict"]["latent_scale._extra_state"]["value"]
+    assert stored == pytest.approx(float(1 / latents.flatten().std(unbiased=False)), rel=1e-5)
+    assert abs(stored - measured) > 1e-3
+
+
 def test_checkpoint_round_trip_keeps_weights_and_scale(tmp_path):
     model = tiny().eval()
     model.observe(quantised_images(6), torch.arange(6))
@@ -208,3 +229,25 @@ def test_evaluate_psnr_ssim_on_the_checkpoint(fitted, tmp_path):
     psnr = [float(10 * math.log10(1 / (reconstruction[i] - validation[i]).pow(2).mean())) for i in range(len(validation))]
     assert scores["psnr"]["mean"] == pytest.approx(sum(psnr) / len(psnr), rel=1e-3)
     assert 0 < scores["ssim"]["mean"] < 1
+
+
+def test_mix_interpolates_the_spatial_latents(fitted, tmp_path):
+    import numpy as np
+
+    images = quantised_images(2, seed=4)
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(tmp_path / f"{index}.png")
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(paths[-1])
+    out = tmp_path / "mix.png"
+    run_cli("mix", "--ckpt_path", fitted, *paths, "--steps", "3", "--mode", "lerp", "--out", out, "--device", "cpu")
+    strip = torch.from_numpy(np.asarray(Image.open(out).convert("RGB"))).permute(2, 0, 1).float() / 255
+    assert strip.shape == (3, 16 + 2, 5 * 17 + 1)  # A, three mixes, B
+    model = load_model(fitted)
+    with torch.no_grad():
+        ends = model.reconstruct(images)
+        middle = model.decode(model.encode(images).mean(0, keepdim=True))[0]
+    tile = lambda column: strip[:, 1:17, 1 + 17 * column : 17 * (column + 1)]  # noqa: E731
+    assert torch.allclose(tile(1), ends[0], atol=1.5 / 255)  # ratio 0: A's reconstruction
+    assert torch.allclose(tile(2), middle, atol=1.5 / 255)  # ratio 0.5: the decoded mean of the two latents
+    assert torch.allclose(tile(3), ends[1], atol=1.5 / 255)

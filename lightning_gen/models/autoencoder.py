@@ -8,6 +8,7 @@ can bring them to unit variance.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,12 +41,13 @@ class LatentScale(nn.Module):
     def __init__(self):
         super().__init__()
         self.value = 1.0
+        self.step = -1  # the optimizer step whose weights it was measured with
 
     def get_extra_state(self) -> dict[str, float]:
-        return {"value": float(self.value)}
+        return {"value": float(self.value), "step": int(self.step)}
 
     def set_extra_state(self, state: dict[str, float]) -> None:
-        self.value = float(state["value"])
+        self.value, self.step = float(state["value"]), int(state.get("step", -1))
 
 
 def group_count(channels: Sequence[int], most: int = 32) -> int:
@@ -204,14 +206,20 @@ class Autoencoder(GenerativeModel):
         return torch.stack(list(self._recent.values())).float() / 255
 
     @torch.no_grad()
-    def update_latent_scale(self) -> None:
-        """scale = 1 / std over every element of the kept images' posterior means, the sums reduced over ranks."""
+    def update_latent_scale(self, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """scale = 1 / std over every element of the kept images' posterior means, the sums reduced over ranks;
+        with the model's weights, or those of ``state_dict`` (the weights a checkpoint saves: EMA ones when EMA is on)."""
         if not self._recent:
             return
+        vae = self.vae
+        if state_dict is not None:
+            vae = copy.deepcopy(self.vae)
+            vae.load_state_dict({key[4:]: value for key, value in state_dict.items() if key.startswith("vae.")})
         images = self.observed_images()
         stats = torch.zeros(3, dtype=torch.float64, device=self.device)  # count, Σz, Σz²
         for start in range(0, len(images), ENCODE_BATCH):
-            means = self.encode(images[start : start + ENCODE_BATCH].to(self.device, self.dtype)).double()
+            batch = images[start : start + ENCODE_BATCH].to(self.device, self.dtype)
+            means = vae.encode(batch * 2.0 - 1.0).latent_dist.mean.double()
             stats += torch.stack([torch.tensor(means.numel(), dtype=torch.float64, device=self.device), means.sum(), means.pow(2).sum()])
         if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank holds other images
             torch.distributed.all_reduce(stats)
@@ -221,6 +229,7 @@ class Autoencoder(GenerativeModel):
             rank_zero_warn(f"step {self.global_step}: the latents' variance is {variance}, so the latent scale stays {self.scale}.")
             return
         self.latent_scale.value = 1.0 / math.sqrt(variance)
+        self.latent_scale.step = self.global_step
 
     def on_validation_epoch_start(self) -> None:
         # The weights validated (the EMA ones when EMA is on: swapped in before this hook) are those saved.
@@ -229,6 +238,8 @@ class Autoencoder(GenerativeModel):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
+        if self.latent_scale.step != self.global_step:  # e.g. last.ckpt at a stop step, saved before its validation
+            self.update_latent_scale(checkpoint["state_dict"])  # under DDP every rank saves, so every rank reduces
         # The EMA copy's state_dict (put there by the EMA callback) holds the scale from before training.
         checkpoint["state_dict"]["latent_scale._extra_state"] = self.latent_scale.get_extra_state()
 
