@@ -238,8 +238,10 @@ class Autoencoder(GenerativeModel):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self.latent_scale.step != self.global_step:  # e.g. last.ckpt at a stop step, saved before its validation
-            self.update_latent_scale(checkpoint["state_dict"])  # under DDP every rank saves, so every rank reduces
+        # Measured again with the weights being saved (the EMA ones when EMA is on, which can differ from those
+        # validated), so the stored scale is exactly that of the stored weights. Every rank saves (Lightning dumps the
+        # checkpoint on each), so every rank takes part in the reduction.
+        self.update_latent_scale(checkpoint["state_dict"])
         # The EMA copy's state_dict (put there by the EMA callback) holds the scale from before training.
         checkpoint["state_dict"]["latent_scale._extra_state"] = self.latent_scale.get_extra_state()
 
