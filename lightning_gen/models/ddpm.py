@@ -16,6 +16,8 @@ from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.diffusion_grids import diffusion_validation_grids
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
+from lightning_gen.models.lora import with_lora
+from lightning_gen.models.pretrained import pretrained_diffusion
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
 from lightning_gen.protocol import SamplingOptions
 from lightning_gen.text import DEFAULT_TEXT_ENCODER, CaptionEmbeddingCache, text_embedding_dim
@@ -53,6 +55,10 @@ class DDPM(GenerativeModel):
         dynamic_threshold_percentile: Imagen's dynamic thresholding percentile of |x0| at each step;
             None clips x0 to [−1, 1] instead.
         min_snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023; 5 speeds up training), None = unweighted.
+        pretrained: Hub id or local diffusers folder whose UNet and noise schedule the model starts from
+            (``lightning_gen.models.pretrained``; replaces ``unet`` and the schedule settings). None = from scratch.
+        lora: LoRA adapter settings (``rank``, ``alpha``, ``target_modules``, ``dropout``): only the adapter
+            trains (``lightning_gen.models.lora``). None = every weight trains.
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class DDPM(GenerativeModel):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
+        pretrained: str | None = None,
+        lora: dict[str, Any] | None = None,
     ):
         super().__init__(data_facts, optimizer, lr_scheduler, scheduler_interval)
         self.save_model_hyperparameters()
@@ -111,8 +119,16 @@ class DDPM(GenerativeModel):
             self.text_cache = CaptionEmbeddingCache(text_encoder, max_text_length, text_cache_dir)
             # The learned "no caption" sequence that guidance contrasts against (Imagen's null text embedding).
             self.null_text_embedding = nn.Parameter(0.02 * torch.randn(max_text_length, text_dim))
-        config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
-        self.unet = build_unet(conditioning, config)
+        if pretrained is None:
+            config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
+            self.unet = build_unet(conditioning, config)
+        else:  # the UNet and the noise schedule come from the diffusers checkpoint
+            base = pretrained_diffusion(pretrained, facts, conditioning)
+            self.unet = base.unet
+            for name, value in base.schedule.items():
+                setattr(self, name, value)
+            self._check_settings()
+        self.unet = with_lora(self.unet, lora)
         self.noise_schedule = DDPMScheduler(**self.schedule_config())
 
     @classmethod
