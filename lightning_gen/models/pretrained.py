@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diffusers import DDPMScheduler, UNet2DModel
+from huggingface_hub import constants
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_gen.errors import UserError
@@ -72,7 +73,7 @@ def _not_available(source: str, error: BaseException) -> UserError:
     else:
         how = f"run `hf download {source}` on a machine with network (or set {ALLOW_DOWNLOADS}=1 to let fit download it)"
     return UserError(
-        f"model.pretrained {source} is not in the Hugging Face cache ({os.environ.get('HF_HUB_CACHE', '~/.cache/huggingface/hub')}); "
+        f"model.pretrained {source} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
         f"{how}, or point model.pretrained at a local diffusers folder."
     )
 
