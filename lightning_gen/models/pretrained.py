@@ -172,6 +172,7 @@ def pretrained_diffusion(source: str, facts: DataFacts, conditioning: str) -> Pr
     except (OSError, ValueError) as error:
         raise _not_available(source, error) from error
     unet.register_to_config(sample_size=facts.image_size)  # the size it is fine-tuned (and will be published) at
+    unet.train()  # from_pretrained returns it in eval mode; a UNet built here starts in train mode (dropout on), as this one must
     scheduler = _read_scheduler_config(root, subfolder)
     schedule = {} if scheduler is None else schedule_settings(scheduler, source)
     parameters = sum(parameter.numel() for parameter in unet.parameters()) / 1e6

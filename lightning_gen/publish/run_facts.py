@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from lightning_gen.checkpoints.loading import load_checkpoint_file
-from lightning_gen.metrics.report import run_directory_of
+from lightning_gen.runs.lookup import trusted_run_directory
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def read_scores(run_directory: Path) -> tuple[dict[str, Any], ...]:
 def run_facts(ckpt_path: str | Path) -> RunFacts:
     checkpoint = load_checkpoint_file(ckpt_path, mmap=True)
     steps, epoch, wall = checkpoint.get("global_step"), checkpoint.get("epoch"), _timer_seconds(checkpoint)
-    directory = run_directory_of(ckpt_path)
+    directory = trusted_run_directory(ckpt_path)
     if directory is None:
         return RunFacts(None, None, global_step=steps, epoch=epoch, wall_time_s=wall)
     text = (directory / "config.yaml").read_text()
