@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diffusers import UNet2DModel
-from peft import LoraConfig, PeftModel, get_base_model_state_dict, get_peft_model
+from lightning.pytorch.utilities import rank_zero_info
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from lightning_gen.errors import UserError
@@ -58,32 +58,28 @@ def with_lora(unet: nn.Module, settings: Mapping[str, Any] | None) -> nn.Module:
         return unet
     config = lora_config(settings)
     try:
-        return get_peft_model(unet, config)
+        adapted = get_peft_model(unet, config)
     except ValueError as error:  # peft: "Target modules {...} not found in the base model"
         raise UserError(
             f"model.lora.target_modules {sorted(config.target_modules)} match no layer of the UNet; name its Linear or Conv2d "
             f"layers, e.g. {', '.join(ATTENTION_PROJECTIONS)} (the attention projections)."
         ) from error
+    trainable = sum(parameter.numel() for parameter in adapted.parameters() if parameter.requires_grad)
+    total = sum(parameter.numel() for parameter in adapted.parameters())
+    rank_zero_info(
+        f"model.lora: rank {config.r} adapter on {', '.join(sorted(config.target_modules))}; "
+        f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f} %)."
+    )
+    return adapted
 
 
 def has_lora(unet: nn.Module) -> bool:
     return isinstance(unet, PeftModel)
 
 
-def adapter_parameter_count(unet: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in unet.parameters() if parameter.requires_grad) if has_lora(unet) else 0
-
-
 def merged_unet(unet: nn.Module) -> nn.Module:
     """A plain diffusers UNet with the adapter folded into its weights (``unet`` itself is left as it is)."""
     return copy.deepcopy(unet).merge_and_unload() if has_lora(unet) else unet
-
-
-def base_unet(unet: PeftModel) -> UNet2DModel:
-    """The frozen base UNet without the adapter (a copy)."""
-    base = type(unet.get_base_model()).from_config(unet.get_base_model().config)
-    base.load_state_dict(get_base_model_state_dict(unet))
-    return base
 
 
 def save_adapter(unet: PeftModel, folder: str | Path, base_model: str | None = None) -> None:
