@@ -20,6 +20,7 @@ from fixtures_cat_faces import write_cat_faces
 from fixtures_celeba import write_celeba
 from fixtures_image_folder import COLOURS, class_folders
 from fixtures_nabirds import write_nabirds
+from fixtures_pretrained import save_tiny_pipeline
 from PIL import Image
 
 from lightning_gen.callbacks.image_grids import SMOKE_IMAGES
@@ -62,6 +63,10 @@ def overrides(config: dict, fixtures: Path, tmp_path: Path) -> list[str]:
         encoder = tmp_path / "tiny_t5"
         build_tiny_t5(encoder, caption_vocabulary(config), d_model=16)
         options += ["--model.init_args.text_encoder", str(encoder), "--model.init_args.text_cache_dir", str(tmp_path / "text_cache")]
+    if model.get("pretrained"):  # a Hub checkpoint cannot be downloaded here: a tiny pipeline saved at the data's size stands in
+        folder = tmp_path / "pretrained"
+        save_tiny_pipeline(folder, image_size=config["data"]["init_args"].get("image_size", 64))
+        options += ["--model.init_args.pretrained", str(folder)]
     unet = dict(model.get("unet") or {})
     if max(unet.get("block_out_channels", [0])) > 64:  # the same levels, block types and attention, narrower and shallower
         unet.update(block_out_channels=[SMALL_CHANNELS] * len(unet["block_out_channels"]), layers_per_block=1, attention_head_dim=8)

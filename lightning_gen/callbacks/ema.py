@@ -82,6 +82,8 @@ class EMA(WeightAveraging):
         # Grouped by device and dtype, as AveragedModel does: one fused lerp needs matching tensors.
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
         for averaged, current in zip(_tensors(average.module), _tensors(pl_module), strict=True):
+            if isinstance(current, torch.nn.Parameter) and not current.requires_grad:
+                continue  # frozen (a LoRA base UNet): its average is its value, copied once with the model
             if averaged.device != current.device:
                 raise RuntimeError(
                     f"EMA keeps the average on the model's device, but a tensor is on {current.device} "

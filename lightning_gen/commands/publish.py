@@ -29,6 +29,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--prompt", type=Optional[str], default=None, help="caption of the card's sample grid (text models)")
     parser.add_argument("--num", type=int, default=16, help="images in the card's sample grid")
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the sample grid")
+    parser.add_argument("--merge_lora", type=bool, default=False, help="a LoRA run: publish the merged UNet, not the adapter alone")
     parser.add_argument("--device", type=str, default="cpu", help="cpu or cuda (for the sample grid)")
 
 
@@ -36,7 +37,7 @@ def run(args: Namespace) -> None:
     datasets = tuple(name.strip() for name in (args.datasets or "").split(",") if name.strip())
     request = PublishRequest(
         args.ckpt_path, args.out, args.raw_weights, args.overwrite, args.push_to_hub, args.private, args.license,
-        datasets, args.prompt, args.num, args.seed, args.device,
+        datasets, args.prompt, args.num, args.seed, args.device, args.merge_lora,
     )  # fmt: skip
     out, url = publish_and_push(request)
     print(f"Wrote {out}" + (f" and uploaded it: {url}" if url else ""))

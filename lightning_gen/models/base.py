@@ -82,7 +82,8 @@ class ModelBase(pl.LightningModule):
         return (facts.channels, facts.image_size, facts.image_size)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self._optimizer_factory(self.parameters())
+        # Only what trains: frozen weights (a LoRA base UNet) would cost optimizer state and weight decay for nothing.
+        optimizer = self._optimizer_factory([parameter for parameter in self.parameters() if parameter.requires_grad])
         if self._scheduler_factory is None:
             return optimizer
         scheduler = self._scheduler_factory(optimizer)

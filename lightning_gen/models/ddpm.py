@@ -19,6 +19,8 @@ from lightning_gen.models.conditioning import TextConditioner, UNetInputs, check
 from lightning_gen.models.diffusion_grids import diffusion_validation_grids
 from lightning_gen.models.flow_matching import FLOW_SAMPLERS, OBJECTIVES, FlowMatching
 from lightning_gen.models.guidance import classifier_free_guidance, guidance_active, thresholding_config
+from lightning_gen.models.lora import with_lora
+from lightning_gen.models.pretrained import pretrained_diffusion
 from lightning_gen.models.unets import Conditioning, build_unet, imagen_base_unet, unet_config
 from lightning_gen.protocol import SamplingOptions
 from lightning_gen.seeding import rand, randint, randn
@@ -64,6 +66,10 @@ class DDPM(GenerativeModel):
             diffusers' flow Euler/Heun samplers; see ``lightning_gen.models.flow_matching`` and docs/flow-matching.md).
         flow_time_distribution: flow matching's training times, ``uniform`` or ``logit_normal`` (SD3).
         flow_logit_mean, flow_logit_std: the normal of the logit-normal times.
+        pretrained: Hub id or local diffusers folder whose UNet and noise schedule the model starts from
+            (``lightning_gen.models.pretrained``; replaces ``unet`` and the schedule settings). None = from scratch.
+        lora: LoRA adapter settings (``rank``, ``alpha``, ``target_modules``, ``dropout``): only the adapter
+            trains (``lightning_gen.models.lora``). None = every weight trains.
     """
 
     def __init__(
@@ -91,6 +97,8 @@ class DDPM(GenerativeModel):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
+        pretrained: str | None = None,
+        lora: dict[str, Any] | None = None,
     ):
         super().__init__(data_facts, optimizer, lr_scheduler, scheduler_interval)
         self.save_model_hyperparameters()
@@ -121,8 +129,16 @@ class DDPM(GenerativeModel):
             # The learned "no caption" sequence that guidance contrasts against (Imagen's null text embedding).
             self.null_text_embedding = nn.Parameter(0.02 * torch.randn(max_text_length, text_dim))
         self.conditioner = conditioner_for(conditioning, facts, type(self).__name__, text_cache)
-        config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
-        self.unet = build_unet(conditioning, config)
+        if pretrained is None:
+            config = unet_config(conditioning, unet, facts.image_size, facts.channels, self.num_classes, text_dim)
+            self.unet = build_unet(conditioning, config)
+        else:  # the UNet and the noise schedule come from the diffusers checkpoint
+            base = pretrained_diffusion(pretrained, facts, conditioning)
+            self.unet = base.unet
+            for name, value in base.schedule.items():
+                setattr(self, name, value)
+            self._check_settings()
+        self.unet = with_lora(self.unet, lora)
         self.noise_schedule = DDPMScheduler(**self.schedule_config())
 
     @classmethod

@@ -22,8 +22,9 @@ from lightning_gen.models.ddpm import DDPM
 from lightning_gen.models.vae import VAE
 from lightning_gen.protocol import Generator, has_vocabulary
 from lightning_gen.publish.hub import push_folder
+from lightning_gen.publish.lora_export import base_model_id, export_diffusion
 from lightning_gen.publish.model_card import SAMPLE_GRID, CardFacts, model_card
-from lightning_gen.publish.pipelines import PipelineExport, export_ddpm
+from lightning_gen.publish.pipelines import PipelineExport
 from lightning_gen.publish.run_facts import run_facts
 from lightning_gen.publish.vae_export import export_vae
 
@@ -44,6 +45,7 @@ class PublishRequest:
     num_images: int = 16
     seed: int = 0
     device: str = "cpu"
+    merge_lora: bool = False  # a LoRA run: the adapter folded into the UNet (a stock pipeline) instead of the adapter alone
 
 
 def load_weights(request: PublishRequest) -> tuple[Generator, str]:
@@ -90,7 +92,7 @@ def publish(request: PublishRequest) -> Path:
     try:
         pipeline: PipelineExport | None = None
         if isinstance(model, DDPM):
-            pipeline = export_ddpm(model, staging)
+            pipeline = export_diffusion(model, staging, request.merge_lora)
         else:
             export_vae(model, staging)
         run = run_facts(request.ckpt_path)
@@ -103,7 +105,7 @@ def publish(request: PublishRequest) -> Path:
             weights=weights,
             license=request.license,
             datasets=request.datasets,
-            base_model=model.hparams.get("pretrained"),
+            base_model=base_model_id(model) if isinstance(model, DDPM) else None,
             grid_caption=write_sample_grid(model, staging, request),
         )
         model_card(facts, run, pipeline).save(staging / "README.md")

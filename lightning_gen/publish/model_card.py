@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from lightning_gen.facts import DataFacts
+from lightning_gen.publish.lora_export import LORA_ADAPTER, adapter_snippet
 from lightning_gen.publish.pipelines import CONDITIONAL_PIPELINE, PipelineExport
 from lightning_gen.publish.run_facts import RunFacts
 
@@ -50,6 +51,8 @@ def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
             "reconstructions = model.reconstruct(images, condition)",
             'save_image(images, "sample.png")',
         ])  # fmt: skip
+    if pipeline.pipeline_class == LORA_ADAPTER:
+        return adapter_snippet(facts.location, pipeline, facts.data_facts.image_size)
     steps = f"num_inference_steps={pipeline.steps}"
     if pipeline.pipeline_class == CONDITIONAL_PIPELINE:
         if pipeline.conditioning == "class":
@@ -70,13 +73,16 @@ def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
 
 def card_metadata(facts: CardFacts, pipeline: PipelineExport | None) -> ModelCardData:
     tags = ["lightning_gen", "pytorch", facts.model_class.rpartition(".")[2].lower()]
-    if pipeline is not None:
+    adapter = pipeline is not None and pipeline.pipeline_class == LORA_ADAPTER
+    if adapter:
+        tags += ["peft", "lora", "ddpm"]
+    elif pipeline is not None:
         tags += ["diffusers", "ddpm", "diffusers:" + pipeline.pipeline_class]
         if facts.conditioning == "class":
             tags.append("class-conditional-image-generation")
     pipeline_tag = "text-to-image" if facts.conditioning == "text" else "unconditional-image-generation"
     return ModelCardData(
-        library_name="diffusers" if pipeline is not None else "lightning_gen",
+        library_name="peft" if adapter else "diffusers" if pipeline is not None else "lightning_gen",
         license=facts.license,
         tags=tags,
         pipeline_tag=pipeline_tag,
@@ -117,7 +123,12 @@ def model_card(facts: CardFacts, run: RunFacts, pipeline: PipelineExport | None)
         f"({facts.parameters:,} parameters, {facts.weights} weights), generating {data.channels}-channel "
         f"{data.image_size}×{data.image_size} images in [0, 1].",
     ]
-    if pipeline is not None:
+    if pipeline is not None and pipeline.pipeline_class == LORA_ADAPTER:
+        lines.append(
+            f"Exported as a peft LoRA adapter for the UNet of `{pipeline.base_unet[0]}` (its other weights are the base's), "
+            f"with the {pipeline.sampler} scheduler it samples with ({pipeline.steps} steps) in `scheduler/`."
+        )
+    elif pipeline is not None:
         lines.append(
             f"Exported as a diffusers pipeline (`{pipeline.pipeline_class}`); the default sampler is {pipeline.sampler} with "
             f"{pipeline.steps} steps" + (f" and guidance scale {pipeline.guidance_scale}" if facts.conditioning != "none" else "") + ". "

@@ -45,6 +45,7 @@ class PipelineExport:
     steps: int
     guidance_scale: float
     class_names: tuple[str, ...]
+    base_unet: tuple[str, str | None] | None = None  # (folder or Hub id, subfolder) of the base UNet of a LoRA adapter
 
 
 def scheduler_config(model: DDPM) -> dict[str, Any]:
@@ -62,11 +63,12 @@ def _exported_unet(model: DDPM) -> torch.nn.Module:
     return copy.deepcopy(model.unet).float().cpu().eval()
 
 
-def export_ddpm(model: DDPM, folder: str | Path) -> PipelineExport:
-    """Writes ``model`` (with the weights it holds now: EMA or raw, as loaded) as a diffusers pipeline into ``folder``."""
+def export_ddpm(model: DDPM, folder: str | Path, unet: torch.nn.Module | None = None) -> PipelineExport:
+    """Writes ``model`` (with the weights it holds now: EMA or raw, as loaded) as a diffusers pipeline into ``folder``;
+    ``unet`` (a copy, e.g. with a LoRA adapter merged) replaces the model's own UNet in it."""
     folder = Path(folder)
     scheduler = export_scheduler(model)
-    unet = _exported_unet(model)
+    unet = _exported_unet(model) if unet is None else unet.float().cpu().eval()
     if model.conditioning == "none":
         pipeline_class = DDIMPipeline if model.sampler == "ddim" else DDPMPipeline
         pipeline_class(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
