@@ -104,6 +104,9 @@ def tiny_model_args(class_name: str, init_args: dict[str, Any], t5: Path, cache:
         if args.get("conditioning") == "text":
             args.update(text_encoder=str(t5), max_text_length=8, text_cache_dir=str(cache))
         return args
+    if class_name == "Autoencoder":
+        args.update(block_out_channels=[8, 16], layers_per_block=1, mid_block_attention=False)
+        return args
     args["channels"] = [8, 16]
     if class_name == "Judge":
         args["hidden"] = 16

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightning_gen.models.autoencoder import Autoencoder
     from lightning_gen.models.base import GenerativeModel, ModelBase
     from lightning_gen.models.cvae import CVAE
     from lightning_gen.models.ddpm import DDPM
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "ModelBase": "lightning_gen.models.base",
     "GenerativeModel": "lightning_gen.models.base",
+    "Autoencoder": "lightning_gen.models.autoencoder",
     "VAE": "lightning_gen.models.vae",
     "BetaVAE": "lightning_gen.models.vae",
     "CVAE": "lightning_gen.models.cvae",
@@ -27,7 +29,7 @@ _MODULES = {
     "Judge": "lightning_gen.models.judge",
 }
 
-__all__ = ["ModelBase", "GenerativeModel", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge"]
+__all__ = ["ModelBase", "GenerativeModel", "Autoencoder", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge"]
 
 
 def __getattr__(name: str) -> Any:
