@@ -59,7 +59,7 @@ def _plain(value: Any) -> Any:
 
 def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
     """The spec (architecture, provenance) and the loaded autoencoder of a lightning_gen checkpoint or a diffusers folder."""
-    from lightning_gen.checkpoints.loading import load_model  # the checkpoint package imports models: load it late
+    from lightning_gen.checkpoints.loading import load_checkpoint_file, load_model  # checkpoints imports models: load it late
 
     path = Path(source).expanduser()
     if path.is_dir():
@@ -83,7 +83,10 @@ def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
             f"model.init_args.autoencoder {path} holds a {type(model).__name__}, not an Autoencoder; pass a checkpoint of "
             "lightning_gen.models.Autoencoder (e.g. from configs/folder_autoencoder.yaml)."
         )
-    hyperparameters = {key: value for key, value in dict(model.hparams).items() if not key.startswith("_")}
+    # From the file, not model.hparams: built inside LightningCLI's instantiation of this model, a nested module's
+    # save_hyperparameters records this model's arguments.
+    stored = load_checkpoint_file(path).get("hyper_parameters", {})
+    hyperparameters = {key: value for key, value in stored.items() if not key.startswith("_")}
     spec = {"kind": "lightning_gen", "hyper_parameters": _plain(hyperparameters), "source": str(path), "sha256": file_hash(path)}
     return spec, model
 
