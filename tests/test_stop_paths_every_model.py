@@ -217,10 +217,21 @@ class PoisonFrom(pl.Callback):
 
     def __init__(self, step: int):
         self.step = step
+        self.hooks: list[Any] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step >= self.step:
             batch["image"][0, 0, 0, 0] = float("nan")
+            # A model that trains on cached latents never reads the pixels: poison what its trained parts read too.
+            for child in pl_module.children() if not self.hooks else ():
+                if any(parameter.requires_grad for parameter in child.parameters()):
+                    self.hooks.append(child.register_forward_pre_hook(poison_first_input))
+
+
+def poison_first_input(module, args):
+    if module.training and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+        return (args[0] + float("nan"), *args[1:])
+    return None
 
 
 def callback(name: str, **init_args: Any) -> list[str]:
