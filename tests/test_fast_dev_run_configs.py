@@ -19,6 +19,7 @@ from fixtures_awa2 import write_awa2
 from fixtures_cat_faces import write_cat_faces
 from fixtures_celeba import write_celeba
 from fixtures_image_folder import COLOURS, class_folders
+from fixtures_latent import write_tiny_autoencoder
 from fixtures_nabirds import write_nabirds
 from fixtures_pretrained import save_tiny_pipeline
 from PIL import Image
@@ -59,6 +60,9 @@ def overrides(config: dict, fixtures: Path, tmp_path: Path) -> list[str]:
             writer(root)
         options += ["--data.init_args.root", str((root / inside).resolve())]
     model = config["model"]["init_args"]
+    if config["model"]["class_path"].endswith("LatentDiffusion"):  # a tiny autoencoder at the config's image size
+        size = config["data"]["init_args"].get("image_size", 64)
+        options += ["--model.init_args.autoencoder", str(write_tiny_autoencoder(fixtures / f"autoencoder{size}.ckpt", image_size=size))]
     if model.get("conditioning") == "text":
         encoder = tmp_path / "tiny_t5"
         build_tiny_t5(encoder, caption_vocabulary(config), d_model=16)

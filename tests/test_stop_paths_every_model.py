@@ -41,6 +41,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SimulatedKill, run_cli
+from fixtures_latent import write_tiny_autoencoder
 from lightning.pytorch.callbacks import Timer
 
 from lightning_gen.checkpoints import run_end
@@ -94,7 +95,9 @@ def tiny_model_args(class_name: str, init_args: dict[str, Any], t5: Path, cache:
         schedule = dict(scheduler["init_args"])
         schedule.update({key: value for key, value in (("warmup_steps", 2), ("total_steps", 8)) if key in schedule})
         args["lr_scheduler"] = {**scheduler, "init_args": schedule}
-    if class_name == "DDPM":
+    if class_name == "LatentDiffusion":  # a tiny autoencoder for the 16×16 images: 4×4×4 latents
+        args["autoencoder"] = str(write_tiny_autoencoder(cache.parent / "tiny_autoencoder.ckpt", image_size=16))
+    if class_name in ("DDPM", "LatentDiffusion"):
         unet = dict(args.get("unet") or {})
         unet.update(block_out_channels=[16, 32], layers_per_block=1, norm_num_groups=8, attention_head_dim=2)
         for key in ("down_block_types", "up_block_types"):
@@ -214,10 +217,21 @@ class PoisonFrom(pl.Callback):
 
     def __init__(self, step: int):
         self.step = step
+        self.hooks: list[Any] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step >= self.step:
             batch["image"][0, 0, 0, 0] = float("nan")
+            # A model that trains on cached latents never reads the pixels: poison what its trained parts read too.
+            for child in pl_module.children() if not self.hooks else ():
+                if any(parameter.requires_grad for parameter in child.parameters()):
+                    self.hooks.append(child.register_forward_pre_hook(poison_first_input))
+
+
+def poison_first_input(module, args):
+    if module.training and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+        return (args[0] + float("nan"), *args[1:])
+    return None
 
 
 def callback(name: str, **init_args: Any) -> list[str]:

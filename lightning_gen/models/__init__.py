@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lightning_gen.models.cvae import CVAE
     from lightning_gen.models.ddpm import DDPM
     from lightning_gen.models.judge import Judge
+    from lightning_gen.models.latent_diffusion import LatentDiffusion
     from lightning_gen.models.vae import VAE, BetaVAE
 
 # Exported name -> the module that defines it.
@@ -27,9 +28,10 @@ _MODULES = {
     "CVAE": "lightning_gen.models.cvae",
     "DDPM": "lightning_gen.models.ddpm",
     "Judge": "lightning_gen.models.judge",
+    "LatentDiffusion": "lightning_gen.models.latent_diffusion",
 }
 
-__all__ = ["ModelBase", "GenerativeModel", "Autoencoder", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge"]
+__all__ = ["ModelBase", "GenerativeModel", "Autoencoder", "VAE", "BetaVAE", "CVAE", "DDPM", "Judge", "LatentDiffusion"]
 
 
 def __getattr__(name: str) -> Any:

@@ -243,7 +243,7 @@ class DDPM(GenerativeModel):
 
     def sampling_options(self) -> SamplingOptions:
         return SamplingOptions(
-            noise_shape=tuple(self.image_shape),
+            noise_shape=self.diffusion_shape,
             defaults={"steps": self.sampling_steps, "guidance_scale": self.guidance_scale, "sampler": self.sampler},
             choices={"sampler": self.sampler_names},
             deterministic_sampler=self.sampler_names[0],
@@ -259,6 +259,21 @@ class DDPM(GenerativeModel):
 
     def condition_names(self, condition: Any) -> list[str]:
         return self.conditioner.names(condition)
+
+    # -- the space diffused: pixels in [-1, 1]; LatentDiffusion swaps in its autoencoder's scaled latents ------
+    @property
+    def diffusion_shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+    def to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 2.0 - 1.0
+
+    def from_diffusion_space(self, sample: torch.Tensor) -> torch.Tensor:
+        return self._to_unit_range(sample)
+
+    def clean_batch(self, batch: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+        """The clean sample of each image the loss diffuses; ``generator`` is None in evaluation."""
+        return self.to_diffusion_space(batch["image"])
 
     # -- training -------------------------------------------------------------------------------
     def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
@@ -293,7 +308,7 @@ class DDPM(GenerativeModel):
         draws: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``draws`` = (noise, timesteps) replaces what would be drawn from ``generator``."""
-        clean = batch["image"] * 2.0 - 1.0
+        clean = self.clean_batch(batch, generator if draws is None else None)
         n = len(clean)
         if draws is None:
             noise = randn(clean.shape, generator, self.device).to(clean.dtype)
@@ -322,7 +337,7 @@ class DDPM(GenerativeModel):
         noise, timesteps = [], []
         for index in indices.tolist():
             generator = torch.Generator().manual_seed(index)
-            noise.append(torch.randn(batch["image"].shape[1:], generator=generator))
+            noise.append(torch.randn(self.diffusion_shape, generator=generator))
             if self.flow is not None:
                 timesteps.append(self.flow.draw_times(1, generator, "cpu")[0])
             else:
@@ -356,7 +371,7 @@ class DDPM(GenerativeModel):
         None samples from the null condition. ``initial_noise`` (n×C×H×W) replaces the noise drawn from
         ``generator``. Unset arguments take the model's defaults."""
         images, _ = self._denoise(n, condition, generator, steps, guidance_scale, sampler, initial_noise=initial_noise)
-        return self._to_unit_range(images)
+        return self.from_diffusion_space(images)
 
     @torch.no_grad()
     def denoising_progression(
@@ -371,7 +386,7 @@ class DDPM(GenerativeModel):
             n = condition.numel() if isinstance(condition, torch.Tensor) else len(condition)
         steps = max(steps or self.sampling_steps, num_frames)
         _, frames = self._denoise(n, condition, generator, steps, None, None, num_frames)
-        return self._to_unit_range(torch.stack(frames, dim=1))
+        return torch.stack([self.from_diffusion_space(frame) for frame in frames], dim=1)
 
     def _denoise(
         self,
@@ -395,7 +410,7 @@ class DDPM(GenerativeModel):
         keep = set(torch.linspace(0, len(scheduler.timesteps) - 1, num_frames).round().long().tolist()) if num_frames else set()
         step_options = {"use_clipped_model_output": True} if isinstance(scheduler, DDIMScheduler) else {}
         if initial_noise is None:
-            initial_noise = randn((n, *self.image_shape), generator, self.device)
+            initial_noise = randn((n, *self.diffusion_shape), generator, self.device)
         sample = initial_noise.to(self.device, self.dtype)
         frames = []
         for index, timestep in enumerate(scheduler.timesteps):
@@ -417,7 +432,7 @@ class DDPM(GenerativeModel):
         (N×C×H×W in [0, 1]) approximately; the same ``condition`` (None: the null condition) must be given to both."""
         if self.flow is not None:
             inputs = self.condition_inputs(condition, len(x))
-            clean = x.to(self.device, self.dtype) * 2.0 - 1.0
+            clean = self.to_diffusion_space(x.to(self.device, self.dtype))
             return self.flow.invert(
                 lambda sample, timestep: self.unet(sample, timestep, **inputs).sample, clean, steps or self.sampling_steps
             )
@@ -431,7 +446,7 @@ class DDPM(GenerativeModel):
         scheduler = DDIMInverseScheduler(**{**config, "clip_sample": False})
         scheduler.set_timesteps(steps or self.sampling_steps, device=self.device)
         inputs = self.condition_inputs(condition, len(x))
-        sample = x.to(self.device, self.dtype) * 2.0 - 1.0
+        sample = self.to_diffusion_space(x.to(self.device, self.dtype))
         for timestep in scheduler.timesteps:
             output = self.unet(sample, timestep.expand(len(sample)), **inputs).sample
             sample = scheduler.step(output, timestep, sample).prev_sample

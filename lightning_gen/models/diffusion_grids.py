@@ -40,7 +40,7 @@ def fixed_conditions(model: Any, batch: dict[str, Any]) -> Any:
 def condition_rows_grid(model: Any, conditions: Any, columns: int, generator: torch.Generator, steps: int) -> torch.Tensor:
     """Rows = conditions, columns = fixed noise shared by all rows."""
     rows = len(conditions)
-    noise = randn((columns, *model.image_shape), generator, model.device)
+    noise = randn((columns, *model.sampling_options().noise_shape), generator, model.device)
     noise = noise.repeat(rows, 1, 1, 1)
     if isinstance(conditions, torch.Tensor):
         per_image = conditions.to(model.device).repeat_interleave(columns)

@@ -1,0 +1,206 @@
+"""LatentDiffusion: encode-once posterior cache (never the encoder in a step), its key, resume, and the commands."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+from conftest import TINY_CONFIG, run_cli
+from fixtures_latent import write_tiny_autoencoder
+from PIL import Image
+
+from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.data import ShapesDataModule
+from lightning_gen.errors import UserError
+from lightning_gen.models import LatentDiffusion
+from lightning_gen.models.latent_cache import LatentPosteriors
+from lightning_gen.protocol import has_latents, is_generator, is_invertible
+
+TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8}
+
+
+def datamodule() -> ShapesDataModule:
+    return ShapesDataModule(num_images=40, image_size=16, batch_size=8, hflip=False)
+
+
+def tiny_model(autoencoder: Path, cache: Path, facts) -> LatentDiffusion:
+    return LatentDiffusion(
+        facts, autoencoder=str(autoencoder), conditioning="class", unet=TINY_UNET, sampling_steps=2, latent_cache_dir=str(cache)
+    )
+
+
+class CountEncodes:
+    """Wraps the frozen AutoencoderKL's encode; ``calls`` counts images encoded."""
+
+    def __init__(self, model: LatentDiffusion):
+        vae = model.autoencoder.vae
+        self.original, self.images = vae.encode, 0
+        vae.encode = self
+
+    def __call__(self, x, *args, **kwargs):
+        self.images += len(x)
+        return self.original(x, *args, **kwargs)
+
+
+class EncodesPerStep(pl.Callback):
+    def __init__(self, counter: CountEncodes):
+        self.counter, self.during_steps = counter, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = self.counter.images
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.during_steps.append(self.counter.images - self.before)
+
+
+def fit_counting(model: LatentDiffusion, steps: int = 4) -> tuple[CountEncodes, EncodesPerStep]:
+    counter = CountEncodes(model)
+    per_step = EncodesPerStep(counter)
+    trainer = pl.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, callbacks=[per_step],
+    )  # fmt: skip
+    trainer.fit(model, datamodule())
+    return counter, per_step
+
+
+def test_no_step_encodes_and_the_cache_is_reused_until_the_autoencoder_changes(tmp_path, one_torch_thread):
+    dm = datamodule()
+    dm.setup("fit")
+    train_images = len(dm.train_set)
+    first_ae = write_tiny_autoencoder(tmp_path / "ae.ckpt", seed=0)
+    counter, per_step = fit_counting(tiny_model(first_ae, tmp_path / "cache", dm.facts))
+    assert per_step.during_steps == [0, 0, 0, 0]  # four steps, no encoder call
+    assert counter.images == 2 * train_images  # each training image and its mirror, once
+    counter, per_step = fit_counting(tiny_model(first_ae, tmp_path / "cache", dm.facts))
+    assert counter.images == 0 and per_step.during_steps == [0, 0, 0, 0]  # same weights: the cache is read
+    other_ae = write_tiny_autoencoder(tmp_path / "other.ckpt", seed=1)
+    counter, _ = fit_counting(tiny_model(other_ae, tmp_path / "cache", dm.facts))
+    assert counter.images == 2 * train_images  # other weights: rebuilt
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_the_cache_holds_each_images_posterior_and_draws_mean_plus_std_times_epsilon(tmp_path, one_torch_thread):
+    dm = datamodule()
+    dm.setup("fit")
+    model = tiny_model(write_tiny_autoencoder(tmp_path / "ae.ckpt"), tmp_path / "cache", dm.facts)
+    fit_counting(model, steps=1)
+    cache = model.latent_posteriors
+    batch = dm.train_set.__getitems__([3, 0, 7])
+    with torch.no_grad():
+        mean, log_var = model.autoencoder.posterior(batch["image"])
+        mirrored_mean, _ = model.autoencoder.posterior(batch["image"].flip(-1))
+    moments = cache.lookup(batch["index"])
+    torch.testing.assert_close(moments[:, 0, 0], mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moments[:, 0, 1], log_var, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moments[:, 1, 0], mirrored_mean, rtol=1e-5, atol=1e-6)
+    # The draw, by hand: a flip per image (uniform < 1/2), then ε, from the same generator.
+    drawn = cache.draw(batch["index"], torch.Generator().manual_seed(5), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(5)
+    flips = torch.rand(3, generator=generator) < 0.5
+    epsilon = torch.randn(mean.shape, generator=generator)
+    chosen = torch.stack([moments[i, int(flips[i])] for i in range(3)])
+    torch.testing.assert_close(drawn, chosen[:, 0] + torch.exp(0.5 * chosen[:, 1]) * epsilon, rtol=0, atol=0)
+    # Without flips the draw is the image's own posterior only.
+    order = torch.argsort(batch["index"])
+    single = LatentPosteriors(moments[order, :1].clone(), batch["index"][order], None)
+    z = single.draw(batch["index"][order], torch.Generator().manual_seed(2), torch.device("cpu"))
+    epsilon = torch.randn(mean.shape, generator=torch.Generator().manual_seed(2))
+    expected = moments[order, 0, 0] + torch.exp(0.5 * moments[order, 0, 1]) * epsilon
+    torch.testing.assert_close(z, expected, rtol=0, atol=0)
+
+
+def test_an_autoencoder_for_another_image_size_is_one_sentence(tmp_path):
+    dm = datamodule()
+    with pytest.raises(UserError) as error:
+        tiny_model(write_tiny_autoencoder(tmp_path / "ae32.ckpt", image_size=32), tmp_path / "cache", dm.facts)
+    message = str(error.value)
+    assert "32×32" in message and "16×16" in message and "data.init_args.image_size" in message and "\n" not in message
+    with pytest.raises(UserError, match="does not exist"):
+        tiny_model(tmp_path / "missing.ckpt", tmp_path / "cache", dm.facts)
+
+
+# -- through the CLI: resume, and the commands on a checkpoint alone ------------------------------------------------
+def cli_config(tmp_path: Path, autoencoder: Path, name: str) -> Path:
+    config = copy.deepcopy(TINY_CONFIG)
+    config["trainer"].update(max_steps=8, max_epochs=-1, check_val_every_n_epoch=1000, num_sanity_val_steps=0)
+    config["model"] = {
+        "class_path": "lightning_gen.models.LatentDiffusion",
+        "init_args": {
+            "autoencoder": str(autoencoder), "conditioning": "class", "unet": TINY_UNET, "sampling_steps": 2, "validation_steps": 2,
+            "latent_cache_dir": str(tmp_path / "latents"), "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.003}},
+        },
+    }  # fmt: skip
+    config["data"]["init_args"].update(num_images=40, max_rotation_degrees=0)
+    config["tracking"]["name"] = name
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, one_torch_thread):
+    config = cli_config(tmp_path, write_tiny_autoencoder(tmp_path / "ae.ckpt"), "latent")
+    run_cli("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "straight")
+    run_cli("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "split", "--trainer.max_steps", "3")
+    run_cli("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "split", "--ckpt_path", "last")
+    straight, resumed = (
+        torch.load(tmp_path / where / "latent/version_0/checkpoints/last.ckpt", weights_only=False) for where in ("straight", "split")
+    )
+    assert straight["global_step"] == resumed["global_step"] == 8
+    for key in ("state_dict", "current_model_state"):
+        for name, value in straight[key].items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(value, resumed[key][name], rtol=0, atol=0, msg=name)
+
+
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory) -> Path:
+    """A fitted LatentDiffusion checkpoint whose autoencoder file was deleted afterwards."""
+    root = tmp_path_factory.mktemp("latent_run")
+    autoencoder = write_tiny_autoencoder(root / "ae.ckpt")
+    run_cli("fit", "--config", cli_config(root, autoencoder, "latent"), "--trainer.default_root_dir", root / "runs")
+    autoencoder.unlink()
+    return root / "runs/latent/version_0/checkpoints/last.ckpt"
+
+
+def test_a_checkpoint_alone_is_a_latent_model_that_samples_decoded_images(latent_run):
+    model = load_model(latent_run)
+    assert is_generator(model) and has_latents(model) and is_invertible(model)
+    assert model.image_shape == (3, 16, 16) and model.latent_shape == (4, 4, 4) == model.sampling_options().noise_shape
+    noise = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    images = model.sample(2, condition=torch.tensor([0, 1]), initial_noise=noise, guidance_scale=1.0)
+    with torch.no_grad():  # an independent reading: the DDIM loop in latent space, then the autoencoder's decoder
+        latents, _ = model._denoise(2, torch.tensor([0, 1]), None, None, 1.0, "ddim", initial_noise=noise)
+        expected = model.autoencoder.decode(latents / model.scale)
+    torch.testing.assert_close(images, expected)
+    assert images.shape == (2, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    x = images.clone()
+    torch.testing.assert_close(model.encode(x), model.autoencoder.posterior(x)[0] * model.scale)
+
+
+def test_sample_evaluate_export_and_mix_run_on_the_checkpoint(latent_run, tmp_path, one_torch_thread):
+    run_cli("sample", "--ckpt_path", latent_run, "--num", "4", "--nrow", "2", "--out", tmp_path / "grid.png", "--seed", "1", "--steps", "2")
+    assert Image.open(tmp_path / "grid.png").size == (2 * 17 + 1, 2 * 17 + 1)
+    out = tmp_path / "scores.json"
+    run_cli(
+        "evaluate", "--ckpt_path", latent_run, "--feature_extractor", "fixtures_features.TinyFeatures", "--num", "8",
+        "--batch_size", "4", "--cache_dir", tmp_path / "cache", "--metrics", "fid,psnr", "--out", out, "--log_to_run", "false",
+        "--device", "cpu", "--steps", "2",
+    )  # fmt: skip
+    metrics = {row["metric"] for row in json.loads(out.read_text())["scores"]}
+    assert "fid" in metrics and "psnr_mean" in metrics  # samples scored, and reconstructions through the autoencoder
+    run_cli("export", "--ckpt_path", latent_run, "--per_class", "2", "--out", tmp_path / "export", "--steps", "2")
+    rows = [json.loads(line) for line in (tmp_path / "export/metadata.jsonl").read_text().splitlines()]
+    classes = load_model(latent_run).condition_vocabulary
+    assert sorted(row["class_name"] for row in rows) == sorted(list(classes) * 2)
+    photos = []
+    for index, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+        photos.append(tmp_path / f"photo{index}.png")
+        Image.new("RGB", (16, 16), colour).save(photos[-1])
+    run_cli("mix", "--ckpt_path", latent_run, *photos, "--steps", "3", "--out", tmp_path / "mix.png", "--device", "cpu")
+    assert Image.open(tmp_path / "mix.png").size == (5 * 17 + 1, 16 + 2)
