@@ -204,3 +204,30 @@ def test_sample_evaluate_export_and_mix_run_on_the_checkpoint(latent_run, tmp_pa
         Image.new("RGB", (16, 16), colour).save(photos[-1])
     run_cli("mix", "--ckpt_path", latent_run, *photos, "--steps", "3", "--out", tmp_path / "mix.png", "--device", "cpu")
     assert Image.open(tmp_path / "mix.png").size == (5 * 17 + 1, 16 + 2)
+
+
+def test_latent_flow_matching_trains_on_cached_latents_with_the_straight_path_and_samples(tmp_path, one_torch_thread):
+    """objective: flow_matching in the latent space: the loss is the velocity MSE on the cached latents, the sampler is
+    the flow Euler one, and sampling decodes images."""
+    dm = datamodule()
+    dm.setup("fit")
+    model = LatentDiffusion(
+        dm.facts, autoencoder=str(write_tiny_autoencoder(tmp_path / "ae.ckpt")), conditioning="class", unet=TINY_UNET,
+        sampling_steps=8, latent_cache_dir=str(tmp_path / "cache"), objective="flow_matching", min_snr_gamma=None,
+    )  # fmt: skip
+    counter, per_step = fit_counting(model, steps=2)
+    assert per_step.during_steps == [0, 0]  # flow matching reads the same cache: no encoder call in a step
+    options = model.sampling_options()
+    assert options.deterministic_sampler == "euler" and options.noise_shape == model.latent_shape
+    batch = dm.train_set.__getitems__([0, 1])
+    clean = model.to_diffusion_space(batch["image"])  # the scaled posterior means
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    times = torch.tensor([0.25, 0.75])
+    noisy, unet_times, target = model.training_pair(clean, noise, times)
+    expected = (1 - times.view(-1, 1, 1, 1)) * clean + times.view(-1, 1, 1, 1) * noise  # the straight path
+    torch.testing.assert_close(noisy, expected)
+    torch.testing.assert_close(target, noise - clean)  # the velocity
+    torch.testing.assert_close(unet_times, times * model.num_train_timesteps)
+    model.eval()
+    images = model.sample(2, torch.tensor([0, 1]), torch.Generator().manual_seed(1), steps=4)
+    assert images.shape == (2, *model.image_shape) and 0.0 <= images.min() and images.max() <= 1.0

@@ -136,10 +136,14 @@ class LatentDiffusion(DDPM):
         num_train_timesteps: int = 1000,
         cond_drop_prob: float = 0.1,
         guidance_scale: float = 2.0,
-        sampler: Literal["ddim", "ddpm"] = "ddim",
+        sampler: Literal["ddim", "ddpm", "euler", "heun"] | None = None,
         sampling_steps: int = 50,
         validation_steps: int | None = 25,
         min_snr_gamma: float | None = 5.0,
+        objective: Literal["diffusion", "flow_matching"] = "diffusion",
+        flow_time_distribution: Literal["uniform", "logit_normal"] = "logit_normal",
+        flow_logit_mean: float = 0.0,
+        flow_logit_std: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
@@ -163,10 +167,30 @@ class LatentDiffusion(DDPM):
         # The UNet and the DDPM's checks see the latent space; the model's data facts stay those of the images.
         latent_facts = DataFacts(**{**facts.to_dict(), "image_size": latent_side, "channels": latent_channels})
         super().__init__(
-            latent_facts, conditioning, unet, text_encoder, max_text_length, text_cache_dir, prediction_type, beta_schedule,
-            num_train_timesteps, cond_drop_prob, guidance_scale, sampler, sampling_steps, validation_steps,
-            None, min_snr_gamma, optimizer, lr_scheduler, scheduler_interval,
-        )  # fmt: skip
+            latent_facts,
+            conditioning=conditioning,
+            unet=unet,
+            text_encoder=text_encoder,
+            max_text_length=max_text_length,
+            text_cache_dir=text_cache_dir,
+            prediction_type=prediction_type,
+            beta_schedule=beta_schedule,
+            num_train_timesteps=num_train_timesteps,
+            cond_drop_prob=cond_drop_prob,
+            guidance_scale=guidance_scale,
+            sampler=sampler,
+            sampling_steps=sampling_steps,
+            validation_steps=validation_steps,
+            dynamic_threshold_percentile=None,  # latents are not bounded to [-1, 1]: no clipping or thresholding
+            min_snr_gamma=min_snr_gamma,
+            objective=objective,
+            flow_time_distribution=flow_time_distribution,
+            flow_logit_mean=flow_logit_mean,
+            flow_logit_std=flow_logit_std,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            scheduler_interval=scheduler_interval,
+        )
         self.data_facts = facts
         self.save_model_hyperparameters()
         self.hparams["autoencoder_spec"] = autoencoder_spec
