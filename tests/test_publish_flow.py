@@ -43,7 +43,8 @@ def tiny_flow(kind: str) -> DDPM:
     torch.manual_seed(0)
     facts = DataFacts(image_size=8, channels=3, class_names=CLASSES)
     unet = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8}
-    model = DDPM(facts, conditioning=kind, unet=unet, objective="flow_matching", min_snr_gamma=None, sampling_steps=STEPS, guidance_scale=2.5)
+    flow = {"objective": "flow_matching", "min_snr_gamma": None}
+    model = DDPM(facts, conditioning=kind, unet=unet, sampling_steps=STEPS, guidance_scale=2.5, **flow)
     batch = {"image": torch.rand(4, 3, 8, 8), "label": torch.tensor([0, 1, 2, 0])}
     train_briefly(model, batch)
     return model.eval()
