@@ -1,4 +1,4 @@
-"""``publish``: a checkpoint → a folder other libraries load (diffusers pipeline or huggingface_hub mixin) + its model card.
+"""``publish``: a checkpoint → a folder other libraries load (diffusers pipeline or AutoencoderKL, huggingface_hub mixin) + its card.
 
 The folder is built beside ``out`` under a temporary name and renamed into place when complete, so an
 interrupted publish never leaves a half-written model where a loader (or ``--push_to_hub``) would take it.

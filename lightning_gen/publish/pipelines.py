@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
-from lightning_gen.errors import UserError
 from lightning_gen.models.ddpm import DDPM
 from lightning_gen.publish.autoencoder_export import autoencoder_kl
 from lightning_gen.publish.shipped import null_text as shipped_null_text
@@ -93,11 +92,6 @@ def export_ddpm(
     ``vae`` (a latent model's first stage) becomes the pipeline's ``vae/``, with ``scaling_factor`` (the latent
     scale: the UNet sees ``scaling_factor`` × the posterior means) in its config; None keeps the one it records."""
     folder = Path(folder)
-    if model.conditioning not in ("none", "class", "text"):
-        raise UserError(
-            f"publish exports unconditional, class- and text-conditional DDPMs; this one is {model.conditioning}-conditional, "
-            "which no pipeline carries yet."
-        )
     scheduler = export_scheduler(model)
     unet = _exported_unet(model) if unet is None else unet.float().cpu().eval()
     if vae is not None:
