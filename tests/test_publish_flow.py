@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import process_env, run_cli
 from huggingface_hub import ModelCard
-from test_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, train_briefly, write_run
+from test_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, run_snippet, train_briefly, write_run
 
 from lightning_gen.facts import DataFacts
 from lightning_gen.models import DDPM
@@ -86,6 +86,10 @@ def test_unconditional_flow_is_a_stock_ddpm_pipeline_with_the_flow_scheduler(tmp
     card = ModelCard.load(folder / "README.md")
     assert "flow-matching" in card.data.tags and "euler" in card.text
     assert "DDPMPipeline.from_pretrained" in card.text
+    run_snippet(folder / "README.md", tmp_path)  # the card's copy-paste snippet runs with stock diffusers
+    from PIL import Image
+
+    assert Image.open(tmp_path / "sample.png").size == (8, 8)
 
 
 def test_class_conditional_flow_pipeline_with_guidance_equals_lightning_gen_sample(tmp_path):
