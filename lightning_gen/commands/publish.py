@@ -1,9 +1,9 @@
 """``python -m lightning_gen publish --ckpt_path CKPT --out DIR [--push_to_hub USER/NAME] [--private]``.
 
-A DDPM becomes a diffusers pipeline folder (stock ``DDIMPipeline``/``DDPMPipeline``, or the shipped
-class/text pipeline with classifier-free guidance); a VAE/CVAE a ``config.json`` + ``model.safetensors``
-folder for ``lightning_gen.publish.PublishedModel.from_pretrained``. Both get a Hub model card with a
-sample grid. See docs/interop.md.
+A DDPM (diffusion or flow matching) becomes a diffusers pipeline folder (stock ``DDIMPipeline``/``DDPMPipeline``,
+or the shipped class/text pipeline with classifier-free guidance); an Autoencoder a stock diffusers ``AutoencoderKL``
+folder; a VAE/CVAE a ``config.json`` + ``model.safetensors`` folder for
+``lightning_gen.publish.PublishedModel.from_pretrained``. Each gets a Hub model card with a sample grid. See docs/interop.md.
 """
 
 from __future__ import annotations

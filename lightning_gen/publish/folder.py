@@ -1,4 +1,4 @@
-"""``publish``: a checkpoint → a folder other libraries load (diffusers pipeline or huggingface_hub mixin) + its model card.
+"""``publish``: a checkpoint → a folder other libraries load (diffusers pipeline or AutoencoderKL, huggingface_hub mixin) + its card.
 
 The folder is built beside ``out`` under a temporary name and renamed into place when complete, so an
 interrupted publish never leaves a half-written model where a loader (or ``--push_to_hub``) would take it.
@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers import AutoencoderKL
 from torchvision.utils import save_image
 
 from lightning_gen.checkpoints.loading import load_checkpoint_file, load_model
 from lightning_gen.errors import UserError
+from lightning_gen.models.autoencoder import Autoencoder
 from lightning_gen.models.ddpm import DDPM
 from lightning_gen.models.vae import VAE
 from lightning_gen.protocol import Generator, has_vocabulary
+from lightning_gen.publish.autoencoder_export import AutoencoderExport, export_autoencoder
 from lightning_gen.publish.hub import push_folder
 from lightning_gen.publish.lora_export import base_model_id, export_diffusion
 from lightning_gen.publish.model_card import SAMPLE_GRID, CardFacts, model_card
@@ -28,6 +31,10 @@ from lightning_gen.publish.pipelines import PipelineExport
 from lightning_gen.publish.run_facts import run_facts
 from lightning_gen.publish.vae_export import export_vae
 
+AUTOENCODER_GRID_NOTE = (
+    " An autoencoder alone is no generator: these decode N(0, I) / scale latents and show what its latent space holds,"
+    " not samples of the data (latent diffusion adds the prior)."
+)
 RAW_WEIGHTS_KEY = "current_model_state"  # where Lightning's WeightAveraging keeps the raw weights beside the EMA ones
 
 
@@ -62,6 +69,15 @@ def load_weights(request: PublishRequest) -> tuple[Generator, str]:
     return model.eval(), "raw"
 
 
+def first_stage(model: DDPM) -> tuple[AutoencoderKL | None, float | None]:
+    """The (AutoencoderKL, latent scale) a latent diffusion model decodes its samples with; (None, None) for a pixel DDPM.
+
+    The hook for ``LatentDiffusion`` (models/latent_diffusion.py, a DDPM subclass whose ``sample`` returns
+    ``autoencoder.decode(latents / scale)``): it returns ``(model.autoencoder.vae, model.scale)`` here, and the
+    pipeline gets ``vae/`` with that ``scaling_factor`` (``export_ddpm(..., vae=, scaling_factor=)``)."""
+    return None, None
+
+
 def grid_condition(model: Generator, n: int, prompt: str | None) -> tuple[Any, str]:
     if prompt is not None:
         return model.condition_from_prompt(prompt, n), f'prompt "{prompt}"'
@@ -85,14 +101,19 @@ def publish(request: PublishRequest) -> Path:
     if out.exists() and any(out.iterdir()) and not request.overwrite:
         raise UserError(f"--out {out} already holds files; choose an empty or new folder, or pass --overwrite to replace it.")
     model, weights = load_weights(request)
-    if not isinstance(model, (DDPM, VAE)):
-        raise UserError(f"publish exports DDPM, VAE, BetaVAE and CVAE checkpoints; {request.ckpt_path} holds a {type(model).__name__}.")
+    if not isinstance(model, (DDPM, VAE, Autoencoder)):
+        raise UserError(
+            f"publish exports DDPM, VAE, BetaVAE, CVAE and Autoencoder checkpoints; {request.ckpt_path} holds a {type(model).__name__}."
+        )
     staging = out.parent / f".{out.name}.publishing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        pipeline: PipelineExport | None = None
+        export: PipelineExport | AutoencoderExport | None = None
         if isinstance(model, DDPM):
-            pipeline = export_diffusion(model, staging, request.merge_lora)
+            vae, scaling_factor = first_stage(model)
+            export = export_diffusion(model, staging, request.merge_lora, vae, scaling_factor)
+        elif isinstance(model, Autoencoder):
+            export = export_autoencoder(model, staging)
         else:
             export_vae(model, staging)
         run = run_facts(request.ckpt_path)
@@ -106,9 +127,9 @@ def publish(request: PublishRequest) -> Path:
             license=request.license,
             datasets=request.datasets,
             base_model=base_model_id(model) if isinstance(model, DDPM) else None,
-            grid_caption=write_sample_grid(model, staging, request),
+            grid_caption=write_sample_grid(model, staging, request) + (AUTOENCODER_GRID_NOTE if isinstance(model, Autoencoder) else ""),
         )
-        model_card(facts, run, pipeline).save(staging / "README.md")
+        model_card(facts, run, export).save(staging / "README.md")
         if run.config_text:
             (staging / "training_config.yaml").write_text(run.config_text)
         if out.exists():

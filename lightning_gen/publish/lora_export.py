@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffusers import AutoencoderKL
+
 from lightning_gen.errors import UserError
 from lightning_gen.models.ddpm import DDPM
 from lightning_gen.models.lora import has_lora, merged_unet, save_adapter
@@ -26,16 +28,19 @@ def base_model_id(model: DDPM) -> str | None:
     return source if source and is_hub_id(source) else None
 
 
-def export_diffusion(model: DDPM, folder: str | Path, merge_lora: bool = False) -> PipelineExport:
-    """``model`` as a diffusers pipeline, or (LoRA without ``merge_lora``) as its adapter for the base UNet."""
+def export_diffusion(
+    model: DDPM, folder: str | Path, merge_lora: bool = False, vae: AutoencoderKL | None = None, scaling_factor: float | None = None
+) -> PipelineExport:
+    """``model`` as a diffusers pipeline, or (LoRA without ``merge_lora``) as its adapter for the base UNet;
+    ``vae``/``scaling_factor``: a latent model's first stage (see ``export_ddpm``)."""
     folder = Path(folder)
     lora = has_lora(model.unet)
     if merge_lora and not lora:
         raise UserError("--merge_lora was asked but the checkpoint has no LoRA adapter (model.lora was not set); drop --merge_lora.")
     if merge_lora:
-        return export_ddpm(model, folder, unet=merged_unet(model.unet))
+        return export_ddpm(model, folder, unet=merged_unet(model.unet), vae=vae, scaling_factor=scaling_factor)
     if not lora:
-        return export_ddpm(model, folder)
+        return export_ddpm(model, folder, vae=vae, scaling_factor=scaling_factor)
     source = model.hparams.get("pretrained")
     if source is None:
         raise UserError(

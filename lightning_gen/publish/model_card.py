@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from lightning_gen.facts import DataFacts
+from lightning_gen.publish.autoencoder_export import AUTOENCODER_CLASS, AutoencoderExport, autoencoder_snippet
 from lightning_gen.publish.lora_export import LORA_ADAPTER, adapter_snippet
 from lightning_gen.publish.pipelines import CONDITIONAL_PIPELINE, PipelineExport
 from lightning_gen.publish.run_facts import RunFacts
@@ -33,10 +34,16 @@ class CardFacts:
     grid_caption: str = ""
 
 
-def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
+Export = PipelineExport | AutoencoderExport | None  # None: a VAE/CVAE for PublishedModel
+
+
+def loading_snippet(facts: CardFacts, pipeline: Export) -> str:
     """Python that loads the published model and writes sample.png (the test runs it as it stands)."""
     where = json.dumps(facts.location)
     seed = "generator=torch.Generator().manual_seed(0)"
+    data = facts.data_facts
+    if isinstance(pipeline, AutoencoderExport):
+        return autoencoder_snippet(facts.location, pipeline, (data.channels, data.image_size, data.image_size))
     if pipeline is None:
         names = facts.data_facts.class_names or facts.data_facts.attribute_names
         condition = f"model.model.condition_from_names([{json.dumps(names[0])}], 4)" if facts.conditioning != "none" else "None"
@@ -55,11 +62,13 @@ def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
         return adapter_snippet(facts.location, pipeline, facts.data_facts.image_size)
     steps = f"num_inference_steps={pipeline.steps}"
     if pipeline.pipeline_class == CONDITIONAL_PIPELINE:
-        if pipeline.conditioning == "class":
-            condition = f"class_labels={json.dumps(list(pipeline.class_names[:2]))}"
+        if pipeline.conditioning == "none":  # a latent model
+            call = f"pipe(batch_size=4, {steps}, {seed})"
         else:
-            condition = 'prompt=["a photo"]'
-        call = f"pipe({condition}, guidance_scale={pipeline.guidance_scale}, {steps}, {seed})"
+            condition = (
+                f"class_labels={json.dumps(list(pipeline.class_names[:2]))}" if pipeline.conditioning == "class" else 'prompt=["a photo"]'
+            )
+            call = f"pipe({condition}, guidance_scale={pipeline.guidance_scale}, {steps}, {seed})"
         load = f"pipe = DiffusionPipeline.from_pretrained({where}, trust_remote_code=True)  # runs the pipeline.py shipped with it"
         imports = "from diffusers import DiffusionPipeline"
     elif pipeline.pipeline_class == "DDIMPipeline":
@@ -71,13 +80,21 @@ def loading_snippet(facts: CardFacts, pipeline: PipelineExport | None) -> str:
     return "\n".join(["import torch", imports, "", load, f"images = {call}.images", 'images[0].save("sample.png")'])
 
 
-def card_metadata(facts: CardFacts, pipeline: PipelineExport | None) -> ModelCardData:
+def card_metadata(facts: CardFacts, pipeline: Export) -> ModelCardData:
     tags = ["lightning_gen", "pytorch", facts.model_class.rpartition(".")[2].lower()]
+    if isinstance(pipeline, AutoencoderExport):
+        # As the Hub's diffusers VAEs (stabilityai/sd-vae-ft-mse, sdxl-vae): library diffusers, no pipeline_tag.
+        tags += ["diffusers", "diffusers:" + AUTOENCODER_CLASS, "vae"]
+        return ModelCardData(
+            library_name="diffusers", license=facts.license, tags=tags, datasets=list(facts.datasets) or None, base_model=facts.base_model
+        )
     adapter = pipeline is not None and pipeline.pipeline_class == LORA_ADAPTER
     if adapter:
         tags += ["peft", "lora", "ddpm"]
     elif pipeline is not None:
         tags += ["diffusers", "ddpm", "diffusers:" + pipeline.pipeline_class]
+        tags += ["flow-matching"] if pipeline.objective == "flow_matching" else []
+        tags += ["latent-diffusion"] if pipeline.latent else []
         if facts.conditioning == "class":
             tags.append("class-conditional-image-generation")
     pipeline_tag = "text-to-image" if facts.conditioning == "text" else "unconditional-image-generation"
@@ -112,7 +129,37 @@ def _training_lines(run: RunFacts) -> list[str]:
     return [f"- {name}: {value if value is not None else 'not recorded'}" for name, value in recorded.items()]
 
 
-def model_card(facts: CardFacts, run: RunFacts, pipeline: PipelineExport | None) -> ModelCard:
+def _export_lines(facts: CardFacts, pipeline: Export) -> list[str]:
+    """What the folder is, in a sentence or two."""
+    if isinstance(pipeline, AutoencoderExport):
+        measured = f"measured with the weights of step {pipeline.scale_step}" if pipeline.scale_step >= 0 else "never measured: 1.0"
+        latent = "×".join(str(side) for side in pipeline.latent_shape)
+        return [
+            f"Exported as a stock diffusers `{AUTOENCODER_CLASS}` (`AutoencoderKL.from_pretrained`); an image's latent is "
+            f"{latent}. `config.scaling_factor` = {pipeline.scaling_factor:.6g} is the latent scale lightning_gen recorded "
+            f"(1 / std of the training images' posterior means, {measured}): `latents * scaling_factor` has unit variance.",
+            "lightning_gen's images are in [0, 1], diffusers' VAEs work in [-1, 1]: `Autoencoder.encode(x)` is "
+            "`vae.encode(2 * x - 1).latent_dist.mean` and `Autoencoder.decode(z)` is `((vae.decode(z).sample + 1) / 2).clamp(0, 1)`.",
+        ]
+    if pipeline is not None and pipeline.pipeline_class == LORA_ADAPTER:
+        return [
+            f"Exported as a peft LoRA adapter for the UNet of `{pipeline.base_unet[0]}` (its other weights are the base's), "
+            f"with the {pipeline.sampler} scheduler it samples with ({pipeline.steps} steps) in `scheduler/`."
+        ]
+    if pipeline is not None:
+        flow = " (flow matching: the UNet predicts the velocity ε − x0)" if pipeline.objective == "flow_matching" else ""
+        latent = "; `vae/` decodes its latents (`latents / vae.config.scaling_factor`)" if pipeline.latent else ""
+        return [
+            f"Exported as a diffusers pipeline (`{pipeline.pipeline_class}`){latent}; the default sampler is {pipeline.sampler}{flow} "
+            f"with {pipeline.steps} steps"
+            + (f" and guidance scale {pipeline.guidance_scale}" if facts.conditioning != "none" else "")
+            + ". "
+            "Its images equal `python -m lightning_gen sample` with the same seed, steps and guidance."
+        ]
+    return []
+
+
+def model_card(facts: CardFacts, run: RunFacts, pipeline: Export) -> ModelCard:
     data = facts.data_facts
     kind = {"none": "unconditional", "class": "class-conditional", "attributes": "attribute-conditional", "text": "text-conditional"}
     name = facts.model_class.rpartition(".")[2]
@@ -120,20 +167,11 @@ def model_card(facts: CardFacts, run: RunFacts, pipeline: PipelineExport | None)
         f"# {name} ({kind.get(facts.conditioning, facts.conditioning)}, {data.image_size}×{data.image_size})",
         "",
         f"A {kind.get(facts.conditioning, facts.conditioning)} `{name}` trained with lightning_gen "
-        f"({facts.parameters:,} parameters, {facts.weights} weights), generating {data.channels}-channel "
-        f"{data.image_size}×{data.image_size} images in [0, 1].",
+        f"({facts.parameters:,} parameters, {facts.weights} weights), "
+        + ("encoding and decoding" if isinstance(pipeline, AutoencoderExport) else "generating")
+        + f" {data.channels}-channel {data.image_size}×{data.image_size} images in [0, 1].",
     ]
-    if pipeline is not None and pipeline.pipeline_class == LORA_ADAPTER:
-        lines.append(
-            f"Exported as a peft LoRA adapter for the UNet of `{pipeline.base_unet[0]}` (its other weights are the base's), "
-            f"with the {pipeline.sampler} scheduler it samples with ({pipeline.steps} steps) in `scheduler/`."
-        )
-    elif pipeline is not None:
-        lines.append(
-            f"Exported as a diffusers pipeline (`{pipeline.pipeline_class}`); the default sampler is {pipeline.sampler} with "
-            f"{pipeline.steps} steps" + (f" and guidance scale {pipeline.guidance_scale}" if facts.conditioning != "none" else "") + ". "
-            "Its images equal `python -m lightning_gen sample` with the same seed, steps and guidance."
-        )
+    lines += _export_lines(facts, pipeline)
     lines += ["", "## Use it", "", SNIPPET_FENCE, loading_snippet(facts, pipeline), "```", ""]
     lines += ["## Samples", "", f"![samples]({SAMPLE_GRID})", "", facts.grid_caption, ""]
     lines += ["## Data", ""]

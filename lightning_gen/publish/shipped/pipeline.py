@@ -1,4 +1,4 @@
-"""A class- or text-conditional pixel diffusion pipeline with classifier-free guidance, exported by lightning_gen.
+"""A lightning_gen diffusion pipeline: class- or text-conditional with classifier-free guidance, and/or latent.
 
 Load it with stock diffusers (this file ships in the model folder, so its code runs on load)::
 
@@ -6,10 +6,19 @@ Load it with stock diffusers (this file ships in the model folder, so its code r
     images = pipe(class_labels=["circle", "square"], guidance_scale=2.0, num_inference_steps=50,
                   generator=torch.Generator().manual_seed(0)).images          # a class model
     images = pipe(prompt="a large red circle", generator=torch.Generator().manual_seed(0)).images  # a text model
+    images = pipe(batch_size=4, generator=torch.Generator().manual_seed(0)).images  # an unconditional latent model
 
 It reproduces lightning_gen's ``DDPM.sample``: noise drawn first from ``generator``; the conditional and the
-null-condition passes in one UNet call; ``uncond + scale·(cond − uncond)``; DDIM with the clipped model output
-(or the ancestral DDPM step when ``pipe.scheduler`` is a ``DDPMScheduler``); images mapped from [−1, 1] to [0, 1].
+null-condition passes in one UNet call; ``uncond + scale·(cond − uncond)``; then ``pipe.scheduler.step``:
+
+- ``DDIMScheduler``: DDIM with the clipped model output; ``DDPMScheduler``: the ancestral step;
+- ``FlowMatchEulerDiscreteScheduler`` / ``FlowMatchHeunDiscreteScheduler`` (a flow-matching model): the UNet
+  predicts the velocity ε − x0 of the straight path x_t = (1 − t)·x0 + t·ε and takes t·num_train_timesteps as
+  its timestep (the scheduler's ``timesteps``), the scheduler integrates from t = 1 to 0 (Heun: two UNet calls a
+  step, guidance at each);
+
+images are mapped from [−1, 1] to [0, 1]. With a ``vae`` (a latent model) the sample is a latent: it is decoded
+as ``vae.decode(latents / vae.config.scaling_factor)`` first.
 """
 
 from typing import Any
@@ -20,8 +29,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 
 class LightningGenConditionalPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->unet"
-    _optional_components = ["text_encoder", "tokenizer", "null_text"]
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer", "null_text", "vae"]
 
     def __init__(
         self,
@@ -30,6 +39,7 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
         text_encoder=None,
         tokenizer=None,
         null_text=None,
+        vae=None,
         conditioning: str = "class",
         id2label: dict | None = None,
         max_text_length: int = 64,
@@ -37,7 +47,7 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
         default_num_inference_steps: int = 50,
     ):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, null_text=null_text)
+        self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, null_text=null_text, vae=vae)
         self.register_to_config(
             conditioning=conditioning,
             id2label=id2label,
@@ -105,18 +115,23 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple:
         """``class_labels`` (class model: names or ids, one image each) or ``prompt`` (text model: one image per
-        prompt); neither samples ``batch_size`` images from the null condition. ``latents`` replaces the initial
-        noise. ``output_type``: "pil", "np" (N×H×W×C in [0, 1]) or "pt" (N×C×H×W in [0, 1])."""
+        prompt); neither samples ``batch_size`` images from the null condition (an unconditional model: always).
+        ``latents`` replaces the initial noise. ``output_type``: "pil", "np" (N×H×W×C in [0, 1]) or "pt" (N×C×H×W in [0, 1])."""
         device = self.device
-        text = self.config.conditioning == "text"
-        if text:
+        kind = self.config.conditioning
+        if kind == "none" and (class_labels is not None or prompt is not None):
+            raise ValueError("This model is unconditional: call it without class_labels or prompt (batch_size=N).")
+        if kind == "text":
             condition = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else None)
         else:
             condition = self.get_label_ids(class_labels) if class_labels is not None else None
         n = len(condition) if condition is not None else (batch_size or (len(latents) if latents is not None else 1))
         scale = self.config.default_guidance_scale if guidance_scale is None else guidance_scale
         steps = num_inference_steps or self.config.default_num_inference_steps
-        inputs, null = (self._text_inputs if text else self._class_inputs)(condition, n, device)
+        if kind == "none":
+            inputs, null = {}, {}
+        else:
+            inputs, null = (self._text_inputs if kind == "text" else self._class_inputs)(condition, n, device)
         guided = condition is not None and scale != 1.0
         if guided:  # the conditional and null-condition passes share one UNet call on a doubled batch
             inputs = {key: torch.cat([value, null[key]]) for key, value in inputs.items()}
@@ -133,6 +148,8 @@ class LightningGenConditionalPipeline(DiffusionPipeline):
                 conditional, unconditional = output.chunk(2)
                 output = unconditional + scale * (conditional - unconditional)
             sample = self.scheduler.step(output, timestep, sample, generator=generator, **step_options).prev_sample
+        if self.vae is not None:  # a latent model: the UNet's sample is scaling_factor × the autoencoder's latents
+            sample = self.vae.decode(sample.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         image = ((sample.float() + 1.0) / 2.0).clamp(0.0, 1.0)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).numpy()
