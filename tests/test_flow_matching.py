@@ -234,7 +234,7 @@ def test_inversion_round_trip_on_a_trained_model(flow_checkpoint):
 
 
 def test_sample_evaluate_export_and_mix_on_a_flow_checkpoint(flow_checkpoint, tmp_path):
-    from test_evaluate_quality import TinyFeatures
+    from fixtures_features import TinyFeatures
 
     grid = tmp_path / "grid.png"
     run_cli("sample", "--ckpt_path", flow_checkpoint, "--num", "4", "--nrow", "2", "--steps", "3", "--sampler", "heun", "--out", grid)

@@ -10,21 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import process_env, run_cli, save_checkpoint
+from conftest import process_env, run_cli
+from fixtures_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, run_snippet, train_briefly, write_run
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.facts import DataFacts
 from lightning_gen.models import CVAE, DDPM, VAE
-from lightning_gen.publish.model_card import snippet_of
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CLASSES = ("circle", "square", "triangle")
-STEPS, SEED, TOLERANCE = 4, 3, 1e-4
 PROMPTS = ["a large red circle", "a small blue square"]
 
 # Run in a fresh interpreter that imports only diffusers and torch: what a user of the published folder has.
@@ -46,39 +43,6 @@ for name, kwargs in calls.items():
     results[name] = pipe(generator=generator, output_type="pt", **kwargs).images
 torch.save(results, out)
 """
-
-
-def train_briefly(model: torch.nn.Module, batch: dict) -> None:
-    """Two Adam steps: weights that a run changed, not the initialisation."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for step in range(2):
-        optimizer.zero_grad()
-        loss = (
-            model.diffusion_loss(batch, torch.Generator().manual_seed(step))
-            if isinstance(model, DDPM)
-            else model.losses(batch, True)["loss"]
-        )
-        loss.backward()
-        optimizer.step()
-
-
-def write_run(root: Path, model: torch.nn.Module, ema: bool = True, scores: list | None = None) -> Path:
-    """``<root>/<exp>/version_0/checkpoints/last.ckpt`` with config.yaml (and evaluate's scores) beside it.
-    With ``ema`` the state_dict holds the weights exported by default and ``current_model_state`` other, raw ones."""
-    run = root / "exp" / "version_0"
-    (run / "checkpoints").mkdir(parents=True)
-    config = {"model": {"class_path": f"lightning_gen.models.{type(model).__name__}"}, "trainer": {"accelerator": "cpu", "devices": 1}}
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    if scores:
-        (run / "evaluation").mkdir()
-        (run / "evaluation" / "scores-seed0-val.json").write_text(json.dumps({"scores": scores}))
-    entries = {"global_step": 2, "epoch": 0}
-    if ema:
-        raw = {
-            key: value + 0.01 * torch.randn_like(value) if value.is_floating_point() else value for key, value in model.state_dict().items()
-        }
-        entries["current_model_state"] = raw
-    return save_checkpoint(model, run / "checkpoints" / "last.ckpt", **entries)
 
 
 def tiny_ddpm(kind: str, root: Path, sampler: str = "ddim") -> DDPM:
@@ -103,12 +67,6 @@ def pipeline_images(folder: Path, kind: str, calls: dict, tmp_path: Path) -> dic
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(out)
-
-
-def lightning_gen_sample(ckpt: Path, n: int, condition=None, **options) -> torch.Tensor:
-    """What `lightning_gen sample --seed SEED` draws: the checkpoint's model, a CPU generator seeded SEED."""
-    model = load_model(ckpt, "cpu")
-    return model.sample(n, condition=condition, generator=torch.Generator("cpu").manual_seed(SEED), **options)
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +159,6 @@ def test_model_card_metadata_parses_and_names_the_run(published):
     assert (folder / "samples.png").is_file()
     text_card = ModelCard.load(published["text"][1] / "README.md")
     assert text_card.data.pipeline_tag == "text-to-image"
-
-
-def run_snippet(readme: Path, cwd: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", snippet_of(readme)], cwd=cwd, env=process_env(), capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_model_card_snippet_runs(published, tmp_path):

@@ -11,12 +11,10 @@ import sys
 import pytest
 import torch
 from conftest import process_env, run_cli
+from fixtures_publish import run_snippet, tiny_autoencoder, write_run
 from huggingface_hub import ModelCard
-from test_publish import run_snippet, write_run
 
 from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.facts import DataFacts
-from lightning_gen.models import Autoencoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,21 +32,6 @@ with torch.no_grad():
     decoded = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
 torch.save({"means": means, "decoded": decoded, "scaling_factor": vae.config.scaling_factor}, sys.argv[3])
 """
-
-
-def tiny_autoencoder() -> Autoencoder:
-    torch.manual_seed(0)
-    model = Autoencoder(DataFacts(image_size=16, channels=3), block_out_channels=(8, 16), latent_channels=4, downsampling_factor=4)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    for _ in range(2):  # weights a run changed, not the initialisation
-        optimizer.zero_grad()
-        model.losses(batch, sample_latent=False)["loss"].backward()
-        optimizer.step()
-    model.eval()
-    model.observe(torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(2)), torch.arange(8))
-    model.update_latent_scale()  # what validation records: 1 / std of these images' posterior means
-    return model
 
 
 def test_autoencoder_publishes_as_stock_autoencoder_kl(tmp_path):

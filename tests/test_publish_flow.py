@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import process_env, run_cli
+from fixtures_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, run_snippet, train_briefly, write_run
 from huggingface_hub import ModelCard
-from test_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, run_snippet, train_briefly, write_run
 
 from lightning_gen.facts import DataFacts
 from lightning_gen.models import DDPM

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import process_env
-from test_publish import CLASSES, SEED, STEPS, TOLERANCE, train_briefly
-from test_publish_autoencoder import tiny_autoencoder
+from fixtures_publish import CLASSES, SEED, STEPS, TOLERANCE, lightning_gen_sample, tiny_autoencoder, train_briefly, write_run
 
 from lightning_gen.facts import DataFacts
 from lightning_gen.models import DDPM
@@ -96,3 +95,36 @@ def test_latent_model_publishes_unet_scheduler_and_vae(kind, objective, tmp_path
     assert (result["images"] - expected).abs().max() <= TOLERANCE
     # Decoding with another scale gives other images: the scaling factor is what makes them equal.
     assert (reference_images(model, autoencoder, labels, 3, 1.0) - expected).abs().max() > 1e-3
+
+
+def test_a_latent_diffusion_checkpoint_publishes_with_its_autoencoder(tmp_path):
+    """`publish` on a LatentDiffusion checkpoint: unet + scheduler + the model's own autoencoder as vae/ with its latent
+    scale, and the stock-diffusers folder samples exactly what `lightning_gen sample` draws with the same seed and steps."""
+    from conftest import run_cli
+    from fixtures_latent import write_tiny_autoencoder
+
+    from lightning_gen.models import LatentDiffusion
+
+    torch.manual_seed(0)
+    facts = DataFacts(image_size=16, channels=3, class_names=CLASSES)
+    model = LatentDiffusion(
+        facts, autoencoder=str(write_tiny_autoencoder(tmp_path / "ae.ckpt")), conditioning="class",
+        unet={"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8}, sampling_steps=STEPS,
+        guidance_scale=2.5, latent_cache_dir=str(tmp_path / "latents"),
+    ).eval()  # fmt: skip
+    ckpt = write_run(tmp_path / "runs", model, ema=False)
+    folder = tmp_path / "published"
+    run_cli("publish", "--ckpt_path", ckpt, "--out", folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    out = tmp_path / "images.pt"
+    kwargs = {"seed": SEED, "num_inference_steps": STEPS, "class_labels": [2, 0, 1]}
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SAMPLE, str(folder), str(out), json.dumps(kwargs)],
+        env=process_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = torch.load(out)
+    assert result["scaling_factor"] == pytest.approx(model.scale)
+    expected = lightning_gen_sample(ckpt, 3, condition=torch.tensor([2, 0, 1]))
+    assert (result["images"] - expected).abs().max() <= TOLERANCE

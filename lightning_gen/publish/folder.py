@@ -75,6 +75,10 @@ def first_stage(model: DDPM) -> tuple[AutoencoderKL | None, float | None]:
     The hook for ``LatentDiffusion`` (models/latent_diffusion.py, a DDPM subclass whose ``sample`` returns
     ``autoencoder.decode(latents / scale)``): it returns ``(model.autoencoder.vae, model.scale)`` here, and the
     pipeline gets ``vae/`` with that ``scaling_factor`` (``export_ddpm(..., vae=, scaling_factor=)``)."""
+    from lightning_gen.models.latent_diffusion import LatentDiffusion
+
+    if isinstance(model, LatentDiffusion):
+        return model.autoencoder.vae, model.scale
     return None, None
 
 
