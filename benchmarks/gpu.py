@@ -319,10 +319,7 @@ def flops_per_step(built: Built, device: torch.device) -> int:
     trainee = Trainee(built, Mode("fp32", False, False), device)
     batch = trainee.batch(built, built.batch_size)
     trainee.step(batch)
-    flops = count_training_flops(lambda: trainee.step(batch))
-    del trainee, batch
-    free(device)
-    return flops
+    return count_training_flops(lambda: trainee.step(batch))
 
 
 def max_batch(built: Built, device: torch.device, limit: int) -> int:
@@ -341,10 +338,7 @@ def max_batch(built: Built, device: torch.device, limit: int) -> int:
         print(f"  batch {batch_size}: {'out of memory' if out_of_memory else 'fits'}", flush=True)
         return not out_of_memory
 
-    found = largest_fitting(fits, built.batch_size, limit)
-    del trainee
-    free(device)
-    return found
+    return largest_fitting(fits, built.batch_size, limit)
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
@@ -352,7 +346,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")] if cpuinfo.exists() else []
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return f"CPU: {names[0] if names else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
@@ -424,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
             }
             if preset.search_max_batch and device.type == "cuda" and not args.no_max_batch:
                 result["max_batch"] = max_batch(built, device, args.max_batch_limit)
+                free(device)
             print_table(result, name, device)
             results.append(result)
             del built
