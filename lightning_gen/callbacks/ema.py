@@ -116,9 +116,12 @@ class EMA(WeightAveraging):
 
     def _step_was_skipped(self, trainer: Any) -> bool:
         """No update happened: every gradient dropped, or the scaler skipped it (it lowers its scale exactly then)."""
-        scaler = grad_scaler(trainer)
-        skipped_by_scaler = scaler is not None and self._scale_before is not None and scaler.get_scale() < self._scale_before
-        return self._no_gradients or skipped_by_scaler
+        no_gradients, scale_before = self._no_gradients, self._scale_before
+        self._no_gradients, self._scale_before = False, None  # read once per optimizer step
+        if no_gradients:
+            return True
+        scaler = grad_scaler(trainer) if scale_before is not None else None
+        return scaler is not None and scaler.get_scale() < scale_before
 
     def on_train_batch_end(self, trainer: Any, pl_module: torch.nn.Module, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lightning's rule (once per optimizer step, when should_update says so) with the cached lists.
