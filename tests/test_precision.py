@@ -18,10 +18,10 @@ from lightning_gen.models import CVAE, DDPM, VAE
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
 TINY_UNET = {"block_out_channels": [8, 16], "norm_num_groups": 4}
-# bf16 keeps 8 bits of mantissa (relative rounding 2^-9 per value); through a few layers and a mean over the batch the
-# step-0 loss moves by far less than this; a wrong autocast (e.g. a loss computed in bf16 and not reduced in fp32, or a
-# different batch or noise) moves it by more.
-BF16_RELATIVE_TOLERANCE = 2e-2
+# bf16 keeps 8 bits of mantissa. Measured relative differences of the step-0 loss, bf16-mixed against fp32: VAE 1.8e-4,
+# CVAE 4.6e-5, DDPM 2.4e-4, text DDPM 5.2e-4; the tolerance leaves ten times the largest. Another batch or other diffusion
+# noise (what a wrongly seeded or wrongly cast step would give) moves the loss by per cents.
+BF16_RELATIVE_TOLERANCE = 5e-3
 
 
 def datamodule() -> ShapesDataModule:
