@@ -383,11 +383,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per mode (default 10, --tiny 2)")
     parser.add_argument("--max-batch-limit", type=int, default=4096, help="largest batch the memory search tries")
     parser.add_argument("--no-max-batch", action="store_true", help="skip the Imagen preset's largest-batch search")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of torch with --device cpu (tiny ops run best on one)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device is visible; run on a GPU machine, or pass --device cpu --tiny to check the script")
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     unknown = [name for name in presets if name not in PRESETS]
     if unknown:
