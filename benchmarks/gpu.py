@@ -11,12 +11,13 @@ forward (the model's own ``training_step``, under autocast for the mixed modes),
 clipping and the optimizer step; the LR schedule is left out (it needs a Trainer, and costs nothing). Warm-up steps
 (which include compilation) are not timed; the timed steps are bracketed by ``torch.cuda.synchronize``.
 
-A mode is a precision (``fp32``: float32 matmuls at full precision; ``tf32``: float32 with matmul precision "high",
-i.e. TF32 tensor cores on Ampere+; ``bf16-mixed``; ``16-mixed``, with a GradScaler) plus optional ``+compile``
-(``nn.Module.compile`` of the trainable networks, as ``--performance.compile`` does) and ``+channels_last``
-(networks and images, as ``--performance.channels_last``). FLOPs per step are counted once per preset by
-``torch.utils.flop_counter.FlopCounterMode`` on an eager step (matmuls, convolutions and attention; forward and
-backward); MFU = FLOPs / step time / the device's dense peak for the mode's dtype (table below, "n/a" where unknown).
+A mode is a precision (``fp32``: strict float32, matmuls and cuDNN convolutions; ``tf32``: float32 with matmul precision
+"high" and cuDNN's TF32, i.e. TF32 tensor cores on Ampere+ — ``32-true`` with torch's defaults lies between the two;
+``bf16-mixed``; ``16-mixed``, with a GradScaler) plus optional ``+compile`` (``nn.Module.compile`` of the trainable
+networks, as ``--performance.compile`` does) and ``+channels_last`` (networks and images, as
+``--performance.channels_last``). FLOPs per step are counted once per preset by ``torch.utils.flop_counter.FlopCounterMode``
+on an eager step (matmuls, convolutions and attention; forward and backward); MFU = FLOPs / step time / the device's
+dense peak for the mode's dtype (table below, "n/a" where unknown).
 
 The Imagen preset uses a random T5 encoder of T5 v1.1 large's width (d_model 1024) built locally: the UNet sees
 only the width, and caption embeddings are cached before timing, so the encoder's depth (2 layers here) does not
@@ -293,6 +294,8 @@ def free(device: torch.device) -> None:
 
 def measure(built: Built, mode: Mode, device: torch.device, warmup: int, steps: int) -> dict[str, Any]:
     torch.set_float32_matmul_precision("high" if mode.precision == "tf32" else "highest")
+    # fp32 is strict fp32 (cuDNN too, whose convolutions default to TF32 on Ampere+), so its MFU is against the fp32 peak.
+    torch.backends.cudnn.allow_tf32 = mode.precision != "fp32"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainee = Trainee(built, mode, device)
