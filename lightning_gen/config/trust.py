@@ -346,3 +346,13 @@ def check_config_arguments(argv: Sequence[str]) -> None:
             continue  # jsonargparse reports a malformed or unreadable file; nothing is built from it
         if lies_in_run_directory(path, roots):
             check_config(content, path)
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` as plain data (dicts with string keys, lists, numbers, strings): what a weights_only checkpoint and
+    a JSON config can hold; tuples become lists (models accept either)."""
+    if isinstance(value, dict):
+        return {str(key): plain_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(item) for item in value]
+    return value

@@ -288,12 +288,7 @@ class Autoencoder(GenerativeModel):
         size = len(batch["image"])
         logged = {f"{stage}/{key}": out[key] for key in ("loss", "rec", "kl", "perceptual") if key in out}
         self.log_dict(logged, prog_bar=stage == "val", batch_size=size, sync_dist=True)
-        reconstruction, target = ((out["output"] + 1) / 2).clamp(0, 1), batch["image"].float()
-        psnr, ssim = self.psnr[stage], self.ssim[stage]
-        psnr(reconstruction, target)
-        ssim(reconstruction, target)
-        self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=size)
-        self.log(f"{stage}/ssim", ssim, batch_size=size)
+        self.log_reconstruction_quality(stage, ((out["output"] + 1) / 2).clamp(0, 1), batch["image"].float(), size)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._score(batch, "val")

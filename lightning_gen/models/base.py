@@ -107,6 +107,15 @@ class ModelBase(pl.LightningModule):
         if trainer is None or logs_this_step(trainer):
             self.log_dict(metrics, batch_size=batch_size, prog_bar=prog_bar)
 
+    def log_reconstruction_quality(self, stage: str, reconstruction: torch.Tensor, target: torch.Tensor, batch_size: int) -> None:
+        """PSNR and SSIM of reconstructions in [0, 1] into ``self.psnr[stage]``/``self.ssim[stage]`` (torchmetrics,
+        which reduce their sums across DDP ranks themselves when computed), logged as ``{stage}/psnr``, ``{stage}/ssim``."""
+        psnr, ssim = self.psnr[stage], self.ssim[stage]
+        psnr(reconstruction, target)
+        ssim(reconstruction, target)
+        self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=batch_size)
+        self.log(f"{stage}/ssim", ssim, batch_size=batch_size)
+
     def training_generator(self, *purpose: int) -> torch.Generator:
         """The random numbers of the current training batch (diffusion noise, VAE sampling): a function of
         (seed, DDP rank, batches trained), so ranks draw differently and a resumed run draws as an uninterrupted one.

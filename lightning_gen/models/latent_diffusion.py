@@ -20,6 +20,7 @@ from diffusers import AutoencoderKL
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from lightning_gen.config.trust import plain_data
 from lightning_gen.errors import UserError
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.autoencoder import Autoencoder
@@ -48,15 +49,6 @@ class DiffusersAutoencoder(nn.Module):
         return ((self.vae.decode(z).sample.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def _plain(value: Any) -> Any:
-    """Configs as plain data (lists, dicts, numbers, strings): checkpoints are loaded with weights_only=True."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
 def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
     """The spec (architecture, provenance) and the loaded autoencoder of a lightning_gen checkpoint or a diffusers folder."""
     from lightning_gen.checkpoints.loading import load_checkpoint_file, load_model  # checkpoints imports models: load it late
@@ -70,7 +62,7 @@ def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
             )
         vae = AutoencoderKL.from_pretrained(path)
         config = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
-        spec = {"kind": "diffusers", "config": _plain(config), "scale": float(vae.config.scaling_factor), "source": str(path)}
+        spec = {"kind": "diffusers", "config": plain_data(config), "scale": float(vae.config.scaling_factor), "source": str(path)}
         return spec, vae
     if not path.is_file():
         raise UserError(
@@ -87,7 +79,7 @@ def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
     # save_hyperparameters records this model's arguments.
     stored = load_checkpoint_file(path).get("hyper_parameters", {})
     hyperparameters = {key: value for key, value in stored.items() if not key.startswith("_")}
-    spec = {"kind": "lightning_gen", "hyper_parameters": _plain(hyperparameters), "source": str(path), "sha256": file_hash(path)}
+    spec = {"kind": "lightning_gen", "hyper_parameters": plain_data(hyperparameters), "source": str(path), "sha256": file_hash(path)}
     return spec, model
 
 

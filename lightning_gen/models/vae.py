@@ -217,13 +217,7 @@ class VAE(GenerativeModel):
         size = len(batch["image"])
         # sync_dist: under DDP each rank sees a shard; the logged value is the mean over the whole set.
         self.log_dict({f"{stage}/{k}": out[k] for k in ("loss", "recon", "kl")}, prog_bar=stage == "val", batch_size=size, sync_dist=True)
-        psnr, ssim = self.psnr[stage], self.ssim[stage]
-        reconstruction, target = torch.sigmoid(out["logits"].float()), batch["image"].float()
-        psnr(reconstruction, target)
-        ssim(reconstruction, target)
-        # torchmetrics objects reduce their sums across ranks themselves when computed.
-        self.log(f"{stage}/psnr", psnr, prog_bar=stage == "val", batch_size=size)
-        self.log(f"{stage}/ssim", ssim, batch_size=size)
+        self.log_reconstruction_quality(stage, torch.sigmoid(out["logits"].float()), batch["image"].float(), size)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._score(batch, "val")

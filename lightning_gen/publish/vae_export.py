@@ -16,7 +16,7 @@ from torch import nn
 
 from lightning_gen.checkpoints.classes import model_class_from_checkpoint
 from lightning_gen.checkpoints.keys import CHECKPOINT_KEY
-from lightning_gen.config.trust import CHECKPOINT_FIX, check_config
+from lightning_gen.config.trust import CHECKPOINT_FIX, check_config, plain_data
 from lightning_gen.models.base import GenerativeModel
 
 EXTRA_STATE = "_extra_state"  # torch's state_dict key for a module's get_extra_state (the VAE's fitted latent mixture)
@@ -37,7 +37,7 @@ class PublishedModel(nn.Module, PyTorchModelHubMixin, library_name="lightning_ge
         """The published form of a loaded model, with its current weights."""
         model_class = f"{type(model).__module__}.{type(model).__qualname__}"
         hyper_parameters = {key: value for key, value in dict(model.hparams).items() if not key.startswith("_")}
-        published = cls(model_class, _plain(hyper_parameters))
+        published = cls(model_class, plain_data(hyper_parameters))
         published.model.load_state_dict(model.state_dict())
         return published
 
@@ -71,15 +71,6 @@ class PublishedModel(nn.Module, PyTorchModelHubMixin, library_name="lightning_ge
 
     def sample(self, n: int, condition: Any = None, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
         return self.model.sample(n, condition, generator, **options)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready hyperparameters: tuples become lists (the model accepts either)."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def export_vae(model: GenerativeModel, folder: str | Path) -> PublishedModel:
