@@ -12,6 +12,7 @@ recorded in the spec for provenance. The weights are frozen (never trained).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,6 +186,11 @@ class LatentDiffusion(DDPM):
         )
         self.data_facts = facts
         self.save_model_hyperparameters()
+        # Built directly (not by the CLI), Lightning merges the init arguments of every __init__ in the stack, DDPM's
+        # included; the checkpoint keeps only this class's own, so it rebuilds the model it came from.
+        own = inspect.signature(LatentDiffusion.__init__).parameters
+        for key in [key for key in self.hparams if key not in own]:
+            del self.hparams[key]
         self.hparams["autoencoder_spec"] = autoencoder_spec
         self.autoencoder = frozen.requires_grad_(False).eval()
         self.hflip = hflip
