@@ -39,6 +39,7 @@ DESCRIPTIONS: dict[str, str] = {
     "sweep": "run a grid of config overrides one after another in one W&B group (skips finished runs, resumes interrupted ones)",
     "export": "write a generated dataset (ImageFolder + metadata.jsonl) from a checkpoint",
     "downstream": "train a classifier on real, real + synthetic and synthetic images; test on real",
+    "publish": "write a checkpoint as a diffusers / huggingface_hub folder with a model card; optionally upload it",
 }
 
 
