@@ -8,6 +8,12 @@ and the share of prior samples the judge classifies as the requested class.
 
     python scripts/write_real_sets.py --out data/real
     python benchmarks/real_data_quality.py --root data/real --sets digits mnist5k --recipes cvae_baseline cvae
+    python benchmarks/real_data_quality.py --root data/real --sets digits --recipes cvae --second_judge svc
+
+``--second_judge svc`` adds a judge of a different kind: scikit-learn's ``SVC`` (RBF kernel) on the flattened
+pixels of the set's real training images at the model's resolution (the run's own datamodule). After each fit
+the final model's prior samples (``--samples``, seed 0: the callback's last samples) are scored by both judges,
+and a second table shows them side by side with each judge's accuracy on the real validation images.
 
 Recipes are a config plus overrides (RECIPES below); the CPU time is shared with whatever else runs. Each fit
 uses torch's default threads (one per core) unless OMP_NUM_THREADS is set; the table's seconds depend on it.
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +158,76 @@ def run_recipe(recipe: str, root: Path, judge: Path, runs: Path, args: argparse.
     return [{"set": root.name, "recipe": recipe, **row} for row in read_curve(run)]
 
 
+def real_pixels(config: dict[str, Any], split: str) -> tuple[Any, Any]:
+    """(N × pixels in [0, 1], labels) of a split as the run's datamodule serves it (its resolution; these configs do not augment)."""
+    from lightning_gen.inference.datamodules import datamodule_from_config
+
+    datamodule = datamodule_from_config(config["data"], "the benchmark's config")
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
+    images, labels = [], []
+    for batch in loader:
+        images.append(batch["image"].float().flatten(1))
+        labels.append(batch["label"])
+    return torch.cat(images).numpy(), torch.cat(labels).numpy()
+
+
+def train_svc(config: dict[str, Any]) -> tuple[Any, float]:
+    """The second judge: an RBF SVC on the real training pixels, and its accuracy on the real validation images."""
+    from sklearn.svm import SVC
+
+    train_x, train_y = real_pixels(config, "train")
+    val_x, val_y = real_pixels(config, "val")
+    svc = SVC(kernel="rbf", gamma="scale", C=10.0).fit(train_x, train_y)
+    return svc, float((svc.predict(val_x) == val_y).mean())
+
+
+@torch.no_grad()
+def judge_both(run: Path, judge: Path, svc: Any, samples: int) -> dict[str, float]:
+    """The final model's ``samples`` prior samples (seed 0, conditions spread over the classes), judged by the CNN and the SVC."""
+    from lightning_gen.inference.loading import load_model
+    from lightning_gen.metrics.judged import judged_kind, sample_spread
+    from lightning_gen.models.judge import judge_accuracy
+
+    model = load_model(run / "checkpoints" / "last.ckpt").eval()
+    images, expected = sample_spread(model, samples, 0, samples)
+    facts = model.data_facts
+    cnn = judge_accuracy(load_model(judge).eval(), images, expected, judged_kind(model), facts.class_names, facts.attribute_names)
+    predicted = svc.predict(images.float().flatten(1).cpu().numpy())
+    return {"cnn": float(cnn["overall"]), "svc": float((predicted == expected.cpu().numpy()).mean())}
+
+
+def second_opinion(recipe: str, root: Path, judge: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Both judges on the recipe's final model (the run ``run_recipe`` just made) and on the real validation images."""
+    name = f"{root.name}_{recipe}"
+    config = yaml.safe_load((args.runs / f"{name}.yaml").read_text())
+    run = sorted((args.runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+    svc, svc_real = train_svc(config)
+    cnn_real = judge_real(judge, config)
+    scores = judge_both(run, judge, svc, args.samples)
+    return {
+        "set": root.name,
+        "recipe": recipe,
+        "epochs": config["trainer"]["max_epochs"],
+        "cnn_real": cnn_real,
+        "svc_real": svc_real,
+        **scores,
+    }
+
+
+@torch.no_grad()
+def judge_real(judge: Path, config: dict[str, Any]) -> float:
+    """The CNN judge's accuracy on the real validation images (the same split the SVC is checked on)."""
+    from lightning_gen.inference.loading import load_model
+    from lightning_gen.models.judge import judge_accuracy
+
+    model = load_model(judge).eval()
+    images, labels = real_pixels(config, "val")
+    size = model.data_facts.image_size
+    pixels = torch.from_numpy(images).view(len(images), -1, size, size)
+    return float(judge_accuracy(model, pixels, torch.from_numpy(labels), "class", model.data_facts.class_names)["overall"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("data/real"), help="folder holding one ImageFolder per set")
@@ -162,21 +239,36 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="score prior samples every this many epochs")
     parser.add_argument("--samples", type=int, default=500, help="prior samples judged per scoring")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--second_judge", choices=["svc"], default=None, help="also judge each final model's samples with an SVC on real pixels"
+    )
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     judges = dict(pair.split("=", 1) for pair in args.judges)
-    rows = []
+    rows, both = [], []
     for name in args.sets:
         root = args.root / name
         judge = Path(judges[name]) if name in judges else train_judge(root, args.runs, f"{name}_judge")
         for recipe in args.recipes:
             rows += run_recipe(recipe, root, judge, args.runs, args)
+            if args.second_judge:
+                both.append(second_opinion(recipe, root, judge, args))
+                print(f"# {both[-1]}", flush=True)
             if args.out:
-                args.out.write_text(json.dumps(rows, indent=1))
+                args.out.write_text(json.dumps({"curve": rows, "both_judges": both} if both else rows, indent=1))
     print("| set | recipe | epochs | steps | training s | judged as requested |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(f"| {row['set']} | {row['recipe']} | {row['epoch']} | {row['step']} | {row['seconds']:.0f} | {100 * row['accuracy']:.1f} % |")
+    if both:
+        print(f"\nThe final models' {args.samples} prior samples (seed 0), two judges of different kinds:")
+        print("| set | recipe | epochs | CNN judge (real val) | SVC on pixels (real val) | CNN judge: samples | SVC: samples |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for row in both:
+            print(
+                f"| {row['set']} | {row['recipe']} | {row['epochs']} | {100 * row['cnn_real']:.1f} % | {100 * row['svc_real']:.1f} % "
+                f"| {100 * row['cnn']:.1f} % | {100 * row['svc']:.1f} % |"
+            )
 
 
 if __name__ == "__main__":

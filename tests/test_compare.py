@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.io import read_image
 
 from lightning_gen.data import ShapesDataModule
+from lightning_gen.metrics import comparison
 from lightning_gen.models import VAE
 
 IMAGE = 16
@@ -50,18 +51,30 @@ def sweep_root(tmp_path_factory) -> Path:
     return root
 
 
-def grid_cells(path: Path, image: int = IMAGE, padding: int = 1) -> tuple[int, int]:
-    """(rows, columns) of a torchvision grid of image×image cells with ``padding`` pixels around each."""
+LABELS = ["beta_0.05 · kl_weight=0.05", "beta_0.5 · kl_weight=0.5", "beta_1.0 · kl_weight=1"]  # the group's runs, sorted
+
+
+def grid_cells(path: Path, margins: tuple[int, int], image: int = IMAGE, padding: int = 1) -> tuple[int, int]:
+    """(rows, columns) of a torchvision grid of image×image cells with ``padding`` pixels around each, below/right of its label margins."""
     width, height = Image.open(path).size
-    return (height - padding) // (image + padding), (width - padding) // (image + padding)
+    top, left = margins
+    assert (height - top - padding) % (image + padding) == 0 and (width - left - padding) % (image + padding) == 0
+    return (height - top - padding) // (image + padding), (width - left - padding) // (image + padding)
 
 
 def test_compare_a_group_writes_grids_table_and_plots(sweep_root, tmp_path, capsys, one_torch_thread):
     out = tmp_path / "compare"
     run_cli("compare", "--group", "beta_sweep", "--root", sweep_root, "--out", out, "--num_images", 5, "--interpolation_steps", 4)
-    assert grid_cells(out / "reconstructions.png") == (5, 1 + 3)  # rows = images; originals + one column per run
-    assert grid_cells(out / "interpolations.png") == (3, 4 + 2)  # one row per run; real images at both ends
-    assert grid_cells(out / "samples.png") == (3, 5)  # one row per run
+    ends = ["real", "", "", "", "", "real"]
+    recon_margins, interp_margins, sample_margins = (
+        comparison.margins(column_labels=["real", *LABELS]),
+        comparison.margins(LABELS, ends),
+        comparison.margins(LABELS),
+    )
+    assert grid_cells(out / "reconstructions.png", recon_margins) == (5, 1 + 3)  # rows = images; originals + one column per run
+    assert grid_cells(out / "interpolations.png", interp_margins) == (3, 4 + 2)  # one row per run; real images at both ends
+    assert grid_cells(out / "samples.png", sample_margins) == (3, 5)  # one row per run
+    assert f"Rows of interpolations.png and samples.png (labelled): {', '.join(LABELS)}" in capsys.readouterr().out
     with open(out / "runs.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["run"] for row in rows] == ["beta_0.05/version_0", "beta_0.5/version_0", "beta_1.0/version_0"]  # the other group left out
@@ -78,17 +91,38 @@ def test_compare_a_group_writes_grids_table_and_plots(sweep_root, tmp_path, caps
     datamodule.setup()
     validation = next(iter(datamodule.val_dataloader()))["image"]
     reconstructions, interpolations = read_image(str(out / "reconstructions.png")), read_image(str(out / "interpolations.png"))
+    samples = read_image(str(out / "samples.png"))
     for row in range(5):
-        assert torch.equal(cell(reconstructions, row, 0), (validation[row] * 255).round().to(torch.uint8))
+        assert torch.equal(cell(reconstructions, row, 0, recon_margins), (validation[row] * 255).round().to(torch.uint8))
     for row in range(3):
-        assert torch.equal(cell(interpolations, row, 0), cell(reconstructions, 0, 0))
-        assert torch.equal(cell(interpolations, row, 5), cell(reconstructions, 1, 0))
-    assert not torch.equal(cell(reconstructions, 0, 1), cell(reconstructions, 0, 2))  # different runs, different reconstructions
+        assert torch.equal(cell(interpolations, row, 0, interp_margins), cell(reconstructions, 0, 0, recon_margins))
+        assert torch.equal(cell(interpolations, row, 5, interp_margins), cell(reconstructions, 1, 0, recon_margins))
+    assert not torch.equal(cell(reconstructions, 0, 1, recon_margins), cell(reconstructions, 0, 2, recon_margins))  # different runs
+    # Ink on the margin beside every run's row and above every labelled column; white above the interpolation steps.
+    for row in range(3):
+        assert margin_beside(interpolations, row, interp_margins).min() < 128 and margin_beside(samples, row, sample_margins).min() < 128
+    for column in range(4):
+        assert margin_above(reconstructions, column, recon_margins).min() < 128
+    assert [bool(margin_above(interpolations, column, interp_margins).min() < 128) for column in range(6)] == [
+        bool(label) for label in ends
+    ]
 
 
-def cell(grid: torch.Tensor, row: int, column: int, image: int = IMAGE, padding: int = 1) -> torch.Tensor:
-    top, left = padding + row * (image + padding), padding + column * (image + padding)
+def cell(
+    grid: torch.Tensor, row: int, column: int, margins: tuple[int, int] = (0, 0), image: int = IMAGE, padding: int = 1
+) -> torch.Tensor:
+    top, left = margins[0] + padding + row * (image + padding), margins[1] + padding + column * (image + padding)
     return grid[:3, top : top + image, left : left + image]
+
+
+def margin_beside(grid: torch.Tensor, row: int, margins: tuple[int, int], image: int = IMAGE, padding: int = 1) -> torch.Tensor:
+    top = margins[0] + padding + row * (image + padding)
+    return grid[:3, top : top + image, : margins[1]]
+
+
+def margin_above(grid: torch.Tensor, column: int, margins: tuple[int, int], image: int = IMAGE, padding: int = 1) -> torch.Tensor:
+    left = margins[1] + padding + column * (image + padding)
+    return grid[:3, : margins[0], left : left + image]
 
 
 def test_compare_refuses_runs_of_different_image_sizes(sweep_root, tmp_path, capsys):

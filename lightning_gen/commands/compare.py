@@ -2,7 +2,8 @@
 
 Writes (seed 003's figures) ``reconstructions.png`` (rows = the same validation images, column 0 the
 originals, then one column per run), ``interpolations.png`` (one row per run, the same image pair, real
-images at both ends), ``samples.png`` (one row per run, the same noise), ``runs.md``/``runs.csv`` (one
+images at both ends), ``samples.png`` (one row per run, the same noise), each labelled on its margin
+(every run's name and varying key values, the real columns "real"), ``runs.md``/``runs.csv`` (one
 row per run: the config keys that differ, parameters, steps, time, validation scores, FID/KID with
 ``--metrics``) and ``metrics_vs_<key>.png``.
 """
@@ -153,21 +154,33 @@ def run(args: Namespace) -> None:
 
     images = first_images(datamodule, args.split, max(args.num_images, 2))
     pair = [{key: value[index : index + 1] for key, value in images.items()} for index in (0, 1)]
+    labels = comparison.run_labels(records, keys)
+    cell = models[0].data_facts.image_size
+    ends = [comparison.REAL, *[""] * args.interpolation_steps, comparison.REAL]
     grids = {
-        "reconstructions": comparison.reconstruction_grid(models, {key: value[: args.num_images] for key, value in images.items()}),
-        "interpolations": comparison.interpolation_grid(models, pair[0], pair[1], args.interpolation_steps),
-        "samples": comparison.sample_grid(models, args.num_images, args.seed),
+        "reconstructions": comparison.labeled_grid(
+            comparison.reconstruction_grid(models, {key: value[: args.num_images] for key, value in images.items()}),
+            cell,
+            column_labels=[comparison.REAL, *labels],
+        ),
+        "interpolations": comparison.labeled_grid(
+            comparison.interpolation_grid(models, pair[0], pair[1], args.interpolation_steps), cell, labels, ends
+        ),
+        "samples": comparison.labeled_grid(comparison.sample_grid(models, args.num_images, args.seed), cell, labels),
     }
     for name, grid in grids.items():
         save_image(grid, out / f"{name}.png")
     table = comparison.write_markdown(rows, out / "runs.md")
     comparison.write_csv(rows, out / "runs.csv")
+    group = records[0].group if args.group is None else args.group
     metric_columns = [column for column in rows[0] if column not in ("run", "params", "steps", "minutes", *map(short_key, keys))]
     plots = [
-        plot for key in map(short_key, keys) if (plot := comparison.plot_metrics(rows, key, metric_columns, out / f"metrics_vs_{key}.png"))
+        plot
+        for key in map(short_key, keys)
+        if (plot := comparison.plot_metrics(rows, key, metric_columns, out / f"metrics_vs_{key}.png", group))
     ]
-    print("Columns of reconstructions.png: originals, " + ", ".join(record.name for record in records))
-    print("Rows of interpolations.png and samples.png: " + ", ".join(record.name for record in records))
+    print("Columns of reconstructions.png (labelled on the figure): real, " + ", ".join(labels))
+    print("Rows of interpolations.png and samples.png (labelled): " + ", ".join(labels))
     print(table)
     print(f"Wrote {', '.join(f'{name}.png' for name in grids)}, runs.md, runs.csv{''.join(', ' + plot.name for plot in plots)} to {out}")
     if args.log_wandb:

@@ -1,4 +1,9 @@
-"""Runs side by side (seed 003's figures): reconstruction columns, interpolation rows, sample rows, a table and plots."""
+"""Runs side by side (seed 003's figures): reconstruction columns, interpolation rows, sample rows, a table and plots.
+
+Each grid carries its labels on a white margin (top: one label per column, turned to read upwards; left: one
+per row), drawn with PIL's default bitmap font; the image part of a labelled grid is the unlabelled grid, pixel
+for pixel, at offset ``margins(...)``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid
 
 from lightning_gen.latent.interpolate import interpolate
+from lightning_gen.metrics.runs import RunRecord, short_key
 from lightning_gen.protocol import batch_condition, has_latents, has_vocabulary
 
 PADDING = 1
+REAL = "real"  # the label of a column of real images
+LABEL_GAP = 3  # pixels between a label and the grid
 
 
 def _slice_condition(condition: Any, rows: slice) -> Any:
@@ -98,8 +108,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows({key: format_value(value) if isinstance(value, tuple) else value for key, value in row.items()} for row in rows)
 
 
-def plot_metrics(rows: list[dict[str, Any]], key: str, metrics: list[str], path: Path) -> Path | None:
-    """Each metric against the varying key (log x when the key spans more than a factor of 20, as β sweeps do)."""
+def metrics_figure(rows: list[dict[str, Any]], key: str, metrics: list[str], group: str) -> Any:
+    """Each metric against the varying key (log x when the key spans more than a factor of 20, as β sweeps do),
+    one panel per metric with both axes labelled, under a title naming the group; None without two numeric runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,12 +129,83 @@ def plot_metrics(rows: list[dict[str, Any]], key: str, metrics: list[str], path:
     for axis, name in zip(axes.flat, metrics):
         axis.plot(xs, [row[name] for _, row in points], marker="o")
         axis.set_xlabel(key)
-        axis.set_title(name, fontsize=9)
+        axis.set_ylabel(name)
+        axis.set_title(f"{name} vs {key}", fontsize=9)
         if min(xs) > 0 and max(xs) / min(xs) > 20:
             axis.set_xscale("log")
     for axis in list(axes.flat)[len(metrics) :]:
         axis.set_visible(False)
+    figure.suptitle(f"{group}: {len(points)} runs, metrics against {key}", fontsize=10)
     figure.tight_layout()
+    return figure
+
+
+def plot_metrics(rows: list[dict[str, Any]], key: str, metrics: list[str], path: Path, group: str) -> Path | None:
+    """``metrics_figure`` saved to ``path``; None (nothing written) when there is nothing to plot."""
+    from matplotlib import pyplot
+
+    figure = metrics_figure(rows, key, metrics, group)
+    if figure is None:
+        return None
     figure.savefig(path)
     pyplot.close(figure)
     return path
+
+
+def run_labels(records: Sequence[RunRecord], keys: Sequence[str]) -> list[str]:
+    """One label per run, in the records' order: its name, then each varying key's value (``cats_beta05 · kl_weight=0.5``).
+
+    The name is the experiment folder when those are distinct across the runs (``version_0`` of every
+    sweep run adds nothing), else the full ``experiment/version_N`` that ``runs.md`` shows.
+    """
+    experiments = [record.directory.parent.name for record in records]
+    names = experiments if len(set(experiments)) == len(experiments) else [record.name for record in records]
+    return [
+        " · ".join([name, *(f"{short_key(key)}={format_value(record.settings.get(key))}" for key in keys)])
+        for name, record in zip(names, records)
+    ]
+
+
+def _font() -> ImageFont.ImageFont:
+    return ImageFont.load_default_imagefont()
+
+
+def _text_size(text: str) -> tuple[int, int]:
+    left, top, right, bottom = _font().getbbox(text)
+    return right, bottom
+
+
+def margins(row_labels: Sequence[str] = (), column_labels: Sequence[str] = ()) -> tuple[int, int]:
+    """(top, left) margin in pixels that ``labeled_grid`` adds for these labels (0 where there are none)."""
+    top = max((_text_size(label)[0] for label in column_labels if label), default=0)
+    left = max((_text_size(label)[0] for label in row_labels if label), default=0)
+    return (top + 2 * LABEL_GAP if top else 0), (left + 2 * LABEL_GAP if left else 0)
+
+
+def labeled_grid(
+    grid: torch.Tensor, cell: int, row_labels: Sequence[str] = (), column_labels: Sequence[str] = (), padding: int = PADDING
+) -> torch.Tensor:
+    """``grid`` (a make_grid of ``cell``-pixel square images) on a white margin with a label per row (left) and column (top).
+
+    Empty labels leave their row or column unlabelled; the grid itself is copied in unchanged.
+    """
+    top, left = margins(row_labels, column_labels)
+    channels, height, width = grid.shape
+    canvas = Image.new("RGB", (left + width, top + height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, label in enumerate(row_labels):
+        text_width, text_height = _text_size(label)
+        middle = top + padding + row * (cell + padding) + cell // 2
+        draw.text((left - LABEL_GAP - text_width, middle - text_height // 2), label, font=_font(), fill="black")
+    for column, label in enumerate(column_labels):
+        if not label:
+            continue
+        text_width, text_height = _text_size(label)
+        strip = Image.new("RGB", (text_width, text_height), "white")
+        ImageDraw.Draw(strip).text((0, 0), label, font=_font(), fill="black")
+        strip = strip.rotate(90, expand=True)  # reads upwards, ends just above its column
+        middle = left + padding + column * (cell + padding) + cell // 2
+        canvas.paste(strip, (middle - text_height // 2, top - LABEL_GAP - text_width))
+    labeled = pil_to_tensor(canvas).float().div(255)
+    labeled[:, top:, left:] = grid.expand(3, -1, -1) if channels == 1 else grid[:3]
+    return labeled
