@@ -83,7 +83,8 @@ def test_fit_and_the_other_trainer_commands_show_the_model_and_data_summary_firs
     assert lines[0].startswith(f"usage: python -m lightning_gen {name} ")
     assert index_of(lines, "--model CLASS_PATH") < index_of(lines, "--data CLASS_PATH") < index_of(lines, "options:") < 15
     model = "\n".join(lines[index_of(lines, "--model CLASS_PATH") : index_of(lines, "--data CLASS_PATH")])
-    assert "VAE, BetaVAE, CVAE, DDPM or Judge" in " ".join(model.split()) and "--model.help VAE" in model
+    assert "Autoencoder, VAE, BetaVAE, CVAE, DDPM, Judge or LatentDiffusion (in" in " ".join(model.split())
+    assert "ModelBase" not in model and "GenerativeModel" not in model and "--model.help VAE" in model
     assert index_of(lines, "--ckpt_path") < index_of(lines, "config groups, one line each") < index_of(lines, "--trainer.*")
     text = "\n".join(lines)
     assert "--trainer.max_epochs" not in text and "hpc" not in text  # Lightning's long ckpt_path docstring: --help-all

@@ -73,12 +73,18 @@ LONG_HELP_SUMMARIES = {
 }
 
 
+# The bases a model or datamodule subclasses, not something to train.
+BASE_CLASSES = ("ModelBase", "GenerativeModel", "GenerativeDataModule")
+
+
 def _known_classes(key: str) -> list[str]:
     """The classes lightning_gen ships for ``--model`` / ``--data`` (imported, never instantiated)."""
     import importlib
 
     module_name = CLASS_MODULES.get(key)
-    return [name for name in importlib.import_module(module_name).__all__ if not name.startswith("Generative")] if module_name else []
+    if not module_name:
+        return []
+    return [name for name in importlib.import_module(module_name).__all__ if name not in BASE_CLASSES]
 
 
 def _listed(names: list[str]) -> str:
