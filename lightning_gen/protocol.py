@@ -126,13 +126,6 @@ class Generator(Protocol):
 
 
 @runtime_checkable
-class Samples(Protocol):
-    """The old minimal protocol (sample only); kept until every caller asks ``Generator``."""
-
-    def sample(self, n: int, condition: Any = None, generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-
-@runtime_checkable
 class HasLatents(Protocol):
     @property
     def latent_shape(self) -> tuple[int, ...]: ...
