@@ -9,8 +9,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import run_cli
 from diffusers import AutoencoderKL, UNet2DModel
-from test_latent_diffusion import TINY_UNET, datamodule, fit_counting
+from PIL import Image
+from test_latent_diffusion import TINY_UNET, cli_config, datamodule, fit_counting
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.errors import UserError
@@ -80,6 +82,18 @@ def test_a_diffusers_folder_is_the_autoencoder_of_a_trained_checkpoint_that_outl
     restored = load_model(tmp_path / "latent.ckpt")
     assert restored.scale == SCALING_FACTOR
     torch.testing.assert_close(restored.sample(2, condition=labels, initial_noise=noise, guidance_scale=1.0), images)
+
+
+def test_the_cli_fits_on_a_folder_and_its_checkpoint_samples_without_it(tmp_path, one_torch_thread):
+    folder = write_diffusers_vae(tmp_path / "vae" / "vae")  # not beside the config: that would make it a run's
+    run_cli(
+        "fit", "--config", cli_config(tmp_path, folder, "kl"), "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_steps", "2"
+    )
+    checkpoint = tmp_path / "runs/kl/version_0/checkpoints/last.ckpt"
+    shutil.rmtree(tmp_path / "vae")
+    assert load_model(checkpoint).scale == SCALING_FACTOR
+    run_cli("sample", "--ckpt_path", checkpoint, "--num", "4", "--nrow", "2", "--out", tmp_path / "grid.png", "--seed", "1", "--steps", "2")
+    assert Image.open(tmp_path / "grid.png").size == (2 * 17 + 1, 2 * 17 + 1)
 
 
 def test_a_folder_that_is_not_a_fitting_autoencoderkl_is_one_sentence(tmp_path):
