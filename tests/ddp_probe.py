@@ -34,7 +34,53 @@ class Probe(pl.Callback):
     def on_fit_end(self, trainer, pl_module):
         ema = next((callback for callback in trainer.callbacks if isinstance(callback, EMA)), None)
         if ema is not None:
-            self.seen["ema"] = {key: value.clone() for key, value in averaged_model(ema).module.state_dict().items()}
+            self.seen["ema"] = weights(averaged_model(ema).module)
         self.seen["world_size"] = trainer.world_size
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.seen, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+def weights(module: torch.nn.Module) -> dict:
+    """A copy of the state_dict (tensors cloned; extra states such as the autoencoder's latent scale as they are)."""
+    return {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in module.state_dict().items()}
+
+
+class LatentProbe(Probe):
+    """Probe of a LatentDiffusion fit: images each rank's encoder saw while building the cache and during steps, the
+    cache file it read, its latent draws, and everything the first step used (weights, batch, generator, loss)."""
+
+    def on_fit_start(self, trainer, pl_module):
+        vae, self.encoded = pl_module.autoencoder.vae, 0
+        original = vae.encode
+
+        def counting(x, *args, **kwargs):
+            self.encoded += len(x)
+            return original(x, *args, **kwargs)
+
+        vae.encode = counting
+
+    def on_train_start(self, trainer, pl_module):  # runs before the model's own on_train_start, which builds the cache
+        self.before_cache = self.encoded
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 0 and "cache_encodes" not in self.seen:
+            self.seen["cache_encodes"] = self.encoded - self.before_cache
+            self.seen["cache_file"] = str(pl_module.latent_posteriors.location)
+            rows = pl_module.latent_posteriors.rows[:4]
+            self.seen["draws"] = pl_module.latent_posteriors.draw(rows, pl_module.training_generator(), torch.device("cpu"))
+            self.seen["generator_state"] = pl_module.training_generator().get_state()
+            self.seen["first_batch"] = {key: value.clone() for key, value in batch.items() if isinstance(value, torch.Tensor)}
+            self.seen["initial_weights"] = weights(pl_module)
+        self.step_start = self.encoded
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.setdefault("step_encodes", []).append(self.encoded - self.step_start)
+        if trainer.global_step == 1 and "first_loss" not in self.seen:
+            self.seen["first_loss"] = float(outputs["loss"])
+            self.seen["weights_after_first_step"] = weights(pl_module)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.seen["final_weights"] = weights(pl_module)
+        self.seen["encoded_total"] = self.encoded
+        super().on_fit_end(trainer, pl_module)

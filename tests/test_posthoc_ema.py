@@ -6,6 +6,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torchvision.utils import save_image
 
+from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 from lightning_gen.callbacks.posthoc_ema import PostHocEMA
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.checkpoints.posthoc_ema import (
@@ -25,6 +27,7 @@ from lightning_gen.checkpoints.posthoc_ema import (
     synthesize,
 )
 from lightning_gen.errors import UserError
+from lightning_gen.models import VAE
 
 POST_HOC = ["--ema.post_hoc", "true", "--ema.snapshot_every_n_steps", "2", "--ema.snapshot_dtype", "float32"]
 
@@ -260,3 +263,59 @@ def _write_fake_snapshots(folder, step):
     save_snapshot(
         folder / "posthoc_ema" / snapshot_name(0.1, step), {"w": torch.zeros(1)}, torch.float32, snapshot_metadata(step, 6.94, 0.1, ["w"])
     )
+
+
+class Tracks(pl.Callback):
+    """PostHocEMA's checkpointed state (its t and tracks) after every optimizer step, next to the trained weights."""
+
+    def __init__(self, posthoc: PostHocEMA):
+        self.posthoc = posthoc
+        self.states: list[dict] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.initial = {name: p.detach().clone() for name, p in pl_module.named_parameters()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.states.append(self.posthoc.state_dict())
+        self.weights.append({name: p.detach().clone() for name, p in pl_module.named_parameters()})
+
+
+@pytest.mark.parametrize("skipping", ["grad scaler overflow", "non-finite batch"])
+def test_a_skipped_optimizer_step_leaves_every_track_and_its_step_count_unchanged(skipping, tmp_path, one_torch_thread):
+    """EDM2's t counts optimizer updates: a step the grad scaler or NonFiniteGuard skipped neither moves a track nor t."""
+    from test_precision import PoisonBatch, datamodule, overflowing_scaler, trainer
+
+    pl.seed_everything(0)
+    model = VAE(datamodule().facts, channels=[8, 16], latent_dim=8)
+    posthoc = PostHocEMA(tmp_path, [0.05, 0.10], every_n_steps=2, dtype="float32")
+    tracks = Tracks(posthoc)
+    callbacks = [NonFiniteGuard(max_consecutive=5), posthoc, tracks]
+    if skipping == "grad scaler overflow":
+        run = trainer(plugins=[overflowing_scaler()], steps=6, callbacks=callbacks)
+    else:
+        run = trainer("32-true", steps=6, callbacks=[PoisonBatch(step=2), *callbacks])
+    run.fit(model, datamodule())
+
+    gammas = [sigma_rel_to_gamma(0.05), sigma_rel_to_gamma(0.10)]
+    names = tracks.states[0]["tracks"][0].keys()
+    expected = [{n: tracks.initial[n] for n in names} for _ in gammas]  # before any update a track is the initial weights
+    t, previous_weights, skipped = 0, tracks.initial, 0
+    for state, weights in zip(tracks.states, tracks.weights, strict=True):
+        trained = {name: weights[name] for name in state["tracks"][0]}
+        if all(torch.equal(trained[n], previous_weights[n]) for n in trained):
+            skipped += 1  # the optimizer did not update: the tracks and t stay as they were
+        else:
+            t += 1
+            beta = [(1.0 - 1.0 / t) ** (gamma + 1.0) for gamma in gammas]  # EDM2's β_t, by hand
+            expected = [{n: b * e[n] + (1 - b) * trained[n] for n in trained} for b, e in zip(beta, expected)]  # β_1 = 0 copies
+        previous_weights = trained
+        assert state["step"] == t
+        for track, want in zip(state["tracks"], expected, strict=True):
+            for name, tensor in track.items():
+                torch.testing.assert_close(tensor, want[name], msg=name)
+    assert skipped >= 1 and t >= 2  # the scenario happened: some steps skipped, some trained
+    assert state["tracks"][0] and any(not torch.equal(a, b) for a, b in zip(state["tracks"][0].values(), state["tracks"][1].values()))
+    # Snapshots are written every 2 trainer steps and carry t, the number of updates averaged in.
+    steps_written = sorted({snapshot.step for snapshot in list_snapshots(tmp_path)})
+    assert steps_written[-1] == t and all(step <= 6 for step in steps_written)

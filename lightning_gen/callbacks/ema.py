@@ -15,10 +15,9 @@ all-reduced gradients), but buffers such as BatchNorm's running statistics are u
 rank's own batch after DDP broadcast them, so their averages drift apart; they are taken from rank 0
 whenever the average is used (validation, the end of training).
 
-A step whose optimizer update did not happen is not averaged in: under 16-mixed the grad scaler skips the
-update when the gradients overflow (and lowers its scale), and NonFiniteGuard drops every gradient of a
-non-finite step. Averaging the unchanged weights in again would pull the average towards them and advance
-the warm-up, as if a step had been trained.
+A step whose optimizer update did not happen (grad scaler overflow, or every gradient dropped by
+NonFiniteGuard; detected by callbacks/skipped_steps.py, shared with PostHocEMA) is not averaged in and does
+not advance the warm-up.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import WeightAveraging
-from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 
+from lightning_gen.callbacks.skipped_steps import SkippedSteps
 from lightning_gen.compat import averaged_model
 from lightning_gen.errors import UserError
 
@@ -55,13 +54,6 @@ def ema_update_fn(decay: float, warmup: bool):
     return update
 
 
-def grad_scaler(trainer: Any) -> torch.amp.GradScaler | None:
-    """The run's GradScaler (16-mixed on CUDA), or None."""
-    plugin = trainer.precision_plugin
-    scaler = plugin.scaler if isinstance(plugin, MixedPrecision) else None
-    return scaler if scaler is not None and scaler.is_enabled() else None
-
-
 def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
@@ -77,8 +69,7 @@ class EMA(WeightAveraging):
         self.warmup = warmup
         self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
         self._count = 0
-        self._no_gradients = False  # the step's gradients were all dropped (NonFiniteGuard)
-        self._scale_before: float | None = None  # the grad scaler's scale before the step's update
+        self._skipped = SkippedSteps()
 
     def setup(self, trainer: Any, pl_module: torch.nn.Module, stage: str) -> None:
         if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
@@ -111,25 +102,13 @@ class EMA(WeightAveraging):
         self._count = int(average.n_averaged)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        # After NonFiniteGuard's check (it comes first) and the scaler's unscale_, before its step and update.
-        self._no_gradients = all(parameter.grad is None for parameter in pl_module.parameters())
-        scaler = grad_scaler(trainer)
-        self._scale_before = scaler.get_scale() if scaler is not None else None
-
-    def _step_was_skipped(self, trainer: Any) -> bool:
-        """No update happened: every gradient dropped, or the scaler skipped it (it lowers its scale exactly then)."""
-        no_gradients, scale_before = self._no_gradients, self._scale_before
-        self._no_gradients, self._scale_before = False, None  # read once per optimizer step
-        if no_gradients:
-            return True
-        scaler = grad_scaler(trainer) if scale_before is not None else None
-        return scaler is not None and scaler.get_scale() < scale_before
+        self._skipped.before_optimizer_step(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: torch.nn.Module, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lightning's rule (once per optimizer step, when should_update says so) with the cached lists.
         # The last step averaged in goes through WeightAveraging's public state_dict/load_state_dict (what it checkpoints).
         if trainer.global_step > self.state_dict()["latest_update_step"] and self.should_update(step_idx=trainer.global_step - 1):
-            if not self._step_was_skipped(trainer):
+            if not self._skipped.was_skipped(trainer):
                 self._update_average()
             self.load_state_dict({"latest_update_step": trainer.global_step})
 

@@ -8,6 +8,12 @@ weight snapshot (safetensors, bf16 by default, the step, γ and σ_rel in its me
 ``<run>/posthoc_ema/``, atomically. The tracks and their step go into the checkpoint, so a resumed run
 continues them exactly; snapshots a killed run wrote after its last checkpoint are removed on resume
 (the resumed run writes them again). lightning_gen.checkpoints.posthoc_ema rebuilds any σ_rel from them.
+
+t counts optimizer updates, as in EDM2, not batches or trainer steps: a step whose update did not happen
+(the grad scaler skipped it on overflow, or NonFiniteGuard dropped every gradient; detected by
+callbacks/skipped_steps.py, the same test the ordinary EMA uses) leaves every track and t unchanged, so
+the snapshots' step (and the σ_rel rebuilt from them) is the number of updates averaged in, which is below
+the trainer's global step once a step was skipped. Snapshots are still written every N trainer steps.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_gen.callbacks.skipped_steps import SkippedSteps
 from lightning_gen.checkpoints.posthoc_ema import (
     FOLDER,
     list_snapshots,
@@ -50,7 +57,9 @@ class PostHocEMA(pl.Callback):
         self._names: list[str] = []
         self._parameters: list[torch.Tensor] = []
         self._tracks: list[list[torch.Tensor]] = []
-        self._step = 0  # optimizer steps averaged into the tracks
+        self._step = 0  # t: optimizer updates averaged into the tracks (skipped updates do not count)
+        self._trainer_step = 0  # the trainer's global step last seen (an optimizer step happened when it grows)
+        self._skipped = SkippedSteps()
         self._loaded: dict[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -71,19 +80,26 @@ class PostHocEMA(pl.Callback):
             self._tracks = [[track[name].to(p) for name, p in zip(self._names, self._parameters)] for track in self._loaded["tracks"]]
             self._step = int(self._loaded["step"])
             self._loaded = None
+        self._trainer_step = trainer.global_step
         if trainer.is_global_zero:
             self._remove_snapshots_after(self._step)
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        self._skipped.before_optimizer_step(trainer, pl_module)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if step <= self._step:  # no optimizer step in this batch (gradient accumulation)
+        if step <= self._trainer_step:  # no optimizer step in this batch (gradient accumulation)
             return
-        self._update(step)
-        if step % self.every_n_steps == 0:
+        self._trainer_step = step
+        if not self._skipped.was_skipped(trainer):
+            self._update()
+        if step % self.every_n_steps == 0 and self._step > 0:  # t = 0: nothing averaged in yet, no snapshot of it
             self.save(trainer, pl_module)
 
     @torch.no_grad()
-    def _update(self, step: int) -> None:
+    def _update(self) -> None:
+        step = self._step + 1
         for gamma, track in zip(self.gammas, self._tracks):
             if step == 1:
                 torch._foreach_copy_(track, self._parameters)

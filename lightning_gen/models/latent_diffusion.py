@@ -13,6 +13,7 @@ recorded in the spec for provenance. The weights are frozen (never trained).
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,9 +39,14 @@ class DiffusersAutoencoder(nn.Module):
         super().__init__()
         self.vae = AutoencoderKL.from_config(config)
         self.scale = float(scale)
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.downsampling_factor = factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.latent_shape = (self.vae.config.latent_channels, image_size // factor, image_size // factor)
         self.image_channels = self.vae.config.in_channels
+        if self.vae.config.out_channels != self.image_channels:
+            raise UserError(
+                f"the AutoencoderKL encodes {self.image_channels}-channel images but decodes {self.vae.config.out_channels}-channel "
+                "ones; pass an autoencoder whose in_channels and out_channels match the data's channels."
+            )
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         distribution = self.vae.encode(x * 2.0 - 1.0).latent_dist
@@ -50,8 +56,27 @@ class DiffusersAutoencoder(nn.Module):
         return ((self.vae.decode(z).sample.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
-    """The spec (architecture, provenance) and the loaded autoencoder of a lightning_gen checkpoint or a diffusers folder."""
+def load_diffusers_autoencoder(path: Path) -> AutoencoderKL:
+    """The AutoencoderKL saved in ``path``, refusing another diffusers model (from_pretrained would load a UNet's folder
+    as a randomly initialised AutoencoderKL, with only a warning) and a folder it cannot read."""
+    how = "pass a diffusers AutoencoderKL folder (e.g. a Stable Diffusion model's vae/) or an Autoencoder checkpoint"
+    try:
+        class_name = json.loads((path / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError) as error:
+        raise UserError(f"model.init_args.autoencoder {path}/config.json is not a readable diffusers config ({error}); {how}.") from error
+    if class_name != "AutoencoderKL":
+        raise UserError(
+            f"model.init_args.autoencoder {path} holds a diffusers {class_name or 'model of unknown class'}, not an AutoencoderKL; {how}."
+        )
+    try:
+        return AutoencoderKL.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise UserError(f"model.init_args.autoencoder {path} could not be loaded as an AutoencoderKL ({error}); {how}.") from error
+
+
+def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The spec (architecture, provenance) and the weights, named as in ``build_autoencoder(spec)``'s module, of a
+    lightning_gen checkpoint or a diffusers folder."""
     from lightning_gen.checkpoints.loading import load_checkpoint_file, load_model  # checkpoints imports models: load it late
 
     path = Path(source).expanduser()
@@ -61,10 +86,10 @@ def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
                 f"model.init_args.autoencoder {path} is a folder without config.json; pass a diffusers AutoencoderKL folder "
                 "or an Autoencoder checkpoint (runs/.../checkpoints/last.ckpt)."
             )
-        vae = AutoencoderKL.from_pretrained(path)
+        vae = load_diffusers_autoencoder(path)
         config = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
         spec = {"kind": "diffusers", "config": plain_data(config), "scale": float(vae.config.scaling_factor), "source": str(path)}
-        return spec, vae
+        return spec, {f"vae.{name}": value for name, value in vae.state_dict().items()}  # DiffusersAutoencoder holds it as .vae
     if not path.is_file():
         raise UserError(
             f"model.init_args.autoencoder {path} does not exist; train one with configs/folder_autoencoder.yaml and pass "
@@ -81,7 +106,7 @@ def autoencoder_spec_from(source: str) -> tuple[dict[str, Any], nn.Module]:
     stored = load_checkpoint_file(path).get("hyper_parameters", {})
     hyperparameters = {key: value for key, value in stored.items() if not key.startswith("_")}
     spec = {"kind": "lightning_gen", "hyper_parameters": plain_data(hyperparameters), "source": str(path), "sha256": file_hash(path)}
-    return spec, model
+    return spec, model.state_dict()
 
 
 def build_autoencoder(spec: dict[str, Any], image_size: int) -> nn.Module:
@@ -149,12 +174,12 @@ class LatentDiffusion(DDPM):
                     "LatentDiffusion needs an autoencoder; pass --model.init_args.autoencoder runs/.../checkpoints/last.ckpt "
                     "(train one with configs/folder_autoencoder.yaml)."
                 )
-            autoencoder_spec, loaded = autoencoder_spec_from(autoencoder)
+            autoencoder_spec, weights = autoencoder_spec_from(autoencoder)
         else:
-            loaded = None
+            weights = None
         frozen = build_autoencoder(autoencoder_spec, facts.image_size)
-        if loaded is not None:
-            frozen.load_state_dict(loaded.state_dict())
+        if weights is not None:
+            frozen.load_state_dict(weights)
         check_autoencoder_fits(frozen, autoencoder_spec, facts)
         latent_channels, latent_side, _ = frozen.latent_shape
         # The UNet and the DDPM's checks see the latent space; the model's data facts stay those of the images.
@@ -283,9 +308,20 @@ def check_autoencoder_fits(autoencoder: nn.Module, spec: dict[str, Any], facts: 
     if isinstance(autoencoder, Autoencoder):
         trained = autoencoder.data_facts
         size, channels = trained.image_size, trained.channels
-    else:
+    else:  # a diffusers AutoencoderKL is convolutional: any size its downsampling factor divides
         size, channels = facts.image_size, autoencoder.image_channels
-    if (size, channels) != (facts.image_size, facts.channels):
+        factor = autoencoder.downsampling_factor
+        if facts.image_size % factor:
+            raise UserError(
+                f"the autoencoder {spec.get('source', '')} downsamples by {factor} but the data serves "
+                f"{facts.image_size}×{facts.image_size} images; set data.init_args.image_size to a multiple of {factor}."
+            )
+    if channels != facts.channels:
+        raise UserError(
+            f"the autoencoder {spec.get('source', '')} encodes {channels}-channel images but the data serves "
+            f"{facts.channels}-channel ones; pass an autoencoder for {facts.channels}-channel images."
+        )
+    if size != facts.image_size:
         raise UserError(
             f"the autoencoder {spec.get('source', '')} was trained on {channels}-channel {size}×{size} images but the data "
             f"serves {facts.channels}-channel {facts.image_size}×{facts.image_size} ones; set data.init_args.image_size {size} "
