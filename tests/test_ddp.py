@@ -4,9 +4,6 @@ run id, per-rank randomness, validation metrics over the whole set, identical EM
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +11,8 @@ import pytest
 import safetensors.torch
 import torch
 import yaml
-from conftest import REPO, TINY_CONFIG, process_env, save_checkpoint
+from conftest import TINY_CONFIG, save_checkpoint
+from fixtures_ddp import assert_one_run, ddp_config, launch, probes
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from lightning_gen.checkpoints.loading import load_model
@@ -24,47 +22,11 @@ from lightning_gen.runs.directory import RunLocation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-PROBE = {"class_path": "ddp_probe.Probe", "init_args": {"out_dir": "PROBE_DIR"}}
-
-
-def ddp_config(tmp_path: Path, name: str, model: dict | None = None, **trainer: object) -> Path:
-    config = copy.deepcopy(TINY_CONFIG)
-    config["trainer"].update({"devices": 2, "strategy": "ddp", "max_epochs": 1, **trainer})
-    config["trainer"]["callbacks"] = [{**PROBE, "init_args": {"out_dir": str(tmp_path / "probe" / name)}}]
-    config["data"]["init_args"]["num_images"] = 80  # 72 training images: 2 steps of 16 per rank and epoch
-    if model is not None:
-        config["model"] = model
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def launch(*args: object, cwd: Path, torchrun: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = process_env()
-    env.pop(ENV_KEY, None)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
-    env["OMP_NUM_THREADS"] = "1"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]
-    result = subprocess.run(
-        [*launcher, "-m", "lightning_gen", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def probes(tmp_path: Path, name: str) -> list[dict]:
-    return [torch.load(tmp_path / "probe" / name / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
-
 
 def full_validation_set(config_path: Path) -> dict:
     datamodule = ShapesDataModule(**yaml.safe_load(config_path.read_text())["data"]["init_args"])
     datamodule.setup("fit")
     return datamodule.val_set.__getitems__(list(range(len(datamodule.val_set))))
-
-
-def assert_one_run(runs: Path, experiment: str) -> Path:
-    assert sorted(path.name for path in (runs / experiment).iterdir() if not path.name.startswith(".")) == ["version_0"]
-    return runs / experiment / "version_0"
 
 
 def test_two_process_vae_one_run_per_rank_noise_synced_metrics_identical_ema(tmp_path):

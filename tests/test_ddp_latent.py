@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from fixtures_ddp import assert_one_run, ddp_config, launch, probes
 from fixtures_latent import write_tiny_autoencoder
-from test_ddp import assert_one_run, ddp_config, launch, probes
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import LatentDiffusion

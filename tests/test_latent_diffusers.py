@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import run_cli
 from diffusers import AutoencoderKL, UNet2DModel
+from fixtures_latent import TINY_UNET, cli_config, datamodule, fit_counting
 from PIL import Image
-from test_latent_diffusion import TINY_UNET, cli_config, datamodule, fit_counting
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.errors import UserError

@@ -2,71 +2,26 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
-import yaml
-from conftest import TINY_CONFIG, run_cli
-from fixtures_latent import write_tiny_autoencoder
+from conftest import run_cli
+from fixtures_latent import TINY_UNET, cli_config, datamodule, fit_counting, write_tiny_autoencoder
 from PIL import Image
 
 from lightning_gen.checkpoints.loading import load_model
-from lightning_gen.data import ShapesDataModule
 from lightning_gen.errors import UserError
 from lightning_gen.models import LatentDiffusion
 from lightning_gen.models.latent_cache import LatentPosteriors
 from lightning_gen.protocol import has_latents, is_generator, is_invertible
-
-TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8}
-
-
-def datamodule() -> ShapesDataModule:
-    return ShapesDataModule(num_images=40, image_size=16, batch_size=8, hflip=False)
 
 
 def tiny_model(autoencoder: Path, cache: Path, facts) -> LatentDiffusion:
     return LatentDiffusion(
         facts, autoencoder=str(autoencoder), conditioning="class", unet=TINY_UNET, sampling_steps=2, latent_cache_dir=str(cache)
     )
-
-
-class CountEncodes:
-    """Wraps the frozen AutoencoderKL's encode; ``calls`` counts images encoded."""
-
-    def __init__(self, model: LatentDiffusion):
-        vae = model.autoencoder.vae
-        self.original, self.images = vae.encode, 0
-        vae.encode = self
-
-    def __call__(self, x, *args, **kwargs):
-        self.images += len(x)
-        return self.original(x, *args, **kwargs)
-
-
-class EncodesPerStep(pl.Callback):
-    def __init__(self, counter: CountEncodes):
-        self.counter, self.during_steps = counter, []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.before = self.counter.images
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.during_steps.append(self.counter.images - self.before)
-
-
-def fit_counting(model: LatentDiffusion, steps: int = 4) -> tuple[CountEncodes, EncodesPerStep]:
-    counter = CountEncodes(model)
-    per_step = EncodesPerStep(counter)
-    trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, callbacks=[per_step],
-    )  # fmt: skip
-    trainer.fit(model, datamodule())
-    return counter, per_step
 
 
 def test_no_step_encodes_and_the_cache_is_reused_until_the_autoencoder_changes(tmp_path, one_torch_thread):
@@ -126,23 +81,6 @@ def test_an_autoencoder_for_another_image_size_is_one_sentence(tmp_path):
 
 
 # -- through the CLI: resume, and the commands on a checkpoint alone ------------------------------------------------
-def cli_config(tmp_path: Path, autoencoder: Path, name: str) -> Path:
-    config = copy.deepcopy(TINY_CONFIG)
-    config["trainer"].update(max_steps=8, max_epochs=-1, check_val_every_n_epoch=1000, num_sanity_val_steps=0)
-    config["model"] = {
-        "class_path": "lightning_gen.models.LatentDiffusion",
-        "init_args": {
-            "autoencoder": str(autoencoder), "conditioning": "class", "unet": TINY_UNET, "sampling_steps": 2, "validation_steps": 2,
-            "latent_cache_dir": str(tmp_path / "latents"), "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.003}},
-        },
-    }  # fmt: skip
-    config["data"]["init_args"].update(num_images=40, max_rotation_degrees=0)
-    config["tracking"]["name"] = name
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_resume_equals_an_uninterrupted_run(tmp_path, one_torch_thread):
     config = cli_config(tmp_path, write_tiny_autoencoder(tmp_path / "ae.ckpt"), "latent")
     run_cli("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "straight")

@@ -3,7 +3,8 @@
 (a) commands/ are leaves: nothing outside lightning_gen/commands/ and lightning_gen/cli.py imports them;
 (b) nothing outside models/ probes a model: no hasattr(model, ...)/getattr(model, ...)/getattr(self.model, ...)
     and no inspect.signature(...);
-(c) models/ and data/ meet only in the batch dict and DataFacts: neither imports the other.
+(c) models/ and data/ meet only in the batch dict and DataFacts: neither imports the other;
+(d) test modules never import each other: what tests share lives in tests/fixtures_*.py (or conftest.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_gen"
+TESTS = Path(__file__).resolve().parent
 
 
 def modules() -> list[Path]:
@@ -122,3 +124,44 @@ def test_models_and_data_do_not_import_each_other():
     models_to_data = [relative(path) for path in modules() if in_package(path, "models") and imports_package(path, "data")]
     data_to_models = [relative(path) for path in modules() if in_package(path, "data") and imports_package(path, "models")]
     assert (models_to_data, data_to_models) == ([], [])
+
+
+def imported_test_module(name: str) -> str | None:
+    """The test module an import of ``name`` loads: ``test_x`` (tests/ is on sys.path) or ``tests.test_x``; else None."""
+    parts = name.split(".")
+    if parts[0] == "tests" and len(parts) > 1:
+        parts = parts[1:]
+    return parts[0] if parts[0].startswith("test_") else None
+
+
+def imports_between_tests(tests: Path = TESTS) -> list[str]:
+    """``tests/test_a.py imports test_b`` for every test module of ``tests`` that imports another, lazy imports included."""
+    found = set()
+    for path in sorted(tests.glob("test_*.py")):
+        for name in imported_modules(path, tests):
+            other = imported_test_module(name)
+            if other is not None and other != path.stem:
+                found.add(f"{relative(path, tests)} imports {other}")
+    return sorted(found)
+
+
+def test_the_test_import_scan_sees_plain_from_lazy_and_package_imports(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text("from conftest import run_cli\nfrom fixtures_latent import write_tiny_autoencoder\nimport unittest\n")
+    (tests / "test_b.py").write_text("import test_a\n")
+    (tests / "test_c.py").write_text("def f():\n    from test_a import x\n")
+    (tests / "test_d.py").write_text("from tests.test_a import x\nfrom tests import test_b\n")
+    (tests / "test_e.py").write_text("from .test_c import f\n")
+    assert imports_between_tests(tests) == [
+        "tests/test_b.py imports test_a",
+        "tests/test_c.py imports test_a",
+        "tests/test_d.py imports test_a",
+        "tests/test_d.py imports test_b",
+        "tests/test_e.py imports test_c",
+    ]
+
+
+def test_no_test_module_imports_another():
+    """(d) A test module is no library: what two test modules share lives in tests/fixtures_*.py, imported by both."""
+    assert imports_between_tests() == []

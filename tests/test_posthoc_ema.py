@@ -284,7 +284,7 @@ class Tracks(pl.Callback):
 @pytest.mark.parametrize("skipping", ["grad scaler overflow", "non-finite batch"])
 def test_a_skipped_optimizer_step_leaves_every_track_and_its_step_count_unchanged(skipping, tmp_path, one_torch_thread):
     """EDM2's t counts optimizer updates: a step the grad scaler or NonFiniteGuard skipped neither moves a track nor t."""
-    from test_precision import PoisonBatch, datamodule, overflowing_scaler, trainer
+    from fixtures_precision import PoisonBatch, datamodule, overflowing_scaler, trainer
 
     pl.seed_everything(0)
     model = VAE(datamodule().facts, channels=[8, 16], latent_dim=8)

@@ -8,12 +8,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from fixtures_precision import PoisonBatch, datamodule, overflowing_scaler, trainer
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_gen.callbacks.ema import EMA
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
 from lightning_gen.compat import averaged_model
-from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import CVAE, DDPM, VAE
 from lightning_gen.text.tiny_t5 import build_tiny_t5, shapes_captions
 
@@ -22,10 +22,6 @@ TINY_UNET = {"block_out_channels": [8, 16], "norm_num_groups": 4}
 # CVAE 4.6e-5, DDPM 2.4e-4, text DDPM 5.2e-4; the tolerance leaves ten times the largest. Another batch or other diffusion
 # noise (what a wrongly seeded or wrongly cast step would give) moves the loss by per cents.
 BF16_RELATIVE_TOLERANCE = 5e-3
-
-
-def datamodule() -> ShapesDataModule:
-    return ShapesDataModule(num_images=32, image_size=16, batch_size=8, val_fraction=0.25)
 
 
 def build(kind: str, tmp_path: Path) -> pl.LightningModule:
@@ -47,24 +43,6 @@ class Losses(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(float(outputs["loss"]))
-
-
-def trainer(precision: str | None = None, steps: int = 3, callbacks=(), plugins=None, root: Path | None = None) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=precision,
-        plugins=plugins,
-        max_steps=steps,
-        callbacks=list(callbacks),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=root,
-    )
 
 
 def fit_losses(kind: str, precision: str, tmp_path: Path) -> list[float]:
@@ -103,22 +81,6 @@ class Weights(pl.Callback):
         else:
             self.updated.append(current)
         self._previous = current
-
-
-class PoisonBatch(pl.Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            batch["image"][0, 0, 0, 0] = float("nan")
-
-
-def overflowing_scaler() -> MixedPrecision:
-    # fp16 autocast on CPU with a first scale so large that the scaled gradients overflow fp16: the scaler skips the
-    # update and cuts the scale by 2^8 per skip until the gradients fit, as on a GPU early in a 16-mixed run.
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**30, backoff_factor=2.0**-8, growth_interval=1000)
-    return MixedPrecision("16-mixed", "cpu", scaler)
 
 
 @pytest.mark.parametrize("skipping", ["grad scaler overflow", "non-finite batch"])
