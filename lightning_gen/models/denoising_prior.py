@@ -160,7 +160,8 @@ class DenoisingDensity:
     def get_extra_state(self) -> dict[str, Any]:
         if self.denoiser is None:
             return {"fitted": False}
-        weights = {DENOISER_PREFIX + name: value.detach().cpu() for name, value in self.denoiser.state_dict().items()}
+        # Copies: a refit updates the weights in place, and a state taken earlier (a snapshot's) must not follow.
+        weights = {DENOISER_PREFIX + name: value.detach().cpu().clone() for name, value in self.denoiser.state_dict().items()}
         return {"fitted": True, "code_mean": self.code_mean.cpu(), "code_std": self.code_std.cpu(), **weights}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
