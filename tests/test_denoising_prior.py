@@ -14,6 +14,7 @@ from conftest import TINY_CONFIG, run_cli
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.models import VAE
 from lightning_gen.models.denoising_prior import DenoisingDensity
+from lightning_gen.publish import PublishedModel
 
 BLOBS = torch.tensor([[-3.0, 0.0], [3.0, 0.0]])
 PRIOR_KEY = "latent_prior._extra_state"
@@ -100,6 +101,8 @@ def diffusion_checkpoint(tmp_path_factory, one_torch_thread) -> Path:
     config["model"]["init_args"].update({"prior": "diffusion", "prior_fit_images": 64, "prior_fit_steps": 20, "prior_width": 16})
     config["trainer"]["default_root_dir"] = str(folder / "runs")
     config["ema"] = {"decay": 0.9}
+    # Step 6 comes after the first validation (5 steps an epoch), which fitted the denoiser.
+    config["snapshots"] = config["checkpointing"] = {"every_n_steps": 6}
     path = folder / "diffusion.yaml"
     path.write_text(yaml.safe_dump(config))
     run_cli("fit", "--config", path)
@@ -124,6 +127,22 @@ def test_the_checkpoint_holds_the_denoiser_as_plain_tensors_outside_the_optimize
     standard_samples = model.decode(torch.randn(6, 8, generator=torch.Generator().manual_seed(3)))
     assert torch.equal(model.sample(6, generator=torch.Generator().manual_seed(3), prior="standard"), standard_samples)
     assert not torch.allclose(expected, standard_samples)
+
+
+def test_a_weight_snapshot_and_a_published_model_keep_the_denoiser(diffusion_checkpoint, tmp_path):
+    """Both hold safetensors only: the denoiser travels as one tensor per entry, at its own dtype (weights go bf16)."""
+    snapshot = sorted(diffusion_checkpoint.parent.glob("snapshot-step*.safetensors"))[0]
+    step = int(snapshot.stem.removeprefix("snapshot-step"))
+    periodic = torch.load(diffusion_checkpoint.parent / f"periodic-step{step:07d}.ckpt", map_location="cpu", weights_only=True)
+    density = DenoisingDensity(8, width=16)
+    density.set_extra_state(periodic["state_dict"][PRIOR_KEY])
+    expected = density.sample(5, torch.Generator().manual_seed(6), "cpu")
+    assert torch.equal(load_model(snapshot).sample_latents(5, torch.Generator().manual_seed(6)), expected)
+    model = load_model(diffusion_checkpoint)
+    PublishedModel.wrap(model).save_pretrained(tmp_path / "published")
+    published = PublishedModel.from_pretrained(tmp_path / "published")
+    generator = lambda: torch.Generator().manual_seed(6)  # noqa: E731
+    assert torch.equal(published.model.sample_latents(5, generator()), model.sample_latents(5, generator()))
 
 
 def test_an_unknown_prior_is_one_sentence(tiny_config, capsys):
