@@ -152,3 +152,31 @@ def test_an_unknown_prior_is_one_sentence(tiny_config, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err, err
     assert "--model.init_args.prior is not valid" in err and "'standard', 'gmm', 'diffusion'" in err, err
+
+
+def test_a_cvae_fits_its_diffusion_prior_on_the_kept_images_codes(tmp_path, one_torch_thread):
+    """The CVAE inherits the prior (unconditional: one denoiser for the codes of every class); its conditions grid
+    and samples draw z from it."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"] = {
+        "class_path": "lightning_gen.models.CVAE",
+        "init_args": {
+            "conditioning": "class",
+            "channels": [8, 16],
+            "latent_dim": 4,
+            "prior": "diffusion",
+            "prior_fit_steps": 10,
+            "prior_width": 8,
+        },
+    }
+    config["trainer"].update({"max_epochs": 1, "default_root_dir": str(tmp_path / "runs")})
+    (tmp_path / "cvae.yaml").write_text(yaml.safe_dump(config))
+    run_cli("fit", "--config", tmp_path / "cvae.yaml")
+    checkpoint = next((tmp_path / "runs").rglob("last.ckpt"))
+    assert next(checkpoint.parent.parent.glob("images/conditions/*"), None) is not None
+    model = load_model(checkpoint)
+    density = DenoisingDensity(4, width=8)
+    density.set_extra_state(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"][PRIOR_KEY])
+    condition = model.spread_conditions(3)
+    expected = model.decode(density.sample(3, torch.Generator().manual_seed(8), "cpu"), condition)
+    assert torch.equal(model.sample(3, condition, torch.Generator().manual_seed(8)), expected)
