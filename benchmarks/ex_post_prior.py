@@ -1,4 +1,4 @@
-"""Prior samples of a VAE from N(0, I) against samples from the ex-post Gaussian mixture, scored by a judge.
+"""Prior samples of a VAE from N(0, I), the ex-post Gaussian mixture and the diffusion prior, scored by a judge.
 
 The judge (a classifier trained on the dataset's real images, configs/*_judge.yaml) gives each sample a
 class probability; a sample a person would call an image of the dataset gets a confident judge, a blob does
@@ -9,8 +9,9 @@ prior's samples against the real validation images, in the judge's penultimate-l
 ``evaluate --feature_extractor JUDGE.ckpt`` computes them), and for the ceiling the training images
 against the validation images.
 
-When the checkpoint has no fitted mixture (trained with ``prior: standard``) one is fitted here on the
-posterior means of ``--fit_images`` training images of the config's dataset, as the gmm prior does in training.
+When the checkpoint has no fitted mixture (trained with ``prior: standard`` or ``diffusion``) one is fitted here on
+the posterior means of ``--fit_images`` training images of the config's dataset, as the gmm prior does in training;
+likewise the diffusion prior (two-stage VAE) when the checkpoint was not trained with ``prior: diffusion``.
 
     python benchmarks/ex_post_prior.py --vae runs/quickstart/version_0/checkpoints/last.ckpt \
         --judge runs/shapes_judge/version_0/checkpoints/last.ckpt --config configs/quickstart.yaml
@@ -28,7 +29,8 @@ import yaml
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.formulas import fid, kid
-from lightning_gen.models.latent_prior import LatentPrior
+from lightning_gen.models.denoising_prior import DenoisingDensity
+from lightning_gen.models.latent_prior import LatentDensity, LatentPrior, MixtureDensity
 
 CONFIDENT = 0.9
 
@@ -58,6 +60,16 @@ def judge_scores(judge: Any, images: torch.Tensor, classes: int) -> dict[str, fl
     }
 
 
+def fitted_prior(model: Any, density: LatentDensity, codes: Any, seed: int, fitted_here: str) -> tuple[LatentPrior, str]:
+    """The checkpoint's own prior when it holds a fitted density of this kind, else ``density`` fitted on ``codes()``."""
+    stored = model.latent_prior
+    if stored is not None and stored.fitted and type(stored.density) is type(density):
+        return stored, "stored in the checkpoint"
+    prior = LatentPrior(model.latent_dim, density=density)
+    prior.fit(codes(), seed=seed)
+    return prior, fitted_here
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vae", required=True, help="an unconditional VAE / β-VAE checkpoint")
@@ -68,20 +80,40 @@ def main() -> None:
     parser.add_argument("--fit_images", type=int, default=4096)
     parser.add_argument("--components", type=int, default=20)
     parser.add_argument("--covariance", default="full", choices=["full", "diag"])
+    parser.add_argument("--diffusion_steps", type=int, default=2000, help="Adam steps of a diffusion prior fitted here")
+    parser.add_argument("--diffusion_width", type=int, default=None, help="its MLP width (default 4 × latent_dim)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model, judge = load_model(args.vae), load_model(args.judge)
     datamodule = datamodule_from(args.config, args.root)
-    how = "stored in the checkpoint"
-    if model.latent_prior is None or model.latent_prior.mixture is None:
-        train = datamodule.train_set
-        rows = list(range(min(args.fit_images, len(train))))
-        images = train.__getitems__(rows)["image"]
-        codes = torch.cat([model.encode(images[start : start + 256]) for start in range(0, len(images), 256)])
-        model.latent_prior = LatentPrior(model.latent_dim, args.components, args.covariance)
-        model.latent_prior.fit(codes, seed=args.seed)
-        how = f"fitted here: {args.components} {args.covariance} components on {len(rows)} training images"
+    cache: list[torch.Tensor] = []
+
+    def codes() -> torch.Tensor:
+        """Posterior means of the first ``--fit_images`` training images, computed once."""
+        if not cache:
+            train = datamodule.train_set
+            images = train.__getitems__(list(range(min(args.fit_images, len(train)))))["image"]
+            with torch.no_grad():
+                cache.append(torch.cat([model.encode(images[start : start + 256]) for start in range(0, len(images), 256)]))
+        return cache[0]
+
+    count = f"{min(args.fit_images, len(datamodule.train_set))} training images"
+    mixture, mixture_how = fitted_prior(
+        model,
+        MixtureDensity(args.components, args.covariance),
+        codes,
+        args.seed,
+        f"fitted here: {args.components} {args.covariance} components on {count}",
+    )
+    width = args.diffusion_width or 4 * model.latent_dim
+    diffusion, diffusion_how = fitted_prior(
+        model,
+        DenoisingDensity(model.latent_dim, args.diffusion_steps, width),
+        codes,
+        args.seed,
+        f"fitted here: {args.diffusion_steps} steps, width {width}, on {count}",
+    )
     classes = len(judge.data_facts.class_names)
     val = datamodule.val_set
     order = torch.Generator().manual_seed(args.seed)
@@ -97,8 +129,15 @@ def main() -> None:
         return {"FID": fid(real_features, fake), "KID": mean, "KID std": std}
 
     results = {"real training images (ceiling)": {**judge_scores(judge, training, classes), **distance(training)}}
-    for prior, label in (("standard", "z ~ N(0, I)"), ("fitted", f"z ~ Gaussian mixture ({how})")):
-        samples = model.sample(args.num, generator=torch.Generator().manual_seed(args.seed), prior=prior)
+    standard = LatentPrior(model.latent_dim)  # never fitted: N(0, I)
+    for prior, label in (
+        (standard, "z ~ N(0, I)"),
+        (mixture, f"z ~ Gaussian mixture ({mixture_how})"),
+        (diffusion, f"z ~ diffusion prior, DDIM 50 steps ({diffusion_how})"),
+    ):
+        with torch.no_grad():
+            latents = prior.sample(args.num, torch.Generator().manual_seed(args.seed), "cpu")
+            samples = torch.cat([model.decode(latents[start : start + 256]) for start in range(0, len(latents), 256)])
         results[label] = {**judge_scores(judge, samples, classes), **distance(samples)}
     keys = list(next(iter(results.values())))
     print(

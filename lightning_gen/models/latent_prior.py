@@ -7,12 +7,15 @@ mixture fitted where the training images' codes actually lie decodes to images l
 EM is written here (about 40 lines, full or diagonal covariance) rather than taken from scikit-learn: it runs
 on the model's device in torch, needs no extra dependency, and its result is a handful of tensors kept in the
 checkpoint (``get_extra_state``), which ``torch.load(weights_only=True)`` reads.
+
+``LatentPrior`` keeps the training images and holds one ``LatentDensity``: this mixture, or the diffusion
+denoiser of denoising_prior.py (``prior: diffusion``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -92,28 +95,93 @@ def fit_gaussian_mixture(
     return mixture
 
 
-class LatentPrior(nn.Module):
-    """The latent density a VAE samples from: N(0, I) until a mixture is fitted, then the mixture.
+class LatentDensity(Protocol):
+    """What a latent prior samples from once fitted: the mixture below or the diffusion denoiser (denoising_prior.py).
 
-    Holds no parameters or buffers (weight averaging would blend a fresh fit with a stale copy): the mixture
-    travels as the module's extra state in ``state_dict``. Training images seen by the model are kept in a
-    bounded ring of the most recent ones, to be encoded by the current weights when the mixture is refitted.
+    ``fit`` is seeded and runs no collective (every DDP rank fits the same codes with the same seed); the state is a
+    flat dict of plain tensors and a ``fitted`` flag, so weights_only loading, snapshots and published files read it."""
+
+    @property
+    def fitted(self) -> bool: ...
+
+    def fit(self, codes: torch.Tensor, seed: int = 0) -> None: ...
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor: ...
+
+    def get_extra_state(self) -> dict[str, Any]: ...
+
+    def set_extra_state(self, state: dict[str, Any]) -> None: ...
+
+
+class MixtureDensity:
+    """The Gaussian mixture as a LatentDensity."""
+
+    def __init__(self, components: int = 10, covariance: Covariance = "full"):
+        self.components, self.covariance = components, covariance
+        self.mixture: GaussianMixture | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.mixture is not None
+
+    def fit(self, codes: torch.Tensor, seed: int = 0) -> None:
+        self.mixture = fit_gaussian_mixture(codes, self.components, self.covariance, seed=seed)
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+        return self.mixture.sample(n, generator, device).float()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        if self.mixture is None:
+            return {"fitted": False}
+        mixture = self.mixture
+        return {"fitted": True, "weights": mixture.weights.cpu(), "means": mixture.means.cpu(), "scale_tril": mixture.scale_tril.cpu()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if not state.get("fitted"):
+            self.mixture = None
+            return
+        self.mixture = GaussianMixture(state["weights"], state["means"], state["scale_tril"])
+
+
+class LatentPrior(nn.Module):
+    """The latent density a VAE samples from: N(0, I) until ``density`` is fitted, then that density.
+
+    Holds no parameters or buffers (weight averaging would blend a fresh fit with a stale copy): the density
+    (not a submodule) travels as the module's extra state in ``state_dict``. Training images seen by the model are
+    kept in a bounded ring of the most recent ones, to be encoded by the current weights when the density is refitted.
 
     Args:
         latent_dim: size of z.
-        components: mixture components.
-        covariance: ``full`` or ``diag``.
+        components: mixture components (when ``density`` is not given).
+        covariance: ``full`` or ``diag`` (when ``density`` is not given).
         fit_images: most recent training images kept for the fit.
+        density: what is fitted; a Gaussian mixture of ``components`` and ``covariance`` by default.
     """
 
-    def __init__(self, latent_dim: int, components: int = 10, covariance: Covariance = "full", fit_images: int = 4096):
+    def __init__(
+        self,
+        latent_dim: int,
+        components: int = 10,
+        covariance: Covariance = "full",
+        fit_images: int = 4096,
+        density: LatentDensity | None = None,
+    ):
         super().__init__()
         self.latent_dim, self.components, self.covariance, self.fit_images = latent_dim, components, covariance, fit_images
-        self.mixture: GaussianMixture | None = None
+        self.density: LatentDensity = MixtureDensity(components, covariance) if density is None else density
         self._images: torch.Tensor | None = None
         self._conditions: torch.Tensor | None = None
         self._filled = 0
         self._position = 0
+
+    @property
+    def mixture(self) -> GaussianMixture | None:
+        """The fitted Gaussian mixture, or None (not fitted yet, or the density is not a mixture)."""
+        return self.density.mixture if isinstance(self.density, MixtureDensity) else None
+
+    @property
+    def fitted(self) -> bool:
+        return self.density.fitted
 
     def observe(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> None:
         """Keeps the batch (images as uint8 on the CPU: 4096 images of 64×64 are 48 MB) and its conditions for the next fit."""
@@ -139,22 +207,16 @@ class LatentPrior(nn.Module):
         return self._images[: self._filled].float() / 255.0, conditions
 
     def fit(self, codes: torch.Tensor, seed: int = 0) -> None:
-        self.mixture = fit_gaussian_mixture(codes, self.components, self.covariance, seed=seed)
+        self.density.fit(codes, seed)
 
     def sample(self, n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
-        if self.mixture is None:
+        if not self.density.fitted:
             return torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.mixture.sample(n, generator, device).float()
+        return self.density.sample(n, generator, device)
 
-    # The mixture in the checkpoint: plain tensors, so weights_only loading reads it.
+    # The fitted density in the checkpoint: plain tensors, so weights_only loading reads it.
     def get_extra_state(self) -> dict[str, Any]:
-        if self.mixture is None:
-            return {"fitted": False}
-        mixture = self.mixture
-        return {"fitted": True, "weights": mixture.weights.cpu(), "means": mixture.means.cpu(), "scale_tril": mixture.scale_tril.cpu()}
+        return self.density.get_extra_state()
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        if not state.get("fitted"):
-            self.mixture = None
-            return
-        self.mixture = GaussianMixture(state["weights"], state["means"], state["scale_tril"])
+        self.density.set_extra_state(state)

@@ -16,6 +16,7 @@ from lightning_gen.console.option_errors import whole_number
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
+from lightning_gen.models.denoising_prior import DenoisingDensity
 from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
 from lightning_gen.protocol import SamplingOptions
@@ -37,8 +38,12 @@ class VAE(GenerativeModel):
         prior: where ``sample`` draws z: ``standard`` = N(0, I); ``gmm`` = a Gaussian mixture fitted ex post on the
             posterior means of recent training images (Ghosh et al. 2020), refitted at every validation epoch with
             the weights being validated (EMA ones included) and stored in the checkpoint. Use it for small β.
+            ``diffusion`` = the same, with a small MLP diffusion denoiser (DDIM, 50 steps) in place of the mixture:
+            the two-stage VAE of Dai & Wipf 2019, for latents a mixture fits poorly.
         gmm_components, gmm_covariance: the mixture's size and covariance form (``full`` or ``diag``).
-        prior_fit_images: how many of the most recent training images the mixture is fitted on.
+        prior_fit_images: how many of the most recent training images the fitted prior is fitted on.
+        prior_fit_steps, prior_width: the diffusion prior's Adam steps for its first fit (each refit continues from
+            the previous denoiser for a quarter of them) and its MLP width (default 4 × ``latent_dim``).
     """
 
     def __init__(
@@ -55,10 +60,12 @@ class VAE(GenerativeModel):
         recon_weight: float = 1.0,
         kl_weight: float = 1.0,
         kl_warmup_steps: int = 0,
-        prior: Literal["standard", "gmm"] = "standard",
+        prior: Literal["standard", "gmm", "diffusion"] = "standard",
         gmm_components: int = 10,
         gmm_covariance: Covariance = "full",
         prior_fit_images: int = 4096,
+        prior_fit_steps: PositiveInt = 2000,
+        prior_width: PositiveInt | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
@@ -85,8 +92,10 @@ class VAE(GenerativeModel):
             activation,
             upsampling,
         )
-        # Only built for "gmm": its checkpoint entry then exists, and older checkpoints keep loading strictly.
-        self.latent_prior = LatentPrior(latent_dim, gmm_components, gmm_covariance, prior_fit_images) if prior == "gmm" else None
+        # Only built for a fitted prior: its checkpoint entry then exists, and older checkpoints keep loading strictly.
+        density = DenoisingDensity(latent_dim, prior_fit_steps, prior_width or 4 * latent_dim) if prior == "diffusion" else None
+        fitted = prior != "standard"
+        self.latent_prior = LatentPrior(latent_dim, gmm_components, gmm_covariance, prior_fit_images, density) if fitted else None
         self.psnr = nn.ModuleDict({stage: PeakSignalNoiseRatio(data_range=1.0) for stage in ("val", "test")})
         self.ssim = nn.ModuleDict({stage: StructuralSimilarityIndexMeasure(data_range=1.0) for stage in ("val", "test")})
 
@@ -129,7 +138,8 @@ class VAE(GenerativeModel):
         prior: Literal["fitted", "standard"] = "fitted",
         initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z from the fitted mixture when the model has one (``prior="standard"``: from N(0, I) regardless), decoded.
+        """z from the fitted prior (mixture or denoiser) when the model has one (``prior="standard"``: from N(0, I)
+        regardless), decoded.
         ``initial_noise`` (n × latent_dim) is decoded as given: the latents themselves."""
         z = self.sample_latents(n, generator, prior) if initial_noise is None else initial_noise
         return self.decode(z.to(self.device), condition)
@@ -140,7 +150,8 @@ class VAE(GenerativeModel):
     def sample_latents(
         self, n: int, generator: torch.Generator | None = None, prior: Literal["fitted", "standard"] = "fitted"
     ) -> torch.Tensor:
-        """n latents from the fitted mixture when the model has one and ``prior`` is "fitted", else from N(0, I)."""
+        """n latents from the fitted prior (mixture or denoiser) when the model has one and ``prior`` is "fitted",
+        else from N(0, I)."""
         device = self.device if generator is None else generator.device
         if self.latent_prior is not None and prior == "fitted":
             return self.latent_prior.sample(n, generator, device)
@@ -148,7 +159,7 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def fit_latent_prior(self) -> None:
-        """Refits the mixture on the posterior means of the kept training images (gathered from every rank)."""
+        """Refits the prior's density on the posterior means of the kept training images (gathered from every rank)."""
         kept = self.latent_prior.kept() if self.latent_prior is not None else None
         if kept is None:
             return
@@ -157,20 +168,20 @@ class VAE(GenerativeModel):
         for start in range(0, len(images), 256):
             condition = None if conditions is None else conditions[start : start + 256].to(self.device)
             codes.append(self.encode(images[start : start + 256].to(self.device), condition).float())
-        gathered = self.all_gather(torch.cat(codes)).reshape(-1, self.latent_dim)  # same codes, same seed: every rank fits the same mixture
+        gathered = self.all_gather(torch.cat(codes)).reshape(-1, self.latent_dim)  # same codes, same seed: every rank fits the same prior
         if not bool(torch.isfinite(gathered).all()):  # diverged weights (the NaN guard is skipping their steps): no fit
             rank_zero_warn(
-                f"step {self.global_step}: the latent codes hold NaN/Inf, so the latent mixture is not refitted "
+                f"step {self.global_step}: the latent codes hold NaN/Inf, so the latent prior is not refitted "
                 "(the previous one, or N(0, I), stays)."
             )
             return
-        self.latent_prior.fit(gathered)
+        self.latent_prior.fit(gathered)  # seed 0 on every rank and at every fit
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         if self.latent_prior is not None:
             # Runs after the EMA callback put its averaged copy's state_dict in the checkpoint; that copy's
-            # mixture is the one from before training, so the current one is written over it.
+            # fitted prior is the one from before training, so the current one is written over it.
             checkpoint["state_dict"]["latent_prior._extra_state"] = self.latent_prior.get_extra_state()
 
     def on_validation_epoch_start(self) -> None:
