@@ -9,7 +9,7 @@ first (warm-up), validation excluded; scaling efficiency = images/s(2 proc) / (2
 The final validation metrics of the two runs are printed side by side: they agree statistically,
 not bitwise (each rank draws its own noise and reads its own shard, so the batches differ).
 
-    python benchmarks/ddp.py [--repeats 1] [--vae_images 3000] [--ddpm_images 1200] [--epochs 3]
+    python benchmarks/ddp.py [--repeats 1] [--vae_images 3000] [--ddpm_images 1200] [--epochs 3] [--models vae ddpm]
 """
 
 from __future__ import annotations
@@ -89,16 +89,19 @@ def main() -> None:
     parser.add_argument("--vae_images", type=int, default=3000)
     parser.add_argument("--ddpm_images", type=int, default=1200)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--models", nargs="+", choices=("vae", "ddpm"), default=["vae", "ddpm"], help="which models to run")
     args = parser.parse_args()
     models = [
-        ("quickstart VAE", "configs/quickstart.yaml", args.vae_images, 64, []),
+        ("vae", "quickstart VAE", "configs/quickstart.yaml", args.vae_images, 64, []),
         # The LR schedule's total_steps follows the shortened run; validation grids would only add sampling time.
-        ("shapes DDPM", "configs/shapes_ddpm.yaml", args.ddpm_images, 64,
+        ("ddpm", "shapes DDPM", "configs/shapes_ddpm.yaml", args.ddpm_images, 64,
          ["--model.init_args.lr_scheduler.init_args.total_steps", "1000", "--model.init_args.validation_steps", "2"]),
     ]  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, config, images, batch, extra in models:
+        for key, name, config, images, batch, extra in models:
+            if key not in args.models:
+                continue
             single, double = [], []
             for _ in range(args.repeats):
                 single.append(fit(config, 1, batch, images, args.epochs, extra, Path(tmp)))

@@ -7,7 +7,8 @@ and no image grid at all. Two callbacks close that gap (``validation_callbacks``
 - ``ValidationTrigger`` decides, at the end of every optimizer step, whether this step must validate: it is the
   run's last (``max_steps`` reached, the last batch of the last epoch, or ``trainer.should_stop`` set by the Timer
   of ``max_time``, early stopping or any callback) and ``images.validate_at_end`` is on; or ``images.every_n_minutes``
-  of training have passed since the last validation (rank 0's clock, broadcast, so every DDP rank agrees). It is a
+  of training have passed since the last validation (rank 0's clock, broadcast, so every DDP rank agrees; the ranks
+  read it only about 100 times per interval, not at every step: a collective per step costs DDP on CPU). It is a
   Lightning ``Checkpoint`` subclass only so that Lightning runs it after every other callback: after the Timer has
   decided to stop and after StopStepSave has saved ``last.ckpt`` at the step's end (lightning_gen.checkpoints.run_end).
 - The validation itself is Lightning's own: for that one step the trigger sets the trainer's public
@@ -40,6 +41,9 @@ from lightning_gen.callbacks.run_state import capture_rng, restore_rng
 from lightning_gen.config.settings import ImageSettings
 
 END, TIME = "end of run", "every_n_minutes"
+# Under DDP the clock is read about this many times per every_n_minutes (a broadcast each, not one every step),
+# so a time-requested validation comes at most about 1 % of the interval late.
+TIME_CHECKS_PER_INTERVAL = 100
 
 
 def now() -> float:
@@ -149,6 +153,8 @@ class ValidationTrigger(Checkpoint):
     def __init__(self, requests: ValidationRequests):
         self.requests = requests
         self._validating_step: int | None = None  # set while a requested validation runs
+        self._next_time_check = 0  # under DDP: the step at which the ranks next read rank 0's clock
+        self._last_check: tuple[int, float] | None = None  # rank 0's (step, clock) at that read
         self._resumed_in_validation: int | None = None
 
     @property
@@ -172,12 +178,29 @@ class ValidationTrigger(Checkpoint):
         minutes, last = self.requests.every_n_minutes, self.requests.last_validation_time
         if not minutes or minutes <= 0 or last is None:
             return False
-        due = now() - last >= 60.0 * minutes
-        return bool(trainer.strategy.broadcast(due, src=0)) if trainer.world_size > 1 else due
+        clock = now()
+        due = clock - last >= 60.0 * minutes
+        if trainer.world_size == 1:
+            return due
+        # Under DDP rank 0's clock decides, broadcast so every rank agrees; the broadcast is a collective every rank
+        # makes at the same steps, so it is made only at the steps rank 0 names the time before (every rank knows them).
+        if trainer.global_step < self._next_time_check:
+            return False
+        due, self._next_time_check = trainer.strategy.broadcast((due, self._next_check(trainer.global_step, clock, minutes)), src=0)
+        return bool(due)
+
+    def _next_check(self, step: int, clock: float, minutes: float) -> int:
+        """The step of the next clock check: about 1/TIME_CHECKS_PER_INTERVAL of the interval from now, at the training
+        speed rank 0 measured since its previous check (the next step while it has none)."""
+        previous, self._last_check = self._last_check, (step, clock)
+        if previous is None or step <= previous[0] or clock <= previous[1]:
+            return step + 1
+        seconds_per_step = (clock - previous[1]) / (step - previous[0])
+        return step + max(1, int(60.0 * minutes / TIME_CHECKS_PER_INTERVAL / seconds_per_step))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         reason = None
-        time_due = self._time_due(trainer)  # every rank makes the same collective call at every step
+        time_due = self._time_due(trainer)  # every rank makes the same collective calls, at the same steps
         if self.requests.validate_at_end and run_ends_after_step(trainer, batch_idx):
             reason = END
         elif time_due:

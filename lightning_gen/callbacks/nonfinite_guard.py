@@ -7,7 +7,10 @@ count included — the same thing Lightning does when ``training_step`` returns 
 already moved BatchNorm's running statistics towards the bad batch's (NaN, for a NaN image), so a skipped
 step also puts them back as they were before it: the model after a skipped step is exactly the one before
 (every state_dict tensor, not only the weights — RunEndSave saves it only when all are finite). The decision is
-reduced over all ranks (any rank non-finite → every rank skips), so DDP replicas stay identical.
+reduced over all ranks (any rank non-finite → every rank skips), so DDP replicas stay identical. Under DDP that
+costs no wait of its own: the gradients are all-reduced, the same on every rank, so their check agrees without a
+collective, and each rank's loss flag is all-reduced asynchronously from before the backward pass, finished by the
+optimizer step alongside DDP's own gradient all-reduce (a blocking reduction per step cost DDP on CPU several ms).
 Under 16-mixed, Inf gradients are the grad scaler's business (it skips the step and lowers its scale);
 only a non-finite loss counts there. After ``max_consecutive`` skipped steps in a row the run stops
 (NonFiniteStop), and RunEndSave keeps last.ckpt at the last good weights.
@@ -19,6 +22,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.nn.modules.batchnorm import _NormBase
 
@@ -40,6 +45,18 @@ def running_statistics(module: torch.nn.Module) -> list[torch.Tensor]:
     ]
 
 
+def gradients_all_reduced(trainer: pl.Trainer) -> bool:
+    """Whether every rank holds the same, all-reduced gradients at the optimizer step (DDP; DeepSpeed partitions them)."""
+    strategy = trainer.strategy
+    return (
+        isinstance(strategy, DDPStrategy)
+        and not isinstance(strategy, DeepSpeedStrategy)
+        and trainer.world_size > 1
+        and dist.is_available()
+        and dist.is_initialized()
+    )
+
+
 class NonFiniteGuard(pl.Callback):
     def __init__(self, max_consecutive: int = 20):
         if max_consecutive < 1:
@@ -48,6 +65,7 @@ class NonFiniteGuard(pl.Callback):
         self.skipped = 0
         self.consecutive = 0
         self._losses: list[torch.Tensor] = []
+        self._loss_flags: list[tuple[torch.Tensor, Any]] = []  # under DDP: each micro-batch's "any rank non-finite", in flight
         self._statistics: list[torch.Tensor] = []
         self._statistics_before: list[torch.Tensor] = []
 
@@ -62,14 +80,24 @@ class NonFiniteGuard(pl.Callback):
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         self._losses.append(loss.detach())  # one per accumulated micro-batch; checked once, at the optimizer step
+        if gradients_all_reduced(trainer):
+            # Every rank calls backward as often, so every rank starts these all-reduces in the same order as DDP's own.
+            flag = (~torch.isfinite(loss.detach()).all()).to(torch.float32).reshape(1)
+            self._loss_flags.append((flag, dist.all_reduce(flag, op=dist.ReduceOp.MAX, async_op=True)))
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
         finite = all(bool(torch.isfinite(loss).all()) for loss in self._losses)
         self._losses = []
+        flags, self._loss_flags = self._loss_flags, []
+        if flags:
+            # Every rank's losses, reduced in flight; then the gradients, which are the same on every rank.
+            for _, work in flags:
+                work.wait()
+            finite = not any(bool(flag.item()) for flag, _ in flags)
         if finite and getattr(trainer.precision_plugin, "scaler", None) is None:
             gradients = [parameter.grad for parameter in pl_module.parameters() if parameter.grad is not None]
             finite = not gradients or bool(torch.isfinite(torch.nn.utils.get_total_norm(gradients, error_if_nonfinite=False)))
-        skip = trainer.strategy.reduce_boolean_decision(not finite, all=False)
+        skip = not finite if flags else trainer.strategy.reduce_boolean_decision(not finite, all=False)
         if not skip:
             self.consecutive = 0
             return
