@@ -1,6 +1,6 @@
 """The Imagen preset (configs/nabirds_imagen.yaml, ~986M-parameter UNet) as shipped: peak RSS, file sizes, save times.
 
-Trains the preset for 2 steps on a NABirds-layout fixture (tests/test_nabirds.py's) with a tiny local T5
+Trains the preset for 2 steps on a NABirds-layout fixture (tests/fixtures_nabirds.py's) with a tiny local T5
 in place of T5 v1.1 large (no download), in a fresh process, then prints the peak resident memory of
 training alone and of the whole run (saves included), and every checkpoint file written with its size
 and save time. Snapshots are taken every step here (the preset takes one every 2000) so their size and
@@ -40,7 +40,7 @@ def child(workdir: Path, overrides: list[str]) -> None:
     from lightning_gen.text.tiny_t5 import build_tiny_t5
 
     sys.path.insert(0, str(REPO / "tests"))
-    from test_nabirds import write_nabirds
+    from fixtures_nabirds import write_nabirds
 
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     write_nabirds(workdir / "nabirds")
