@@ -7,14 +7,13 @@ import pytest
 import torch
 import yaml
 from fixtures_ddp import assert_one_run, ddp_config, launch, probes
-from fixtures_latent import write_tiny_autoencoder
+from fixtures_latent import TINY_UNET, write_tiny_autoencoder
 
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.models import LatentDiffusion
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8}
 LEARNING_RATE = 0.1
 
 
