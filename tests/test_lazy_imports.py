@@ -77,3 +77,13 @@ def test_configs_still_name_models_through_the_package():
     assert set(models.__all__) <= set(dir(models))
     with pytest.raises(AttributeError):
         models.NoSuchModel  # noqa: B018
+
+
+def test_a_quickstart_smoke_fit_loads_no_heavy_extra(floor, tmp_path):
+    """A plain VAE needs none of them: not diffusers (the fitted diffusion prior's scheduler), not wandb before it logs."""
+    modules, ours = loaded(
+        "fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path)
+    )
+    assert "lightning_gen.models.vae" in ours  # the fit really ran the model
+    assert not heavy_beyond(modules, floor)
+    assert "lightning_gen.models.denoising_prior" not in ours

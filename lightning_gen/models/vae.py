@@ -16,7 +16,6 @@ from lightning_gen.console.option_errors import whole_number
 from lightning_gen.facts import DataFacts
 from lightning_gen.models.base import GenerativeModel
 from lightning_gen.models.conv_stacks import Activation, ConvDecoder, ConvEncoder, Upsampling
-from lightning_gen.models.denoising_prior import DenoisingDensity
 from lightning_gen.models.latent_prior import Covariance, LatentPrior
 from lightning_gen.models.losses import ReconstructionLoss, gaussian_kl, reconstruction_loss
 from lightning_gen.protocol import SamplingOptions
@@ -93,7 +92,11 @@ class VAE(GenerativeModel):
             upsampling,
         )
         # Only built for a fitted prior: its checkpoint entry then exists, and older checkpoints keep loading strictly.
-        density = DenoisingDensity(latent_dim, prior_fit_steps, prior_width or 4 * latent_dim) if prior == "diffusion" else None
+        density = None
+        if prior == "diffusion":  # imported here: diffusers' scheduler costs a second of start-up every other VAE would pay
+            from lightning_gen.models.denoising_prior import DenoisingDensity
+
+            density = DenoisingDensity(latent_dim, prior_fit_steps, prior_width or 4 * latent_dim)
         fitted = prior != "standard"
         self.latent_prior = LatentPrior(latent_dim, gmm_components, gmm_covariance, prior_fit_images, density) if fitted else None
         self.psnr = nn.ModuleDict({stage: PeakSignalNoiseRatio(data_range=1.0) for stage in ("val", "test")})
