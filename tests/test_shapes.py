@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from lightning_gen.data import ShapesDataModule
@@ -80,3 +81,32 @@ def test_fit_reshuffles_every_epoch():
     for epoch in (seen[:per_epoch], seen[per_epoch:]):
         flat = sum(epoch, [])
         assert len(set(flat)) == len(flat)  # a permutation: no image twice in one epoch
+
+
+def test_lazily_rendered_rows_equal_the_eager_rendering_bit_for_bit():
+    from lightning_gen.data.shapes_render import render_shapes
+
+    eager = render_shapes(300, 16, 7).images.numpy()
+    module = ShapesDataModule(num_images=300, image_size=16, batch_size=8, seed=7, val_fraction=0.1)
+    module.setup()
+    lazy = module.train_set.images
+    assert not lazy._rendered.any()  # setup renders nothing
+    batch = module.train_set.__getitems__([250, 3, 17, 3, 128])  # shuffled, with a repeat
+    assert torch.equal(batch["image"], torch.from_numpy(eager[[250, 3, 17, 3, 128]]).float() / 255)
+    assert lazy._rendered.sum() == 4  # only the rows asked for, each once
+    val = module.val_set.__getitems__(list(range(30)))
+    assert torch.equal(val["image"], torch.from_numpy(eager[270:]).float() / 255)
+    assert (np.asarray(lazy) == eager).all()  # and the whole array, rendered on demand
+
+
+def test_lazy_shapes_load_the_same_batches_in_dataloader_workers():
+    module = ShapesDataModule(num_images=64, image_size=16, batch_size=8, num_workers=2, seed=5)
+    module.setup()
+    loader = module.train_dataloader()
+    loader.sampler.set_epoch(1)
+    in_workers = {tuple(b["index"].tolist()): b["image"] for b in loader}
+    reference = ShapesDataModule(num_images=64, image_size=16, batch_size=8, seed=5)
+    reference.setup()
+    for rows, images in in_workers.items():
+        assert torch.equal(images, reference.train_set.__getitems__(list(rows))["image"])
+    assert len(in_workers) == len(loader)

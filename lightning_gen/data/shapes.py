@@ -9,7 +9,8 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning_gen.console.option_errors import whole_number
 from lightning_gen.data.base import GenerativeDataModule
 from lightning_gen.data.batched_dataset import BatchedImageDataset
-from lightning_gen.data.shapes_render import COLOURS, SHAPES, SIZES, render_shapes
+from lightning_gen.data.shapes_lazy import LazyShapeImages
+from lightning_gen.data.shapes_render import COLOURS, SHAPES, SIZES, draw_shapes
 from lightning_gen.facts import DataFacts
 
 
@@ -62,7 +63,7 @@ class ShapesDataModule(GenerativeDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        rendered = render_shapes(self.num_images, self.image_size, self.seed)
+        rendered = draw_shapes(self.num_images, self.seed)  # the pixels are rendered as batches ask for them
         n_colours, n_shapes = len(COLOURS), len(SHAPES)
         labels = (rendered.colour * n_shapes + rendered.shape).numpy()
         attributes = torch.zeros(self.num_images, len(self.attribute_names))
@@ -75,7 +76,7 @@ class ShapesDataModule(GenerativeDataModule):
             f"a {size_names[s]} {colour_names[c]} {SHAPES[k]}"
             for s, c, k in zip(rendered.size.tolist(), rendered.colour.tolist(), rendered.shape.tolist())
         ]
-        images = rendered.images.numpy()
+        images = LazyShapeImages(rendered, self.image_size)
         num_val = max(1, int(round(self.num_images * self.val_fraction)))
         # The images are i.i.d. draws, so the last rows are as random a split as any.
         splits = {"train": np.arange(self.num_images - num_val), "val": np.arange(self.num_images - num_val, self.num_images)}

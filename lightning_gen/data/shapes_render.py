@@ -65,7 +65,17 @@ def _mask(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def render_shapes(num_images: int, image_size: int, seed: int, chunk: int = 256) -> RenderedShapes:
+@dataclass
+class ShapeParameters:
+    """What each image shows, drawn up front: the pixels of any row follow from these alone."""
+
+    shape: torch.Tensor  # N int64 index into SHAPES
+    colour: torch.Tensor  # N int64 index into COLOURS
+    size: torch.Tensor  # N int64 index into SIZES
+    centre: torch.Tensor  # N×2 float, (x, y) as a fraction of the image side
+
+
+def draw_shapes(num_images: int, seed: int) -> ShapeParameters:
     generator = torch.Generator().manual_seed(seed)
     shape = torch.randint(len(SHAPES), (num_images,), generator=generator)
     colour = torch.randint(len(COLOURS), (num_images,), generator=generator)
@@ -73,20 +83,29 @@ def render_shapes(num_images: int, image_size: int, seed: int, chunk: int = 256)
     extent = torch.tensor(list(SIZES.values()))[size]
     # Centres keep the whole shape inside the frame.
     centre = extent[:, None] + torch.rand(num_images, 2, generator=generator) * (1 - 2 * extent[:, None])
-    palette = torch.tensor(list(COLOURS.values()))
-    background = torch.tensor(BACKGROUND).view(1, 3, 1, 1)
+    return ShapeParameters(shape=shape, colour=colour, size=size, centre=centre)
 
+
+def render_rows(params: ShapeParameters, rows: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The images of ``rows`` (len(rows)×3×H×W uint8); each image depends on its own parameters only."""
+    extent = torch.tensor(list(SIZES.values()))[params.size[rows]].view(-1, 1, 1)
+    centre = params.centre[rows]
     fine = image_size * SUPERSAMPLE
     axis = (torch.arange(fine, dtype=torch.float32) + 0.5) / fine
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    u = (xs[None] - centre[:, 0].view(-1, 1, 1)) / extent
+    v = (ys[None] - centre[:, 1].view(-1, 1, 1)) / extent
+    coverage = F.avg_pool2d(_mask(params.shape[rows], u, v).float()[:, None], SUPERSAMPLE)
+    palette = torch.tensor(list(COLOURS.values()))
+    background = torch.tensor(BACKGROUND).view(1, 3, 1, 1)
+    rgb = coverage * palette[params.colour[rows]].view(-1, 3, 1, 1) + (1 - coverage) * background
+    return (rgb * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def render_shapes(num_images: int, image_size: int, seed: int, chunk: int = 256) -> RenderedShapes:
+    params = draw_shapes(num_images, seed)
     images = torch.empty(num_images, 3, image_size, image_size, dtype=torch.uint8)
     for start in range(0, num_images, chunk):
-        sl = slice(start, start + chunk)
-        e = extent[sl].view(-1, 1, 1)
-        u = (xs[None] - centre[sl, 0].view(-1, 1, 1)) / e
-        v = (ys[None] - centre[sl, 1].view(-1, 1, 1)) / e
-        coverage = _mask(shape[sl], u, v).float()[:, None]
-        coverage = F.avg_pool2d(coverage, SUPERSAMPLE)
-        rgb = coverage * palette[colour[sl]].view(-1, 3, 1, 1) + (1 - coverage) * background
-        images[sl] = (rgb * 255).round().clamp(0, 255).to(torch.uint8)
-    return RenderedShapes(images=images, shape=shape, colour=colour, size=size)
+        rows = torch.arange(start, min(start + chunk, num_images))
+        images[rows] = render_rows(params, rows, image_size)
+    return RenderedShapes(images=images, shape=params.shape, colour=params.colour, size=params.size)
