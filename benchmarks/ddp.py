@@ -10,6 +10,10 @@ The final validation metrics of the two runs are printed side by side: they agre
 not bitwise (each rank draws its own noise and reads its own shard, so the batches differ).
 
     python benchmarks/ddp.py [--repeats 1] [--vae_images 3000] [--ddpm_images 1200] [--epochs 3] [--models vae ddpm]
+
+``--plain`` adds the baseline of what gloo allows on this machine: the same VAE (quickstart's init args, no
+latent prior) in a plain ``torch.nn.parallel.DistributedDataParallel`` loop (Adam, in-memory shapes, no
+Lightning), 1 process × batch B vs 2 × B/2, epochs after the first timed the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,6 +88,65 @@ def images_per_second(result: dict) -> float:
     return sum(epoch["images"] for epoch in timed) / sum(epoch["seconds"] for epoch in timed)
 
 
+class _Loss(torch.nn.Module):
+    """DDP syncs gradients in its own forward: the loss must be computed inside it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.losses({"image": images}, sample_latent=True)["loss"]
+
+
+def _plain_worker(rank: int, world: int, port: int, batch: int, images: int, epochs: int, out: str) -> None:
+    import yaml
+
+    from lightning_gen.data.shapes_render import render_shapes
+    from lightning_gen.models import BetaVAE
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    if world > 1:
+        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    init = yaml.safe_load((REPO / "configs/quickstart.yaml").read_text())["model"]["init_args"]
+    from lightning_gen.data import ShapesDataModule
+
+    facts = ShapesDataModule(image_size=32).facts
+    model = BetaVAE(facts, **{key: init[key] for key in ("channels", "latent_dim", "reconstruction", "kl_weight")})
+    loss_of = _Loss(model)
+    wrapped = torch.nn.parallel.DistributedDataParallel(loss_of) if world > 1 else loss_of
+    optimizer = torch.optim.Adam(model.parameters(), lr=init["optimizer"]["init_args"]["lr"])
+    data = render_shapes(images, 32, 0).images.float().div(255)[rank::world]
+    seconds, seen = [], []
+    for epoch in range(epochs):
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch))
+        start = time.perf_counter()
+        steps = len(data) // batch
+        for step in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            wrapped(data[order[step * batch : (step + 1) * batch]]).backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+        seen.append(steps * batch * world)
+    if rank == 0:
+        Path(out).write_text(json.dumps({"epochs": [{"seconds": s, "images": n} for s, n in zip(seconds, seen)], "metrics": {}}))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def plain(devices: int, batch_size: int, images: int, epochs: int, workdir: Path) -> dict:
+    """The plain-PyTorch DDP baseline (see the module docstring); returns fit()'s result shape."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    out = workdir / f"plain-{devices}-{time.monotonic_ns()}.json"
+    torch.multiprocessing.spawn(_plain_worker, (devices, port, batch_size, images, epochs, str(out)), nprocs=devices)
+    return json.loads(out.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=1, help="alternating 1- and 2-process runs per model")
@@ -90,6 +154,7 @@ def main() -> None:
     parser.add_argument("--ddpm_images", type=int, default=1200)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--models", nargs="+", choices=("vae", "ddpm"), default=["vae", "ddpm"], help="which models to run")
+    parser.add_argument("--plain", action="store_true", help="add a plain-PyTorch DDP loop of the same VAE (the gloo baseline)")
     args = parser.parse_args()
     models = [
         ("vae", "quickstart VAE", "configs/quickstart.yaml", args.vae_images, 64, []),
@@ -107,6 +172,10 @@ def main() -> None:
                 single.append(fit(config, 1, batch, images, args.epochs, extra, Path(tmp)))
                 double.append(fit(config, 2, batch // 2, images, args.epochs, extra, Path(tmp)))
             rows.append((name, batch, single, double))
+            if key == "vae" and args.plain:
+                single = [plain(1, batch, images, args.epochs, Path(tmp)) for _ in range(args.repeats)]
+                double = [plain(2, batch // 2, images, args.epochs, Path(tmp)) for _ in range(args.repeats)]
+                rows.append(("plain DDP VAE", batch, single, double))
     print(f"\nDDP on CPU (gloo), {os.cpu_count()} cores, 1 thread per process; global batch kept equal; epochs after the first timed\n")
     print(
         f"{'model':<16} {'global batch':>12} {'1 proc img/s':>13} {'2 proc img/s':>13} {'efficiency':>10}   "

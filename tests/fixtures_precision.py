@@ -35,6 +35,8 @@ def trainer(precision: str | None = None, steps: int = 3, callbacks=(), plugins=
 
 
 class PoisonBatch(pl.Callback):
+    """Bad data: one NaN pixel in the batch of the given step, so the loss and every gradient are NaN."""
+
     def __init__(self, step: int):
         self.step = step
 

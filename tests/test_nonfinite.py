@@ -13,19 +13,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import REPO, process_env, run_cli
+from fixtures_precision import PoisonBatch  # noqa: F401 (the CLI runs below name it as test_nonfinite.PoisonBatch)
 
 from lightning_gen.callbacks.nonfinite_guard import NonFiniteGuard
-
-
-class PoisonBatch(pl.Callback):
-    """Bad data: one NaN pixel in the batch of the given step, so the loss and every gradient are NaN."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            batch["image"][0, 0, 0, 0] = float("nan")
 
 
 class PoisonRank(pl.Callback):
