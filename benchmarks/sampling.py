@@ -6,6 +6,8 @@
 
 Both samplers start from the same seed and ask for the same classes (evenly spread over the
 vocabulary) with the model's guidance scale; the judge (lightning_gen.models.judge) is optional.
+``--svc_config CONFIG`` adds a second judge of another kind: an RBF SVC on the real training pixels that
+CONFIG's datamodule serves (benchmarks/two_judges.py).
 """
 
 from __future__ import annotations
@@ -40,19 +42,30 @@ def train_briefly(steps: int, image_size: int) -> DDPM:
     return model.eval()
 
 
-def judged_accuracy(judge_path: str | None, images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...]) -> str:
-    if judge_path is None:
+def judged_accuracy(judge: torch.nn.Module | None, images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...]) -> str:
+    if judge is None:
         return "–"
     from lightning_gen.models.judge import judge_accuracy  # another engineer's module; optional here
 
-    judge = load_model(judge_path, images.device).eval()
     return f"{judge_accuracy(judge, images, labels, 'class', class_names)['overall']:.1%}"
+
+
+def svc_judge(config: str | None, num_classes: int) -> torch.nn.Module | None:
+    if config is None:
+        return None
+    import yaml
+    from real_data_quality import train_svc
+    from two_judges import SVCJudge
+
+    svc, _ = train_svc(yaml.safe_load(Path(config).read_text()))
+    return SVCJudge(svc, num_classes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", help="a class-conditional DDPM checkpoint; default: train one briefly")
     parser.add_argument("--judge", help="a Judge checkpoint trained on the same classes, for the accuracy column")
+    parser.add_argument("--svc_config", help="a config whose data: serves the real images, for a second judge (an SVC)")
     parser.add_argument("--num", type=int, default=8, help="images per sampler")
     parser.add_argument("--train_steps", type=int, default=100)
     parser.add_argument("--image_size", type=int, default=32)
@@ -63,6 +76,8 @@ def main() -> None:
     model = load_model(args.ckpt_path, device) if args.ckpt_path else train_briefly(args.train_steps, args.image_size).to(device)
     class_names = model.data_facts.class_names
     labels = torch.linspace(0, len(class_names) - 1, args.num).round().long()
+    cnn = load_model(args.judge, device).eval() if args.judge else None
+    svc = svc_judge(args.svc_config, len(class_names))
     rows = []
     for sampler, steps in SAMPLERS:
         generator = torch.Generator(device=device).manual_seed(0)
@@ -71,13 +86,14 @@ def main() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        rows.append((sampler, steps, seconds, judged_accuracy(args.judge, images, labels, class_names)))
+        judged = [judged_accuracy(judge, images, labels, class_names) for judge in (cnn, svc)]
+        rows.append((sampler, steps, seconds, *judged))
     baseline = rows[1][2]
     print(f"{args.num} images, {model.data_facts.image_size}×{model.data_facts.image_size}, guidance {model.guidance_scale}, {device}")
-    print("| sampler | steps | wall time (s) | speed-up vs DDPM 1000 | judged class accuracy |")
-    print("| --- | --- | --- | --- | --- |")
-    for sampler, steps, seconds, accuracy in rows:
-        print(f"| {sampler} | {steps} | {seconds:.2f} | {baseline / seconds:.1f}× | {accuracy} |")
+    print("| sampler | steps | wall time (s) | speed-up vs DDPM 1000 | class accuracy: CNN judge | SVC on pixels |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for sampler, steps, seconds, by_cnn, by_svc in rows:
+        print(f"| {sampler} | {steps} | {seconds:.2f} | {baseline / seconds:.1f}× | {by_cnn} | {by_svc} |")
 
 
 if __name__ == "__main__":
