@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--guidance_scale", type=float, default=None)
+    parser.add_argument("--guidance_scale", default=None, help="one value, or several (2,3): one table each, the same SVC")
     parser.add_argument("--prompt_template", default=None, help="for a text model, e.g. 'a large {name}'")
     parser.add_argument("--group_names", default=None, help="e.g. colour,shape: accuracy of each word of the class names")
     args = parser.parse_args()
@@ -56,7 +56,6 @@ def main() -> None:
     from lightning_gen.inference.loading import load_model
     from lightning_gen.inference.sampling import options_of, sampling_kwargs
     from lightning_gen.metrics.judged import check_conditional, check_same_vocabulary, judged_kind, sample_spread
-    from lightning_gen.models.judge import judge_accuracy
 
     torch.set_grad_enabled(False)
     model, cnn = load_model(args.ckpt_path).eval(), load_model(args.judge).eval()
@@ -74,24 +73,29 @@ def main() -> None:
 
     val_x, val_y = real_pixels(config, "val")
     real = torch.from_numpy(val_x).view(len(val_x), -1, facts.image_size, facts.image_size)
-    sampling = sampling_kwargs(model, options_of({"steps": args.steps, "guidance_scale": args.guidance_scale}))
-    started = time.perf_counter()
-    images, expected = sample_spread(model, args.num, args.seed, args.batch_size, args.prompt_template, **sampling)
-    sample_seconds = time.perf_counter() - started
-
-    def scores(judge: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return judge_accuracy(judge, pixels, labels, "class", facts.class_names, facts.attribute_names, groups)
-
-    table = {name: (scores(judge, real, torch.from_numpy(val_y)), scores(judge, images, expected)) for name, judge in judges.items()}
+    scales = [float(value) for value in args.guidance_scale.split(",")] if args.guidance_scale else [None]
     keys = ["overall", *(f"group/{group}" for group in groups or [])]
-    options = ", ".join(f"{key} {value}" for key, value in sampling.items()) or "the model's defaults"
-    print(f"\n{args.num} samples of {args.ckpt_path} ({options}, seed {args.seed}; {sample_seconds:.0f} s); SVC fit {svc_seconds:.0f} s")
-    print(f"real validation images: {len(real)} from {args.config}")
-    print("| judge | " + " | ".join(f"real val: {key}" for key in keys) + " | " + " | ".join(f"samples: {key}" for key in keys) + " |")
-    print("|---" * (1 + 2 * len(keys)) + "|")
-    for name, (on_real, on_samples) in table.items():
-        cells = [f"{100 * on_real[key]:.1f} %" for key in keys] + [f"{100 * on_samples[key]:.1f} %" for key in keys]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"real validation images: {len(real)} from {args.config}; SVC fit {svc_seconds:.0f} s")
+    on_real = {name: scores(judge, real, torch.from_numpy(val_y), facts, groups) for name, judge in judges.items()}
+    for scale in scales:
+        sampling = sampling_kwargs(model, options_of({"steps": args.steps, "guidance_scale": scale}))
+        started = time.perf_counter()
+        images, expected = sample_spread(model, args.num, args.seed, args.batch_size, args.prompt_template, **sampling)
+        seconds = time.perf_counter() - started
+        options = ", ".join(f"{key} {value}" for key, value in sampling.items()) or "the model's defaults"
+        print(f"\n{args.num} samples of {args.ckpt_path} ({options}, seed {args.seed}; {seconds:.0f} s)")
+        print("| judge | " + " | ".join(f"real val: {key}" for key in keys) + " | " + " | ".join(f"samples: {key}" for key in keys) + " |")
+        print("|---" * (1 + 2 * len(keys)) + "|")
+        for name, judge in judges.items():
+            on_samples = scores(judge, images, expected, facts, groups)
+            cells = [f"{100 * on_real[name][key]:.1f} %" for key in keys] + [f"{100 * on_samples[key]:.1f} %" for key in keys]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def scores(judge: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, facts: Any, groups: list[str] | None) -> dict[str, float]:
+    from lightning_gen.models.judge import judge_accuracy
+
+    return judge_accuracy(judge, pixels, labels, "class", facts.class_names, facts.attribute_names, groups)
 
 
 if __name__ == "__main__":
