@@ -141,7 +141,8 @@ def test_the_published_adapter_loads_back_onto_the_base_unet_with_equal_outputs(
     noisy, timesteps = unet_inputs()
     with torch.no_grad():
         expected = trained(noisy, timesteps).sample
-        assert torch.equal(loaded(noisy, timesteps).sample, expected)
+        # Equal up to float rounding: peft 0.22 + torch 2.14 compute the adapter's sum in another order (last-bit differences).
+        torch.testing.assert_close(loaded(noisy, timesteps).sample, expected, rtol=0, atol=1e-6)
         assert (base(noisy, timesteps).sample - expected).abs().max() > 1e-3  # the adapter changes the output
 
 
