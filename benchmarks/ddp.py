@@ -102,6 +102,7 @@ class _Loss(torch.nn.Module):
 def _plain_worker(rank: int, world: int, port: int, batch: int, images: int, epochs: int, out: str) -> None:
     import yaml
 
+    from lightning_gen.data import ShapesDataModule
     from lightning_gen.data.shapes_render import render_shapes
     from lightning_gen.models import BetaVAE
 
@@ -110,8 +111,6 @@ def _plain_worker(rank: int, world: int, port: int, batch: int, images: int, epo
     if world > 1:
         torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     init = yaml.safe_load((REPO / "configs/quickstart.yaml").read_text())["model"]["init_args"]
-    from lightning_gen.data import ShapesDataModule
-
     facts = ShapesDataModule(image_size=32).facts
     model = BetaVAE(facts, **{key: init[key] for key in ("channels", "latent_dim", "reconstruction", "kl_weight")})
     loss_of = _Loss(model)

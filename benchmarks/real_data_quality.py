@@ -172,13 +172,18 @@ def real_pixels(config: dict[str, Any], split: str) -> tuple[Any, Any]:
     return torch.cat(images).numpy(), torch.cat(labels).numpy()
 
 
-def train_svc(config: dict[str, Any]) -> tuple[Any, float]:
-    """The second judge: an RBF SVC on the real training pixels, and its accuracy on the real validation images."""
+def fit_svc(config: dict[str, Any]) -> Any:
+    """The second judge: an RBF SVC on the real training pixels."""
     from sklearn.svm import SVC
 
     train_x, train_y = real_pixels(config, "train")
+    return SVC(kernel="rbf", gamma="scale", C=10.0).fit(train_x, train_y)
+
+
+def train_svc(config: dict[str, Any]) -> tuple[Any, float]:
+    """The second judge (``fit_svc``) and its accuracy on the real validation images."""
+    svc = fit_svc(config)
     val_x, val_y = real_pixels(config, "val")
-    svc = SVC(kernel="rbf", gamma="scale", C=10.0).fit(train_x, train_y)
     return svc, float((svc.predict(val_x) == val_y).mean())
 
 

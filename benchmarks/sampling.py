@@ -54,11 +54,10 @@ def svc_judge(config: str | None, num_classes: int) -> torch.nn.Module | None:
     if config is None:
         return None
     import yaml
-    from real_data_quality import train_svc
+    from real_data_quality import fit_svc
     from two_judges import SVCJudge
 
-    svc, _ = train_svc(yaml.safe_load(Path(config).read_text()))
-    return SVCJudge(svc, num_classes)
+    return SVCJudge(fit_svc(yaml.safe_load(Path(config).read_text())), num_classes)
 
 
 def main() -> None:

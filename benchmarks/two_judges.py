@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import yaml
-from real_data_quality import real_pixels, train_svc
+from real_data_quality import fit_svc, real_pixels
 from torch import nn
 
 
@@ -65,7 +65,8 @@ def main() -> None:
         raise SystemExit("two_judges.py scores class-conditional samples; judge an attribute-conditioned model with evaluate --judge.")
     config = yaml.safe_load(args.config.read_text())
     started = time.perf_counter()
-    svc, _ = train_svc(config)
+    print(f"fitting the SVC judge on the real training images of {args.config} …", flush=True)
+    svc = fit_svc(config)  # its accuracy on the real validation images is scored below, with the CNN's
     svc_seconds = time.perf_counter() - started
     facts = model.data_facts
     judges = {"CNN judge": cnn, "SVC on pixels": SVCJudge(svc, len(facts.class_names))}
