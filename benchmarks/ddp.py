@@ -1,19 +1,22 @@
-"""DDP scaling on CPU: training images/s of 2 processes × 1 thread vs 1 process × 1 thread, same global batch.
+"""DDP scaling on CPU: training images/s of 2 processes × 1 thread vs 1 process × 1 thread, and where a step's time goes.
 
 Runs ``python -m lightning_gen fit`` (Lightning's DDP launcher, gloo) on the quickstart VAE
 (configs/quickstart.yaml) and the shapes DDPM (configs/shapes_ddpm.yaml), both on the built-in
-shapes, with fewer images and epochs. The 1-process run uses the config's batch size B; the
-2-process run B/2 per rank, so both take the same optimizer steps on the same global batch.
-Training images/s is timed on rank 0 from the start to the end of each training epoch after the
-first (warm-up), validation excluded; scaling efficiency = images/s(2 proc) / (2 × images/s(1 proc)).
-The final validation metrics of the two runs are printed side by side: they agree statistically,
-not bitwise (each rank draws its own noise and reads its own shard, so the batches differ).
+shapes, with fewer images and epochs. For the config's batch B, four runs per round, interleaved:
+1 × B, 1 × B/2, 2 × B/2 and 2 × B (processes × batch per process). Strong scaling (the same global batch,
+the same optimizer steps) = images/s(2 × B/2) / (2 × images/s(1 × B)); it splits into the effect of the
+smaller batch on one process (1 × B/2 vs 1 × B) and DDP's own cost at B/2 per process. Weak scaling =
+2 × B vs 1 × B. Training images/s is timed on rank 0 from the start to the end of each training epoch
+after the first (warm-up), validation excluded; each run also reports its milliseconds per step in
+forward / backward (which under DDP waits for the gradient all-reduce) / optimizer + callbacks / between
+steps. The final validation metrics of 1 × B and 2 × B/2 are printed side by side: they agree
+statistically, not bitwise (each rank draws its own noise and reads its own shard).
 
     python benchmarks/ddp.py [--repeats 1] [--vae_images 3000] [--ddpm_images 1200] [--epochs 3] [--models vae ddpm]
 
 ``--plain`` adds the baseline of what gloo allows on this machine: the same VAE (quickstart's init args, no
 latent prior) in a plain ``torch.nn.parallel.DistributedDataParallel`` loop (Adam, in-memory shapes, no
-Lightning), 1 process × batch B vs 2 × B/2, epochs after the first timed the same way.
+Lightning), the same four runs timed the same way.
 """
 
 from __future__ import annotations
@@ -34,21 +37,49 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class EpochTimer(pl.Callback):
-    """Rank 0 writes the training seconds and images of each epoch, and the final validation metrics."""
+    """Rank 0 writes the training seconds and images of each epoch, the final validation metrics, and where a
+    timed step's milliseconds go: forward (training_step), backward (under DDP it waits for the gradient
+    all-reduce), optimizer step with the callbacks after it (EMA), and between steps (data, Lightning's loop)."""
+
+    PHASES = ("forward", "backward", "optimizer", "between")
 
     def __init__(self, out: str):
         self.out = Path(out)
         self.epochs: list[dict[str, float]] = []
+        self.phases = dict.fromkeys(self.PHASES, 0.0)
+        self.steps = 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._images, self._validation = time.perf_counter(), 0, 0.0
+        self._timed, self._mark = trainer.current_epoch >= 1, None  # epoch 1 is a warm-up
+
+    def _phase(self, ended: str | None) -> None:
+        now = time.perf_counter()
+        if ended is not None and self._mark is not None and self._timed:
+            self.phases[ended] += now - self._mark
+        self._mark = now
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._phase("between")
+        self.steps += self._timed
+
+    def on_before_zero_grad(self, trainer, pl_module, optimizer) -> None:
+        self._phase("forward")  # automatic optimization zeroes the gradients after training_step
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self._phase(None)
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self._phase("backward")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._phase("optimizer")
         self._images += len(batch["image"]) * trainer.world_size  # every rank trains a batch of this size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # The end-of-epoch validation runs before this hook; its time is taken out.
         self.epochs.append({"seconds": time.perf_counter() - self._start - self._validation, "images": self._images})
+        self._mark = None
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._validation_start = time.perf_counter()
@@ -60,7 +91,8 @@ class EpochTimer(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
-            self.out.write_text(json.dumps({"epochs": self.epochs, "metrics": metrics}))
+            phases = {key: 1000 * value / max(self.steps, 1) for key, value in self.phases.items()}
+            self.out.write_text(json.dumps({"epochs": self.epochs, "metrics": metrics, "phases_ms": phases}))
 
 
 def fit(config: str, devices: int, batch_size: int, images: int, epochs: int, extra: list[str], workdir: Path) -> dict:
@@ -117,19 +149,30 @@ def _plain_worker(rank: int, world: int, port: int, batch: int, images: int, epo
     wrapped = torch.nn.parallel.DistributedDataParallel(loss_of) if world > 1 else loss_of
     optimizer = torch.optim.Adam(model.parameters(), lr=init["optimizer"]["init_args"]["lr"])
     data = render_shapes(images, 32, 0).images.float().div(255)[rank::world]
-    seconds, seen = [], []
+    seconds, seen, phases, timed = [], [], dict.fromkeys(EpochTimer.PHASES, 0.0), 0
     for epoch in range(epochs):
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch))
         start = time.perf_counter()
         steps = len(data) // batch
         for step in range(steps):
+            begin = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            wrapped(data[order[step * batch : (step + 1) * batch]]).backward()
+            loss = wrapped(data[order[step * batch : (step + 1) * batch]])
+            forward = time.perf_counter()
+            loss.backward()
+            backward = time.perf_counter()
             optimizer.step()
+            if epoch >= 1:
+                timed += 1
+                phases["forward"] += forward - begin
+                phases["backward"] += backward - forward
+                phases["optimizer"] += time.perf_counter() - backward
         seconds.append(time.perf_counter() - start)
         seen.append(steps * batch * world)
     if rank == 0:
-        Path(out).write_text(json.dumps({"epochs": [{"seconds": s, "images": n} for s, n in zip(seconds, seen)], "metrics": {}}))
+        epochs_run = [{"seconds": s, "images": n} for s, n in zip(seconds, seen)]
+        phases_ms = {key: 1000 * value / max(timed, 1) for key, value in phases.items()}
+        Path(out).write_text(json.dumps({"epochs": epochs_run, "metrics": {}, "phases_ms": phases_ms}))
     if world > 1:
         torch.distributed.destroy_process_group()
 
@@ -146,9 +189,19 @@ def plain(devices: int, batch_size: int, images: int, epochs: int, workdir: Path
     return json.loads(out.read_text())
 
 
+def _mean_rate(results: list[dict]) -> float:
+    return sum(map(images_per_second, results)) / len(results)
+
+
+def _phases(results: list[dict]) -> str:
+    keys = EpochTimer.PHASES
+    means = {key: sum(result["phases_ms"].get(key, 0.0) for result in results) / len(results) for key in keys}
+    return "/".join(f"{means[key]:.1f}" for key in keys)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=1, help="alternating 1- and 2-process runs per model")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the four runs per model, interleaved")
     parser.add_argument("--vae_images", type=int, default=3000)
     parser.add_argument("--ddpm_images", type=int, default=1200)
     parser.add_argument("--epochs", type=int, default=3)
@@ -161,33 +214,43 @@ def main() -> None:
         ("ddpm", "shapes DDPM", "configs/shapes_ddpm.yaml", args.ddpm_images, 64,
          ["--model.init_args.lr_scheduler.init_args.total_steps", "1000", "--model.init_args.validation_steps", "2"]),
     ]  # fmt: skip
-    rows = []
+    # (processes, batch per process) for a config batch B: 1×B, 1×B/2, 2×B/2 (strong: global batch B), 2×B (weak).
+    shapes = lambda batch: [(1, batch), (1, batch // 2), (2, batch // 2), (2, batch)]  # noqa: E731
+    tables = []
     with tempfile.TemporaryDirectory() as tmp:
         for key, name, config, images, batch, extra in models:
             if key not in args.models:
                 continue
-            single, double = [], []
+            runs: dict[tuple[int, int], list[dict]] = {shape: [] for shape in shapes(batch)}
             for _ in range(args.repeats):
-                single.append(fit(config, 1, batch, images, args.epochs, extra, Path(tmp)))
-                double.append(fit(config, 2, batch // 2, images, args.epochs, extra, Path(tmp)))
-            rows.append((name, batch, single, double))
+                for devices, per_rank in runs:
+                    runs[devices, per_rank].append(fit(config, devices, per_rank, images, args.epochs, extra, Path(tmp)))
+            tables.append((name, batch, runs))
             if key == "vae" and args.plain:
-                single = [plain(1, batch, images, args.epochs, Path(tmp)) for _ in range(args.repeats)]
-                double = [plain(2, batch // 2, images, args.epochs, Path(tmp)) for _ in range(args.repeats)]
-                rows.append(("plain DDP VAE", batch, single, double))
-    print(f"\nDDP on CPU (gloo), {os.cpu_count()} cores, 1 thread per process; global batch kept equal; epochs after the first timed\n")
-    print(
-        f"{'model':<16} {'global batch':>12} {'1 proc img/s':>13} {'2 proc img/s':>13} {'efficiency':>10}   "
-        f"final validation 1 proc | 2 proc"
-    )
-    for name, batch, single, double in rows:
-        one = sum(map(images_per_second, single)) / len(single)
-        two = sum(map(images_per_second, double)) / len(double)
-        metrics = sorted(single[-1]["metrics"])
-        compared = ", ".join(
-            f"{key} {single[-1]['metrics'][key]:.4g} | {double[-1]['metrics'].get(key, float('nan')):.4g}" for key in metrics
-        )
-        print(f"{name:<16} {batch:>12} {one:>13.1f} {two:>13.1f} {two / (2 * one):>9.0%}   {compared}")
+                runs = {shape: [] for shape in shapes(batch)}
+                for _ in range(args.repeats):
+                    for devices, per_rank in runs:
+                        runs[devices, per_rank].append(plain(devices, per_rank, images, args.epochs, Path(tmp)))
+                tables.append(("plain DDP VAE", batch, runs))
+    print(f"\nDDP on CPU (gloo), {os.cpu_count()} cores, 1 thread per process; epochs after the first timed")
+    print("ms per step: forward / backward (incl. waiting for the gradient all-reduce) / optimizer + callbacks / between steps\n")
+    print(f"{'model':<16} {'scaling':<34} {'img/s':>16} {'efficiency':>10}   ms per step, rank 0")
+    for name, batch, runs in tables:
+        half = batch // 2
+        rate = {shape: _mean_rate(results) for shape, results in runs.items()}
+        rows = [
+            (f"strong: 2×{half} vs 1×{batch}", (2, half), (1, batch), rate[2, half] / (2 * rate[1, batch])),
+            (f"  batch {half} vs {batch} on 1 process", (1, half), (1, batch), rate[1, half] / rate[1, batch]),
+            (f"  DDP at {half} per process", (2, half), (1, half), rate[2, half] / (2 * rate[1, half])),
+            (f"weak: 2×{batch} vs 1×{batch}", (2, batch), (1, batch), rate[2, batch] / (2 * rate[1, batch])),
+        ]
+        for label, new, old, efficiency in rows:
+            rates = f"{rate[new]:.0f} vs {rate[old]:.0f}"
+            print(f"{name:<16} {label:<34} {rates:>16} {efficiency:>9.0%}   {_phases(runs[new])} vs {_phases(runs[old])}")
+        single, double = runs[1, batch][-1]["metrics"], runs[2, half][-1]["metrics"]
+        if single:
+            compared = ", ".join(f"{key} {single[key]:.4g} | {double.get(key, float('nan')):.4g}" for key in sorted(single))
+            print(f"{name:<16} final validation, 1×{batch} | 2×{half}: {compared}")
 
 
 if __name__ == "__main__":
