@@ -14,6 +14,8 @@ each image's k nearest references with minus its k nearest without):
 Baseline, measured in the same run: the unedited reconstructions (strength 0): how often the judge
 keeps colour and shape of a reconstruction is the ceiling of "shape kept".
 Success = the judge's class (colour × shape) has the target colour / the image's shape.
+``--svc_config configs/quickstart.yaml`` adds a second judge of another kind (two_judges.py's RBF SVC on the
+real training pixels of that config's data): every edit is then scored by both, side by side.
 """
 
 from __future__ import annotations
@@ -49,10 +51,16 @@ def judged(judge, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return predicted // len(SHAPE_NAMES), predicted % len(SHAPE_NAMES)
 
 
-def score(judge, edited: torch.Tensor, target_colour: torch.Tensor, shape: torch.Tensor) -> tuple[float, float, float]:
-    colour_seen, shape_seen = judged(judge, edited)
-    hit, kept = colour_seen == target_colour, shape_seen == shape
-    return hit.float().mean().item(), kept.float().mean().item(), (hit & kept).float().mean().item()
+Scores = dict[str, tuple[float, float, float]]  # judge name -> (target colour, shape kept, both)
+
+
+def score(judges: dict, edited: torch.Tensor, target_colour: torch.Tensor, shape: torch.Tensor) -> Scores:
+    out = {}
+    for name, judge in judges.items():
+        colour_seen, shape_seen = judged(judge, edited)
+        hit, kept = colour_seen == target_colour, shape_seen == shape
+        out[name] = (hit.float().mean().item(), kept.float().mean().item(), (hit & kept).float().mean().item())
+    return out
 
 
 def recoloured(
@@ -82,26 +90,32 @@ def recoloured(
     return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
 
-def table(title: str, rows: list[tuple[str, float, float, float, int]]) -> None:
+def cells(scores: Scores) -> str:
+    return " | ".join(f"{hit:6.1%} | {kept:6.1%} | {both:6.1%}" for hit, kept, both in scores.values())
+
+
+def header(first: str, judges: dict) -> str:
+    columns = " | ".join(f"{name}: target colour | shape kept | both" for name in judges)
+    return f"| {first} | {columns} |\n" + "|---" * (1 + first.count("|") + 3 * len(judges)) + "|"
+
+
+def table(title: str, rows: list[tuple[str, Scores, int]], judges: dict) -> None:
     print(f"\n{title}")
-    print(f"| {'target':<10} | target colour | shape kept | both  | images |")
-    print(f"|{'-' * 12}|---------------|------------|-------|--------|")
-    for name, hit, kept, both, count in rows:
-        print(f"| {name:<10} | {hit:12.1%} | {kept:9.1%} | {both:5.1%} | {count:6d} |")
+    print(header("target | images", judges))
+    for name, scores, count in rows:
+        print(f"| {name:<10} | {count:6d} | {cells(scores)} |")
 
 
 def evaluate(
-    kind: str, model, judge, images, labels, strength: float, directions=None, neighbours: int = 0
-) -> list[tuple[str, float, float, float, int]]:
-    rows, totals = [], []
+    kind: str, model, judges: dict, images, labels, strength: float, directions=None, neighbours: int = 0
+) -> list[tuple[str, Scores, int]]:
+    rows = []
     for target, name in enumerate(COLOUR_NAMES):
         edited, shape = recoloured(kind, model, images, labels, target, strength, directions, neighbours)
-        hit, kept, both = score(judge, edited, torch.full_like(shape, target), shape)
-        rows.append((name, hit, kept, both, len(edited)))
-        totals.append((hit * len(edited), kept * len(edited), both * len(edited), len(edited)))
-    count = sum(t[3] for t in totals)
-    rows.append(("all", sum(t[0] for t in totals) / count, sum(t[1] for t in totals) / count, sum(t[2] for t in totals) / count, count))
-    return rows
+        rows.append((name, score(judges, edited, torch.full_like(shape, target), shape), len(edited)))
+    count = sum(row[2] for row in rows)
+    overall = {judge: tuple(sum(row[1][judge][i] * row[2] for row in rows) / count for i in range(3)) for judge in judges}
+    return [*rows, ("all", overall, count)]
 
 
 def main() -> None:
@@ -114,10 +128,15 @@ def main() -> None:
     parser.add_argument("--neighbours", default="0,16", help="k values compared (0 = global directions); the per-colour tables use each")
     parser.add_argument("--strengths", default="1,2", help="edit strengths swept; the per-colour tables use --strength")
     parser.add_argument("--strength", type=float, default=1.0)
+    parser.add_argument("--svc_config", help="a config whose data: serves the real shapes (configs/quickstart.yaml): adds the SVC judge")
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.perf_counter()
-    judge = load_model(args.judge).eval()
+    judges = {"CNN judge": load_model(args.judge).eval()}
+    if args.svc_config:
+        from two_judges import svc_judge  # scikit-learn only when asked for
+
+        judges["SVC on pixels"] = svc_judge(args.svc_config, len(COLOUR_NAMES) * len(SHAPE_NAMES))
     vae = load_model(args.vae).eval()
     images, labels = validation_images(args.vae, args.images)
     directions, hit = load_directions(vae, args.vae, args.references, data_section_of_run(args.vae))
@@ -130,42 +149,38 @@ def main() -> None:
     with torch.no_grad():
         reconstructions = vae.reconstruct(images)
     colour, shape = labels // len(SHAPE_NAMES), labels % len(SHAPE_NAMES)
-    real_hit, real_kept, _ = score(judge, images, colour, shape)
-    recon_hit, recon_kept, _ = score(judge, reconstructions, colour, shape)
-    print(
-        f"\nBaseline (same run): judge on the real images: colour {real_hit:.1%}, shape {real_kept:.1%}; "
-        f"on the β-VAE's unedited reconstructions: colour {recon_hit:.1%}, shape {recon_kept:.1%}"
-    )
+    real, reconstructed = score(judges, images, colour, shape), score(judges, reconstructions, colour, shape)
+    for name in judges:
+        (real_hit, real_kept, _), (recon_hit, recon_kept, _) = real[name], reconstructed[name]
+        print(
+            f"\nBaseline (same run), {name}: on the real images: colour {real_hit:.1%}, shape {real_kept:.1%}; "
+            f"on the β-VAE's unedited reconstructions: colour {recon_hit:.1%}, shape {recon_kept:.1%}"
+        )
 
     ks = [int(k) for k in args.neighbours.split(",")]
     strengths = sorted({float(x) for x in args.strengths.split(",")} | {args.strength})
     labels_of = {"from_to": "β-VAE --from C --to T", "attribute": "β-VAE --attribute T"}
     results = {
-        (kind, k, strength): evaluate(kind, vae, judge, images, labels, strength, directions, k)
+        (kind, k, strength): evaluate(kind, vae, judges, images, labels, strength, directions, k)
         for kind in labels_of
         for k in ks
         for strength in strengths
     }
     print("\nSweep (all target colours):")
-    print("| edit                  | neighbours | strength | target colour | shape kept | both  |")
-    print("|-----------------------|------------|----------|---------------|------------|-------|")
+    print(header("edit | neighbours | strength", judges))
     for (kind, k, strength), rows in results.items():
-        _, hit_all, kept_all, both_all, _ = rows[-1]
-        print(
-            f"| {labels_of[kind]:<21} | {k if k else 'global':>10} | {strength:8.2f} | {hit_all:12.1%} | "
-            f"{kept_all:9.1%} | {both_all:5.1%} |"
-        )
+        print(f"| {labels_of[kind]:<21} | {k if k else 'global':>10} | {strength:8.2f} | {cells(rows[-1][1])} |")
     for k in ks:
         where = f"{k} nearest references" if k else "global directions"
-        table(
-            f"β-VAE, --from <colour> --to <target>, {where}, strength {args.strength} ({args.vae})", results[("from_to", k, args.strength)]
-        )
-        table(f"β-VAE, --attribute <target>, {where}, strength {args.strength}", results[("attribute", k, args.strength)])
+        title = f"β-VAE, --from <colour> --to <target>, {where}, strength {args.strength} ({args.vae})"
+        table(title, results[("from_to", k, args.strength)], judges)
+        table(f"β-VAE, --attribute <target>, {where}, strength {args.strength}", results[("attribute", k, args.strength)], judges)
     if args.cvae:
         cvae = load_model(args.cvae).eval()
         table(
             f"CVAE condition swap (encode with the image's class, decode with the target colour and the same shape) ({args.cvae})",
-            evaluate("cvae", cvae, judge, images, labels, args.strength),
+            evaluate("cvae", cvae, judges, images, labels, args.strength),
+            judges,
         )
     print(f"\n{time.perf_counter() - started:.0f} s on {torch.get_num_threads()} CPU threads (cores shared with other jobs)")
 

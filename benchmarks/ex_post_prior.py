@@ -14,7 +14,10 @@ the posterior means of ``--fit_images`` training images of the config's dataset,
 likewise the diffusion prior (two-stage VAE) when the checkpoint was not trained with ``prior: diffusion``.
 
     python benchmarks/ex_post_prior.py --vae runs/quickstart/version_0/checkpoints/last.ckpt \
-        --judge runs/shapes_judge/version_0/checkpoints/last.ckpt --config configs/quickstart.yaml
+        --judge runs/shapes_judge/version_0/checkpoints/last.ckpt --config configs/quickstart.yaml [--svc]
+
+``--svc`` adds a second judge of another kind (two_judges.py's RBF SVC on the config's real training pixels,
+fit with calibrated probabilities): the three judge columns again, by the SVC.
 """
 
 from __future__ import annotations
@@ -52,12 +55,12 @@ def judge_scores(judge: Any, images: torch.Tensor, classes: int) -> dict[str, fl
     probabilities = torch.cat([judge(images[start : start + 256])["class"].softmax(1) for start in range(0, len(images), 256)])
     top, judged = probabilities.max(1)
     confident = top >= CONFIDENT
-    return {
-        "mean top-class probability": top.mean().item(),
-        f"share judged ≥ {CONFIDENT:.0%} sure": confident.float().mean().item(),
-        "classes covered by the sure ones": float(len(judged[confident].unique())),
-        "of classes": float(classes),
-    }
+    values = [top.mean().item(), confident.float().mean().item(), float(len(judged[confident].unique())), float(classes)]
+    return dict(zip(judge_scores_keys(), values))
+
+
+def judge_scores_keys() -> list[str]:
+    return ["mean top-class probability", f"share judged ≥ {CONFIDENT:.0%} sure", "classes covered by the sure ones", "of classes"]
 
 
 def fitted_prior(model: Any, density: LatentDensity, codes: Any, seed: int, fitted_here: str) -> tuple[LatentPrior, str]:
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--diffusion_steps", type=int, default=2000, help="Adam steps of a diffusion prior fitted here")
     parser.add_argument("--diffusion_width", type=int, default=None, help="its MLP width (default 4 × latent_dim)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--svc", action="store_true", help="score every source by the SVC judge as well")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model, judge = load_model(args.vae), load_model(args.judge)
@@ -115,6 +119,18 @@ def main() -> None:
         f"fitted here: {args.diffusion_steps} steps, width {width}, on {count}",
     )
     classes = len(judge.data_facts.class_names)
+    judges = {"": judge}
+    if args.svc:
+        from two_judges import svc_judge  # scikit-learn only when asked for
+
+        config = yaml.safe_load(open(args.config))
+        if args.root:
+            config["data"].setdefault("init_args", {})["root"] = args.root
+        judges["SVC: "] = svc_judge(config, classes, probability=True)
+
+    def judged(images: torch.Tensor) -> dict[str, float]:
+        return {f"{prefix}{key}": value for prefix, one in judges.items() for key, value in judge_scores(one, images, classes).items()}
+
     val = datamodule.val_set
     order = torch.Generator().manual_seed(args.seed)
     real = val.__getitems__(torch.randperm(len(val), generator=order)[: args.num].tolist())["image"]  # splits may be sorted by class
@@ -128,7 +144,7 @@ def main() -> None:
         mean, std, _ = kid(real_features, fake)
         return {"FID": fid(real_features, fake), "KID": mean, "KID std": std}
 
-    results = {"real training images (ceiling)": {**judge_scores(judge, training, classes), **distance(training)}}
+    results = {"real training images (ceiling)": {**judged(training), **distance(training)}}
     standard = LatentPrior(model.latent_dim)  # never fitted: N(0, I)
     for prior, label in (
         (standard, "z ~ N(0, I)"),
@@ -138,22 +154,21 @@ def main() -> None:
         with torch.no_grad():
             latents = prior.sample(args.num, torch.Generator().manual_seed(args.seed), "cpu")
             samples = torch.cat([model.decode(latents[start : start + 256]) for start in range(0, len(latents), 256)])
-        results[label] = {**judge_scores(judge, samples, classes), **distance(samples)}
-    keys = list(next(iter(results.values())))
+        results[label] = {**judged(samples), **distance(samples)}
+    keys = [key for key in judge_scores_keys() if key != "of classes"]
     print(
         f"VAE {args.vae}, judge {args.judge}, {args.num} samples per prior; FID/KID against {len(real)} validation images "
         f"in the judge's features ({features.name})"
     )
-    print("| source | " + " | ".join(key for key in keys if key not in ("of classes", "KID std")) + " (± std over subsets) |")
-    print("| --- |" + " ---: |" * (len(keys) - 2))
+    columns = [f"{prefix}{key}" for prefix in judges for key in keys]
+    print("| source | " + " | ".join(columns) + " | FID | KID (± std over subsets) |")
+    print("| --- |" + " ---: |" * (len(columns) + 2))
     for label, scores in results.items():
-        cells = [
-            f"{100 * scores[keys[0]]:.1f} %",
-            f"{100 * scores[keys[1]]:.1f} %",
-            f"{scores[keys[2]]:.0f} / {scores[keys[3]]:.0f}",
-            f"{scores['FID']:.1f}",
-            f"{scores['KID']:.1f} ± {scores['KID std']:.1f}",
-        ]
+        cells = []
+        for prefix in judges:
+            mean, sure, covered = (scores[f"{prefix}{key}"] for key in keys)
+            cells += [f"{100 * mean:.1f} %", f"{100 * sure:.1f} %", f"{covered:.0f} / {classes}"]
+        cells += [f"{scores['FID']:.1f}", f"{scores['KID']:.1f} ± {scores['KID std']:.1f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

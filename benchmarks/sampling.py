@@ -50,16 +50,6 @@ def judged_accuracy(judge: torch.nn.Module | None, images: torch.Tensor, labels:
     return f"{judge_accuracy(judge, images, labels, 'class', class_names)['overall']:.1%}"
 
 
-def svc_judge(config: str | None, num_classes: int) -> torch.nn.Module | None:
-    if config is None:
-        return None
-    import yaml
-    from real_data_quality import fit_svc
-    from two_judges import SVCJudge
-
-    return SVCJudge(fit_svc(yaml.safe_load(Path(config).read_text())), num_classes)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", help="a class-conditional DDPM checkpoint; default: train one briefly")
@@ -76,7 +66,11 @@ def main() -> None:
     class_names = model.data_facts.class_names
     labels = torch.linspace(0, len(class_names) - 1, args.num).round().long()
     cnn = load_model(args.judge, device).eval() if args.judge else None
-    svc = svc_judge(args.svc_config, len(class_names))
+    svc = None
+    if args.svc_config:
+        from two_judges import svc_judge  # scikit-learn only when asked for
+
+        svc = svc_judge(args.svc_config, len(class_names))
     rows = []
     for sampler, steps in SAMPLERS:
         generator = torch.Generator(device=device).manual_seed(0)

@@ -28,20 +28,37 @@ from torch import nn
 
 
 class SVCJudge(nn.Module):
-    """An sklearn classifier on flattened pixels, answering as a judge does: ``{"class": logits}`` (one-hot)."""
+    """An sklearn classifier on flattened pixels, answering as a judge does: ``{"class": logits}`` — one-hot
+    predictions, or log-probabilities when the classifier has ``predict_proba`` (fit_svc(..., probability=True);
+    softmax gives them back)."""
 
     def __init__(self, svc: Any, num_classes: int):
         super().__init__()
         self.svc, self.num_classes = svc, num_classes
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        predicted = torch.from_numpy(self.svc.predict(images.float().flatten(1).cpu().numpy())).long()
+        pixels = images.float().flatten(1).cpu().numpy()
+        if hasattr(self.svc, "predict_proba"):  # an SVC has it only when calibrated
+            probabilities = torch.zeros(len(pixels), self.num_classes, dtype=torch.float64)
+            probabilities[:, torch.from_numpy(self.svc.classes_).long()] = torch.from_numpy(self.svc.predict_proba(pixels))
+            return {"class": probabilities.clamp_min(1e-12).log().float()}
+        predicted = torch.from_numpy(self.svc.predict(pixels)).long()
         return {"class": nn.functional.one_hot(predicted, self.num_classes).float()}
+
+
+def svc_judge(config: str | Path | dict | None, num_classes: int, probability: bool = False) -> nn.Module | None:
+    """The second judge: an RBF SVC on the real training pixels that ``config``'s data: section serves (None without one)."""
+    if config is None:
+        return None
+    loaded = config if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
+    return SVCJudge(fit_svc(loaded, probability), num_classes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt_path", type=Path, required=True, help="the conditional generator (CVAE or class/text DDPM)")
+    parser.add_argument(
+        "--ckpt_path", type=Path, nargs="+", required=True, help="the conditional generator(s) (CVAE or class/text DDPM): one table each"
+    )
     parser.add_argument("--judge", type=Path, required=True, help="the CNN judge checkpoint trained on the same data")
     parser.add_argument("--config", type=Path, required=True, help="a config whose data: section serves the real images")
     parser.add_argument("--num", type=int, default=480)
@@ -58,18 +75,19 @@ def main() -> None:
     from lightning_gen.metrics.judged import check_conditional, check_same_vocabulary, judged_kind, sample_spread
 
     torch.set_grad_enabled(False)
-    model, cnn = load_model(args.ckpt_path).eval(), load_model(args.judge).eval()
-    check_conditional(model)
-    check_same_vocabulary(model, cnn)
-    if judged_kind(model) != "class":
-        raise SystemExit("two_judges.py scores class-conditional samples; judge an attribute-conditioned model with evaluate --judge.")
+    cnn = load_model(args.judge).eval()
+    models = [(path, load_model(path).eval()) for path in args.ckpt_path]
+    for _, model in models:
+        check_conditional(model)
+        check_same_vocabulary(model, cnn)
+        if judged_kind(model) != "class":
+            raise SystemExit("two_judges.py scores class-conditional samples; judge an attribute-conditioned model with evaluate --judge.")
     config = yaml.safe_load(args.config.read_text())
     started = time.perf_counter()
     print(f"fitting the SVC judge on the real training images of {args.config} …", flush=True)
-    svc = fit_svc(config)  # its accuracy on the real validation images is scored below, with the CNN's
+    facts = models[0][1].data_facts
+    judges = {"CNN judge": cnn, "SVC on pixels": svc_judge(config, len(facts.class_names))}
     svc_seconds = time.perf_counter() - started
-    facts = model.data_facts
-    judges = {"CNN judge": cnn, "SVC on pixels": SVCJudge(svc, len(facts.class_names))}
     groups = args.group_names.split(",") if args.group_names else None
 
     val_x, val_y = real_pixels(config, "val")
@@ -78,19 +96,22 @@ def main() -> None:
     keys = ["overall", *(f"group/{group}" for group in groups or [])]
     print(f"real validation images: {len(real)} from {args.config}; SVC fit {svc_seconds:.0f} s")
     on_real = {name: scores(judge, real, torch.from_numpy(val_y), facts, groups) for name, judge in judges.items()}
-    for scale in scales:
-        sampling = sampling_kwargs(model, options_of({"steps": args.steps, "guidance_scale": scale}))
-        started = time.perf_counter()
-        images, expected = sample_spread(model, args.num, args.seed, args.batch_size, args.prompt_template, **sampling)
-        seconds = time.perf_counter() - started
-        options = ", ".join(f"{key} {value}" for key, value in sampling.items()) or "the model's defaults"
-        print(f"\n{args.num} samples of {args.ckpt_path} ({options}, seed {args.seed}; {seconds:.0f} s)")
-        print("| judge | " + " | ".join(f"real val: {key}" for key in keys) + " | " + " | ".join(f"samples: {key}" for key in keys) + " |")
-        print("|---" * (1 + 2 * len(keys)) + "|")
-        for name, judge in judges.items():
-            on_samples = scores(judge, images, expected, facts, groups)
-            cells = [f"{100 * on_real[name][key]:.1f} %" for key in keys] + [f"{100 * on_samples[key]:.1f} %" for key in keys]
-            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    for path, model in models:
+        for scale in scales:
+            sampling = sampling_kwargs(model, options_of({"steps": args.steps, "guidance_scale": scale}))
+            started = time.perf_counter()
+            images, expected = sample_spread(model, args.num, args.seed, args.batch_size, args.prompt_template, **sampling)
+            seconds = time.perf_counter() - started
+            options = ", ".join(f"{key} {value}" for key, value in sampling.items()) or "the model's defaults"
+            print(f"\n{args.num} samples of {path} ({options}, seed {args.seed}; {seconds:.0f} s)")
+            print(
+                "| judge | " + " | ".join(f"real val: {key}" for key in keys) + " | " + " | ".join(f"samples: {key}" for key in keys) + " |"
+            )
+            print("|---" * (1 + 2 * len(keys)) + "|")
+            for name, judge in judges.items():
+                on_samples = scores(judge, images, expected, facts, groups)
+                cells = [f"{100 * on_real[name][key]:.1f} %" for key in keys] + [f"{100 * on_samples[key]:.1f} %" for key in keys]
+                print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 def scores(judge: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, facts: Any, groups: list[str] | None) -> dict[str, float]:
