@@ -38,7 +38,6 @@ def main() -> None:
     groups = args.group_names.split(",") if args.group_names else None
     judges = {"CNN judge": judge}
     if args.svc_config:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from two_judges import svc_judge  # scikit-learn only when asked for
 
         judges["SVC on pixels"] = svc_judge(args.svc_config, len(facts.class_names))
