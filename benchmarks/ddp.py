@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -199,6 +200,16 @@ def _phases(results: list[dict]) -> str:
     return "/".join(f"{means[key]:.1f}" for key in keys)
 
 
+def rounds(run, batch: int, repeats: int) -> dict[tuple[int, int], list[dict]]:
+    """``repeats`` interleaved rounds of four runs ``run(processes, batch per process)`` for a config batch B:
+    1×B, 1×B/2, 2×B/2 (strong scaling: global batch B) and 2×B (weak scaling)."""
+    runs: dict[tuple[int, int], list[dict]] = {shape: [] for shape in [(1, batch), (1, batch // 2), (2, batch // 2), (2, batch)]}
+    for _ in range(repeats):
+        for devices, per_rank in runs:
+            runs[devices, per_rank].append(run(devices, per_rank))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the four runs per model, interleaved")
@@ -214,24 +225,15 @@ def main() -> None:
         ("ddpm", "shapes DDPM", "configs/shapes_ddpm.yaml", args.ddpm_images, 64,
          ["--model.init_args.lr_scheduler.init_args.total_steps", "1000", "--model.init_args.validation_steps", "2"]),
     ]  # fmt: skip
-    # (processes, batch per process) for a config batch B: 1×B, 1×B/2, 2×B/2 (strong: global batch B), 2×B (weak).
-    shapes = lambda batch: [(1, batch), (1, batch // 2), (2, batch // 2), (2, batch)]  # noqa: E731
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         for key, name, config, images, batch, extra in models:
             if key not in args.models:
                 continue
-            runs: dict[tuple[int, int], list[dict]] = {shape: [] for shape in shapes(batch)}
-            for _ in range(args.repeats):
-                for devices, per_rank in runs:
-                    runs[devices, per_rank].append(fit(config, devices, per_rank, images, args.epochs, extra, Path(tmp)))
-            tables.append((name, batch, runs))
+            common = {"images": images, "epochs": args.epochs, "workdir": Path(tmp)}
+            tables.append((name, batch, rounds(partial(fit, config, extra=extra, **common), batch, args.repeats)))
             if key == "vae" and args.plain:
-                runs = {shape: [] for shape in shapes(batch)}
-                for _ in range(args.repeats):
-                    for devices, per_rank in runs:
-                        runs[devices, per_rank].append(plain(devices, per_rank, images, args.epochs, Path(tmp)))
-                tables.append(("plain DDP VAE", batch, runs))
+                tables.append(("plain DDP VAE", batch, rounds(partial(plain, **common), batch, args.repeats)))
     print(f"\nDDP on CPU (gloo), {os.cpu_count()} cores, 1 thread per process; epochs after the first timed")
     print("ms per step: forward / backward (incl. waiting for the gradient all-reduce) / optimizer + callbacks / between steps\n")
     print(f"{'model':<16} {'scaling':<34} {'img/s':>16} {'efficiency':>10}   ms per step, rank 0")

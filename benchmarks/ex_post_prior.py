@@ -23,13 +23,13 @@ fit with calibrated probabilities): the three judge columns again, by the SVC.
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
 import torch
 import yaml
 
 from lightning_gen.checkpoints.loading import load_model
+from lightning_gen.inference.datamodules import datamodule_from_config
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.formulas import fid, kid
 from lightning_gen.models.denoising_prior import DenoisingDensity
@@ -38,13 +38,16 @@ from lightning_gen.models.latent_prior import LatentDensity, LatentPrior, Mixtur
 CONFIDENT = 0.9
 
 
-def datamodule_from(config_path: str, root: str | None) -> Any:
-    data = yaml.safe_load(open(config_path))["data"]
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    init_args = dict(data.get("init_args", {}))
+def config_with_root(config_path: str, root: str | None) -> dict[str, Any]:
+    """The YAML config, with ``data.init_args.root`` set to ``root`` when given (for the datamodule and the SVC)."""
+    config = yaml.safe_load(open(config_path))
     if root:
-        init_args["root"] = root
-    datamodule = getattr(importlib.import_module(module_name), class_name)(**init_args)
+        config["data"].setdefault("init_args", {})["root"] = root
+    return config
+
+
+def datamodule_from(config: dict[str, Any], where: str) -> Any:
+    datamodule = datamodule_from_config(config["data"], where)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -90,7 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model, judge = load_model(args.vae), load_model(args.judge)
-    datamodule = datamodule_from(args.config, args.root)
+    config = config_with_root(args.config, args.root)
+    datamodule = datamodule_from(config, args.config)
     cache: list[torch.Tensor] = []
 
     def codes() -> torch.Tensor:
@@ -123,9 +127,6 @@ def main() -> None:
     if args.svc:
         from two_judges import svc_judge  # scikit-learn only when asked for
 
-        config = yaml.safe_load(open(args.config))
-        if args.root:
-            config["data"].setdefault("init_args", {})["root"] = args.root
         judges["SVC: "] = svc_judge(config, classes, probability=True)
 
     def judged(images: torch.Tensor) -> dict[str, float]:

@@ -36,6 +36,7 @@ redoes them), so an interrupted benchmark continues.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -100,8 +101,10 @@ class Results:
 
 
 # -- data ---------------------------------------------------------------------------------------------------
+@functools.cache
 def read_split(root: Path, split: str) -> tuple[torch.Tensor, list[str]]:
-    """Every PNG of ``root/split/<class>/`` as N×3×H×W in [0, 1] and its class folder's name, in sorted order."""
+    """Every PNG of ``root/split/<class>/`` as N×3×H×W in [0, 1] and its class folder's name, in sorted order
+    (read once per split: the SVC and the scorer share it; callers do not modify it)."""
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 

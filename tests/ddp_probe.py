@@ -84,3 +84,19 @@ class LatentProbe(Probe):
         self.seen["final_weights"] = weights(pl_module)
         self.seen["encoded_total"] = self.encoded
         super().on_fit_end(trainer, pl_module)
+
+
+class PriorProbe(Probe):
+    """Probe of a VAE with a fitted latent prior: at every validation (after the prior's refit on the codes gathered
+    from both ranks) the images this rank kept, the weights that encoded them and the fitted density's state."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            images, _ = pl_module.latent_prior.kept()
+            self.seen.setdefault("fits", []).append(
+                {
+                    "kept": images.clone(),
+                    "weights": {key: value for key, value in weights(pl_module).items() if not key.startswith("latent_prior")},
+                    "prior": pl_module.latent_prior.density.get_extra_state(),
+                }
+            )

@@ -282,3 +282,48 @@ def test_ema_refuses_a_sharded_strategy():
 
     with pytest.raises(UserError, match="ema.enabled false"):
         EMA().setup(SimpleNamespace(strategy=FSDPStrategy()), torch.nn.Linear(1, 1), "fit")
+
+
+@pytest.mark.slow
+def test_two_process_diffusion_prior_is_fitted_on_both_ranks_codes_and_is_the_same_on_each(tmp_path):
+    """``prior: diffusion`` under DDP: every rank fits its denoiser on the codes of both ranks' kept images (gathered,
+    rank 0's first), seed 0, no collective inside the fit; so both ranks hold the one prior the checkpoint keeps,
+    equal to a fit here on the gathered codes, and unlike one on rank 0's codes alone."""
+    model = copy.deepcopy(TINY_CONFIG["model"])
+    model["init_args"].update({"prior": "diffusion", "prior_fit_steps": 20, "prior_width": 8})
+    config = ddp_config(tmp_path, "prior", model)
+    settings = yaml.safe_load(config.read_text())
+    settings["trainer"]["callbacks"][0]["class_path"] = "ddp_probe.PriorProbe"
+    config.write_text(yaml.safe_dump(settings))
+    launch("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "runs", cwd=tmp_path)
+    run = assert_one_run(tmp_path / "runs", "prior")
+    rank0, rank1 = (probe["fits"] for probe in probes(tmp_path, "prior"))
+    assert len(rank0) == len(rank1) >= 1
+    first0, first1 = rank0[0], rank1[0]
+    assert first0["kept"].shape == first1["kept"].shape and not torch.equal(first0["kept"], first1["kept"])
+    for fit0, fit1 in zip(rank0, rank1):
+        assert fit0["prior"]["fitted"] and fit0["prior"].keys() == fit1["prior"].keys()
+        for key, value in fit0["prior"].items():
+            assert key == "fitted" or torch.equal(value, fit1["prior"][key]), key
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    saved = saved["latent_prior._extra_state"]
+    assert all(torch.equal(saved[key], rank0[-1]["prior"][key]) for key in saved if key != "fitted")
+
+    # The first fit again, here: the validated weights encode each rank's kept images; rank 0's codes first.
+    from lightning_gen.models.denoising_prior import DenoisingDensity
+
+    vae = load_model(run / "checkpoints" / "last.ckpt")
+    vae.load_state_dict(first0["weights"], strict=False)
+    with torch.no_grad():
+        codes = [vae.encode(fit["kept"]) for fit in (first0, first1)]
+
+    def fitted_on(codes: torch.Tensor) -> dict:
+        density = DenoisingDensity(8, fit_steps=20, width=8)
+        density.fit(codes, seed=0)
+        return density.get_extra_state()
+
+    both, alone = fitted_on(torch.cat(codes)), fitted_on(codes[0])
+    for key, value in first0["prior"].items():
+        if key != "fitted":
+            assert torch.allclose(value, both[key], rtol=1e-4, atol=1e-5), key
+    assert not torch.allclose(first0["prior"]["code_mean"], alone["code_mean"], atol=1e-4)  # what an ungathered rank fits
