@@ -14,7 +14,7 @@ from PIL import Image
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule
-from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture
+from lightning_gen.models.latent_prior import GaussianMixture, LatentPrior, fit_gaussian_mixture, weighted_scatter
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([[-4.0, 1.0], [3.0, -2.0]], dtype=torch.float64)
@@ -45,6 +45,34 @@ def test_samples_reproduce_the_mixture_moments():
     assert torch.allclose(torch.cov(samples.T), covariance, atol=0.08)
     # Each half of the plane holds its component's share.
     assert abs((samples[:, 0] < -0.5).double().mean().item() - 0.3) < 0.01
+
+
+def test_component_log_densities_equal_torch_distributions():
+    """log w_k + log N(x | μ_k, Σ_k) against torch.distributions' MultivariateNormal (an independent implementation)."""
+    mixture = known_mixture()
+    points = torch.tensor([[0.0, 0.0], [-4.0, 1.0], [3.5, -1.0], [10.0, 5.0]], dtype=torch.float64)
+    expected = torch.stack(
+        [
+            weight.log() + torch.distributions.MultivariateNormal(mean, covariance).log_prob(points)
+            for weight, mean, covariance in zip(WEIGHTS, MEANS, COVARIANCES)
+        ],
+        1,
+    )
+    assert torch.allclose(mixture.log_prob_components(points), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_weighted_scatter_by_hand():
+    """Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ, summed point by point."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 3, generator=generator, dtype=torch.float64)
+    means = torch.randn(2, 3, generator=generator, dtype=torch.float64)
+    responsibility = torch.rand(7, 2, generator=generator, dtype=torch.float64)
+    expected = torch.zeros(2, 3, 3, dtype=torch.float64)
+    for n in range(7):
+        for k in range(2):
+            diff = x[n] - means[k]
+            expected[k] += responsibility[n, k] * torch.outer(diff, diff)
+    assert torch.allclose(weighted_scatter(x, means, responsibility), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
