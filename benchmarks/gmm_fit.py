@@ -80,6 +80,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved
         for name, fit in (("lightning_gen EM (torch, float64)", ours), ("scikit-learn GaussianMixture", sklearn_fit)):
             seconds, iterations, log_likelihood = fit(x, args.components)
+            print(f"{name}: {seconds:.2f} s, {iterations} iterations, mean log-likelihood {log_likelihood:.3f}", flush=True)
             best = rows.get(name)
             rows[name] = (min(seconds, best[0]) if best else seconds, iterations, log_likelihood)
     print(f"{args.points} codes × {args.dim} dims, {args.components} full-covariance components, {torch.get_num_threads()} thread(s)")

@@ -46,10 +46,8 @@ class SVCJudge(nn.Module):
         return {"class": nn.functional.one_hot(predicted, self.num_classes).float()}
 
 
-def svc_judge(config: str | Path | dict | None, num_classes: int, probability: bool = False) -> nn.Module | None:
-    """The second judge: an RBF SVC on the real training pixels that ``config``'s data: section serves (None without one)."""
-    if config is None:
-        return None
+def svc_judge(config: str | Path | dict, num_classes: int, probability: bool = False) -> nn.Module:
+    """The second judge: an RBF SVC on the real training pixels that ``config``'s data: section serves."""
     loaded = config if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
     return SVCJudge(fit_svc(loaded, probability), num_classes)
 

@@ -17,6 +17,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from lightning_gen.checkpoints.loading import load_model
 from lightning_gen.data import ShapesDataModule
+from lightning_gen.models.denoising_prior import DenoisingDensity
 from lightning_gen.runs.agreement import ENV_KEY, agreed_run_location
 from lightning_gen.runs.directory import RunLocation
 
@@ -310,8 +311,6 @@ def test_two_process_diffusion_prior_is_fitted_on_both_ranks_codes_and_is_the_sa
     assert all(torch.equal(saved[key], rank0[-1]["prior"][key]) for key in saved if key != "fitted")
 
     # The first fit again, here: the validated weights encode each rank's kept images; rank 0's codes first.
-    from lightning_gen.models.denoising_prior import DenoisingDensity
-
     vae = load_model(run / "checkpoints" / "last.ckpt")
     vae.load_state_dict(first0["weights"], strict=False)
     with torch.no_grad():
